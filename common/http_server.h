@@ -1,0 +1,93 @@
+/*
+ * http_server.h - the HTTP server every Junction program embeds (libmicrohttpd).
+ *
+ * A route table maps (method, pattern) to a handler. Patterns are paths whose
+ * segments may be ":name" (one segment, captured) or a final "*" (the rest, captured
+ * as "*"). The server reads the whole request body up to a cap before calling the
+ * handler (413 past it), answers 404/405 itself with the JSON error envelope, and
+ * counts every request in jn_http_requests_total / jn_http_request_duration_seconds.
+ * Handlers run on a pool of server threads and may block briefly (a database query);
+ * they fill a jn_http_response_t that the server sends and frees.
+ */
+#ifndef JN_HTTP_SERVER_H
+#define JN_HTTP_SERVER_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define JN_HTTP_MAX_PARAMS 8
+#define JN_HTTP_MAX_HEADERS 16
+
+typedef struct jn_http_server jn_http_server_t;
+
+typedef struct {
+    const char *method; /* "GET" */
+    const char *path;   /* without the query string, percent-decoded by the server */
+    const char *route;  /* the matched pattern, for labels and logs */
+    const char *body;   /* NUL-terminated copy of the body; may contain NUL bytes */
+    size_t body_len;
+    void *conn; /* the underlying struct MHD_Connection */
+    int param_count;
+    const char *param_names[JN_HTTP_MAX_PARAMS];
+    char *param_values[JN_HTTP_MAX_PARAMS];
+} jn_http_request_t;
+
+typedef struct {
+    int status;
+    char *body; /* owned: freed by the server after sending */
+    size_t body_len;
+    const char *content_type; /* static string; default application/json */
+    int header_count;
+    char *header_names[JN_HTTP_MAX_HEADERS]; /* owned copies */
+    char *header_values[JN_HTTP_MAX_HEADERS];
+} jn_http_response_t;
+
+typedef void (*jn_http_handler_fn)(const jn_http_request_t *req, jn_http_response_t *res, void *ud);
+
+typedef struct {
+    const char *bind_address; /* "0.0.0.0" or "127.0.0.1" */
+    uint16_t port;            /* 0 picks a free port; see jn_http_server_port() */
+    size_t max_body;          /* bytes; larger requests get 413 */
+    int threads;              /* size of the handler thread pool */
+} jn_http_options_t;
+
+/* Creates a server (not yet listening). Returns NULL only on allocation failure. */
+jn_http_server_t *jn_http_server_new(const jn_http_options_t *opts);
+
+/* Adds a route; routes are tried in the order added. method "*" matches any method.
+ * Call before jn_http_server_start(). */
+void jn_http_route(jn_http_server_t *srv, const char *method, const char *pattern,
+                   jn_http_handler_fn handler, void *ud);
+
+/* Starts listening. JN_ERR_IO (logged with the reason) when the port cannot be bound. */
+jn_err_t jn_http_server_start(jn_http_server_t *srv);
+
+/* The port actually bound (useful with port 0). */
+uint16_t jn_http_server_port(const jn_http_server_t *srv);
+
+/* Stops accepting, finishes in-flight requests, frees everything. NULL is fine. */
+void jn_http_server_free(jn_http_server_t *srv);
+
+/* Request accessors: all return borrowed strings valid during the handler, or NULL. */
+const char *jn_http_header(const jn_http_request_t *req, const char *name);
+const char *jn_http_query(const jn_http_request_t *req, const char *name);
+const char *jn_http_param(const jn_http_request_t *req, const char *name);
+/* Calls fn for each value of a repeated query argument (include=a&include=b). */
+void jn_http_query_each(const jn_http_request_t *req, const char *name,
+                        void (*fn)(const char *value, void *ud), void *ud);
+
+/* Response helpers. They replace any body already set. */
+void jn_http_respond_json(jn_http_response_t *res, int status, json_object *body); /* takes body */
+void jn_http_respond_text(jn_http_response_t *res, int status, const char *content_type,
+                          const char *text);
+/* The JSON error envelope {"error":{"code":code,"message":message}}. */
+void jn_http_respond_error(jn_http_response_t *res, int status, const char *code, const char *fmt,
+                           ...) __attribute__((format(printf, 4, 5)));
+/* Adds a response header (copied). Ignored past JN_HTTP_MAX_HEADERS. */
+void jn_http_add_header(jn_http_response_t *res, const char *name, const char *value);
+
+#endif

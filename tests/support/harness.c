@@ -1,0 +1,269 @@
+/*
+ * harness.c - integration-test plumbing (see harness.h).
+ */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+const char *jn_test_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        fail_msg("%s is not set: run the tests through tests/run.sh", name);
+    return v;
+}
+
+void jn_test_unique(const char *prefix, char *out, size_t cap)
+{
+    static int counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(out, cap, "%s_%ld_%ld_%d", prefix, (long)getpid(), (long)(ts.tv_nsec / 1000) % 100000,
+             ++counter);
+}
+
+int jn_test_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
+        fail_msg("cannot find a free port: %s", strerror(errno));
+    socklen_t len = sizeof addr;
+    getsockname(fd, (struct sockaddr *)&addr, &len);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+void jn_test_spawn(jn_test_process_t *p, const char *const *argv, const char *const *extra_env,
+                   const char *log_name)
+{
+    memset(p, 0, sizeof *p);
+    const char *dir = getenv("JN_TEST_LOG_DIR");
+    snprintf(p->log_path, sizeof p->log_path, "%s/%s.log", dir ? dir : ".", log_name);
+
+    size_t n_env = 0, n_extra = 0;
+    while (environ[n_env])
+        n_env++;
+    while (extra_env && extra_env[n_extra])
+        n_extra++;
+    char **envp = calloc(n_env + n_extra + 1, sizeof *envp);
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++) {
+        bool overridden = false;
+        const char *eq = strchr(environ[i], '=');
+        size_t name_len = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+        for (size_t j = 0; j < n_extra && !overridden; j++)
+            overridden =
+                strncmp(extra_env[j], environ[i], name_len) == 0 && extra_env[j][name_len] == '=';
+        if (!overridden)
+            envp[k++] = environ[i];
+    }
+    for (size_t j = 0; j < n_extra; j++)
+        envp[k++] = (char *)extra_env[j];
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, p->log_path,
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    int rc = posix_spawn(&p->pid, argv[0], &actions, NULL, (char *const *)argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    free(envp);
+    if (rc != 0)
+        fail_msg("cannot start %s: %s", argv[0], strerror(rc));
+}
+
+void jn_test_signal(jn_test_process_t *p, int sig)
+{
+    if (p->pid > 0)
+        kill(p->pid, sig);
+}
+
+bool jn_test_process_wait(jn_test_process_t *p, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return true;
+    for (int waited = 0; waited <= timeout_ms; waited += 20) {
+        int status = 0;
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            p->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+            p->pid = 0;
+            return true;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+void jn_test_process_kill(jn_test_process_t *p)
+{
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        int status;
+        waitpid(p->pid, &status, 0);
+        p->pid = 0;
+    }
+}
+
+char *jn_test_read_log(const jn_test_process_t *p)
+{
+    FILE *f = fopen(p->log_path, "rb");
+    if (!f)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = calloc(1, (size_t)n + 1);
+    size_t got = fread(text, 1, (size_t)n, f);
+    text[got] = '\0';
+    fclose(f);
+    return text;
+}
+
+typedef struct {
+    char *data;
+    size_t len;
+} sink_t;
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    sink_t *s = ud;
+    size_t n = size * nmemb;
+    char *grown = realloc(s->data, s->len + n + 1);
+    if (!grown)
+        return 0;
+    s->data = grown;
+    memcpy(s->data + s->len, ptr, n);
+    s->len += n;
+    s->data[s->len] = '\0';
+    return n;
+}
+
+long jn_test_http(const char *method, const char *url, const char *const *headers,
+                  const char *req_body, size_t req_body_len, char **body)
+{
+    CURL *curl = curl_easy_init();
+    sink_t sink = {calloc(1, 1), 0};
+    struct curl_slist *list = NULL;
+    for (size_t i = 0; headers && headers[i]; i++)
+        list = curl_slist_append(list, headers[i]);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 15000L);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    if (req_body) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req_body);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req_body_len);
+    }
+    long status = 0;
+    if (curl_easy_perform(curl) == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(curl);
+    if (body)
+        *body = sink.data;
+    else
+        free(sink.data);
+    return status;
+}
+
+bool jn_test_wait_until(bool (*fn)(void *ud), void *ud, int timeout_ms)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (fn(ud))
+            return true;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed =
+            (now.tv_sec - start.tv_sec) * 1000L + (now.tv_nsec - start.tv_nsec) / 1000000L;
+        if (elapsed > timeout_ms)
+            return false;
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int jn_test_run(const char *command)
+{
+    char line[2048];
+    snprintf(line, sizeof line, "cd '%s' && %s", jn_test_env("JUNCTION_REPO_DIR"), command);
+    int status = system(line);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static PGconn *connect_or_fail(const char *url)
+{
+    PGconn *conn = PQconnectdb(url);
+    if (PQstatus(conn) != CONNECTION_OK)
+        fail_msg("cannot connect to %s: %s", url, PQerrorMessage(conn));
+    return conn;
+}
+
+void jn_test_create_database(const char *name, char *url_out, size_t cap)
+{
+    const char *base = jn_test_env("JUNCTION_DATABASE_URL");
+    PGconn *conn = connect_or_fail(base);
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+    PQclear(PQexec(conn, sql));
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    PGresult *r = PQexec(conn, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("CREATE DATABASE %s: %s", name, PQerrorMessage(conn));
+    PQclear(r);
+    PQfinish(conn);
+    /* Same server and credentials, other database: replace the path of the URL. */
+    const char *slash = strrchr(base, '/');
+    snprintf(url_out, cap, "%.*s/%s", (int)(slash - base), base, name);
+}
+
+void jn_test_drop_database(const char *name)
+{
+    PGconn *conn = connect_or_fail(jn_test_env("JUNCTION_DATABASE_URL"));
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    PQclear(PQexec(conn, sql));
+    PQfinish(conn);
+}
+
+char *jn_test_sql_value(const char *url, const char *sql)
+{
+    PGconn *conn = connect_or_fail(url);
+    PGresult *r = PQexec(conn, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    char *value = PQntuples(r) > 0 ? strdup(PQgetvalue(r, 0, 0)) : NULL;
+    PQclear(r);
+    PQfinish(conn);
+    return value;
+}

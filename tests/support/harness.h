@@ -1,0 +1,69 @@
+/*
+ * harness.h - what integration tests share: spawning our programs with extra
+ * environment, HTTP calls with libcurl, waiting on a condition with a deadline,
+ * throwaway databases and names that do not collide between runs.
+ *
+ * Tests read the services' coordinates from the JUNCTION_* environment that
+ * tests/run.sh exports (deploy/local/env.sh).
+ */
+#ifndef JN_TEST_HARNESS_H
+#define JN_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct {
+    pid_t pid;
+    char log_path[512];
+    int exit_status; /* valid after jn_test_process_wait */
+} jn_test_process_t;
+
+/* Returns getenv(name) or fails the test with a message saying to run tests/run.sh. */
+const char *jn_test_env(const char *name);
+
+/* A name unique to this process and moment, e.g. "jt_12345_3" with the given prefix. */
+void jn_test_unique(const char *prefix, char *out, size_t cap);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int jn_test_free_port(void);
+
+/* Starts argv[0] with the current environment plus extra ("NAME=value", NULL-terminated;
+ * a later entry overrides). stdout and stderr go to log_path. Fails the test on error. */
+void jn_test_spawn(jn_test_process_t *p, const char *const *argv, const char *const *extra_env,
+                   const char *log_name);
+
+/* Sends sig to the process. */
+void jn_test_signal(jn_test_process_t *p, int sig);
+
+/* Waits up to timeout_ms for exit; true when it exited (exit_status set, -1 if killed by a
+ * signal). */
+bool jn_test_process_wait(jn_test_process_t *p, int timeout_ms);
+
+/* SIGKILLs and reaps the process if it still runs. */
+void jn_test_process_kill(jn_test_process_t *p);
+
+/* Reads the process's log into a new string (caller frees). */
+char *jn_test_read_log(const jn_test_process_t *p);
+
+/* An HTTP request; returns the status (0 when no response) and, if body is non-NULL, a new
+ * string with the response body (caller frees). headers is a NULL-terminated list of
+ * "Name: value" lines or NULL; req_body may be NULL. */
+long jn_test_http(const char *method, const char *url, const char *const *headers,
+                  const char *req_body, size_t req_body_len, char **body);
+
+/* Polls fn(ud) every 100 ms until it returns true or timeout_ms passes. */
+bool jn_test_wait_until(bool (*fn)(void *ud), void *ud, int timeout_ms);
+
+/* Runs a shell command from the repository root; returns its exit status. */
+int jn_test_run(const char *command);
+
+/* Creates a database named name (dropping one left over), returns its URL in url_out. */
+void jn_test_create_database(const char *name, char *url_out, size_t cap);
+void jn_test_drop_database(const char *name);
+
+/* Runs one SQL statement on the database at url, returns the first column of the first row
+ * as a new string (or NULL when there are no rows). Fails the test on error. */
+char *jn_test_sql_value(const char *url, const char *sql);
+
+#endif

@@ -1,0 +1,133 @@
+/* Unit tests for common/crypto.c: sealing, tamper detection, rotation, encodings. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+
+static const unsigned char key_a[32] = "0123456789abcdef0123456789abcdef";
+static const unsigned char key_b[32] = "fedcba9876543210fedcba9876543210";
+
+static void test_seal_open_roundtrip(void **state)
+{
+    (void)state;
+    jn_crypto_keyring_t ring;
+    jn_crypto_keyring_init(&ring, key_a);
+    char *blob = NULL;
+    const char *secret = "{\"access_token\":\"gho_secret\"}";
+    assert_int_equal(jn_crypto_seal(&ring, secret, strlen(secret), "conn:1", 6, &blob), JN_OK);
+    assert_null(strstr(blob, "gho_secret"));
+    char *plain = NULL;
+    size_t len = 0;
+    assert_int_equal(jn_crypto_open(&ring, blob, "conn:1", 6, &plain, &len), JN_OK);
+    assert_int_equal(len, strlen(secret));
+    assert_string_equal(plain, secret);
+    free(plain);
+
+    /* Two seals of the same text differ (fresh IV). */
+    char *blob2 = NULL;
+    assert_int_equal(jn_crypto_seal(&ring, secret, strlen(secret), "conn:1", 6, &blob2), JN_OK);
+    assert_string_not_equal(blob, blob2);
+    free(blob2);
+    free(blob);
+    jn_crypto_keyring_cleanup(&ring);
+}
+
+static void test_wrong_aad_or_tamper_fails(void **state)
+{
+    (void)state;
+    jn_crypto_keyring_t ring;
+    jn_crypto_keyring_init(&ring, key_a);
+    char *blob = NULL;
+    assert_int_equal(jn_crypto_seal(&ring, "hello", 5, "row:1", 5, &blob), JN_OK);
+    char *plain = NULL;
+    size_t len = 0;
+    /* Moved to another row: the associated data differs. */
+    assert_int_equal(jn_crypto_open(&ring, blob, "row:2", 5, &plain, &len), JN_ERR_INVALID);
+    assert_null(plain);
+    /* One character of the ciphertext changed. */
+    size_t n = strlen(blob);
+    blob[n - 3] = blob[n - 3] == 'A' ? 'B' : 'A';
+    assert_int_equal(jn_crypto_open(&ring, blob, "row:1", 5, &plain, &len), JN_ERR_INVALID);
+    assert_int_equal(jn_crypto_open(&ring, "garbage", "row:1", 5, &plain, &len), JN_ERR_INVALID);
+    assert_int_equal(jn_crypto_open(&ring, "", "row:1", 5, &plain, &len), JN_ERR_INVALID);
+    free(blob);
+}
+
+static void test_rotation(void **state)
+{
+    (void)state;
+    jn_crypto_keyring_t old_ring, new_ring, other;
+    jn_crypto_keyring_init(&old_ring, key_a);
+    char *blob = NULL;
+    assert_int_equal(jn_crypto_seal(&old_ring, "v", 1, NULL, 0, &blob), JN_OK);
+    jn_crypto_keyring_init(&new_ring, key_b);
+    assert_int_equal(jn_crypto_keyring_add_retired(&new_ring, key_a), JN_OK);
+    assert_string_not_equal(new_ring.keys[0].id, new_ring.keys[1].id);
+    char *plain = NULL;
+    size_t len = 0;
+    assert_int_equal(jn_crypto_open(&new_ring, blob, NULL, 0, &plain, &len), JN_OK);
+    assert_string_equal(plain, "v");
+    free(plain);
+    /* A ring without the old key cannot open it. */
+    jn_crypto_keyring_init(&other, key_b);
+    assert_int_equal(jn_crypto_open(&other, blob, NULL, 0, &plain, &len), JN_ERR_INVALID);
+    free(blob);
+}
+
+static void test_base64(void **state)
+{
+    (void)state;
+    const char *cases[][2] = {{"", ""},
+                              {"f", "Zg=="},
+                              {"fo", "Zm8="},
+                              {"foo", "Zm9v"},
+                              {"foob", "Zm9vYg=="},
+                              {"fooba", "Zm9vYmE="},
+                              {"foobar", "Zm9vYmFy"}};
+    for (size_t i = 0; i < 7; i++) {
+        char enc[32];
+        jn_base64_encode((const unsigned char *)cases[i][0], strlen(cases[i][0]), enc);
+        assert_string_equal(enc, cases[i][1]);
+        unsigned char dec[32];
+        size_t n = 0;
+        assert_int_equal(jn_base64_decode(enc, strlen(enc), dec, sizeof dec, &n), JN_OK);
+        assert_int_equal(n, strlen(cases[i][0]));
+        assert_memory_equal(dec, cases[i][0], n);
+    }
+    unsigned char out[4];
+    size_t n;
+    assert_int_equal(jn_base64_decode("Zm9v!", 5, out, sizeof out, &n), JN_ERR_INVALID);
+    assert_int_equal(jn_base64_decode("Z", 1, out, sizeof out, &n), JN_ERR_INVALID);
+    assert_int_equal(jn_base64_decode("Zm9vYmFy", 8, out, sizeof out, &n), JN_ERR_TOO_LARGE);
+}
+
+static void test_hmac_known_vector(void **state)
+{
+    (void)state;
+    /* RFC 4231 test case 2. */
+    unsigned char mac[32];
+    const char *msg = "what do ya want for nothing?";
+    jn_crypto_hmac_sha256("Jefe", 4, msg, strlen(msg), mac);
+    char hex[65];
+    jn_hex_encode(mac, 32, hex);
+    assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    assert_true(jn_crypto_equal("abc", "abc", 3));
+    assert_false(jn_crypto_equal("abc", "abd", 3));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seal_open_roundtrip),
+        cmocka_unit_test(test_wrong_aad_or_tamper_fails),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_hmac_known_vector),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
