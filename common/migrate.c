@@ -13,11 +13,36 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "embedded.h"
 #include "log.h"
 #include "pg.h"
 
 /* An arbitrary constant: the advisory lock key of migrations ("jn" "mg"). */
 #define MIGRATION_LOCK_KEY "7236706967"
+
+const jn_migration_t *jn_migrations_builtin(size_t *count)
+{
+    /* Built on first use, at start-up, before any thread exists. The embedded files are
+     * checked by a unit test, so an ordering error here is a build that never passed. */
+    static jn_migration_t *list;
+    static size_t n;
+    if (!list) {
+        n = jn_embedded_migrations_count;
+        list = calloc(n ? n : 1, sizeof *list);
+        if (!list)
+            abort();
+        for (size_t i = 0; i < n; i++)
+            list[i] = (jn_migration_t){0, jn_embedded_migrations[i].name,
+                                       jn_embedded_migrations[i].data};
+        char why[256];
+        if (jn_migrations_order(list, n, why, sizeof why) != JN_OK) {
+            jn_log_error("migrate", "%s", why);
+            abort();
+        }
+    }
+    *count = n;
+    return list;
+}
 
 jn_err_t jn_migration_parse_name(const char *file_name, int *version)
 {
