@@ -180,6 +180,10 @@ jn_err_t jn_config_load(jn_config_t *cfg, jn_program_t program, jn_config_getenv
     if ((err = read_int(&r, "JUNCTION_PG_POOL_SIZE", 8, 1, 200, &n)))
         return err;
     cfg->pg_pool_size = (int)n;
+    if ((err = read_int(&r, "JUNCTION_MAX_BODY_BYTES", 75L * 1024 * 1024, 1024, 1024L * 1024 * 1024,
+                        &n)))
+        return err;
+    cfg->max_body_bytes = n;
 
     long port_default;
     const char *port_name = port_variable(program, &port_default);
@@ -211,11 +215,46 @@ jn_err_t jn_config_load(jn_config_t *cfg, jn_program_t program, jn_config_getenv
                     "missing (the base64 of 32 random bytes: openssl rand -base64 32)");
     }
 
+    const char *retired = get(&r, "JUNCTION_ENCRYPTION_KEYS_RETIRED");
+    for (const char *p = retired; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t part_len = comma ? (size_t)(comma - p) : strlen(p);
+        size_t key_len = 0;
+        if (cfg->retired_key_count == 7)
+            return fail(&r, "JUNCTION_ENCRYPTION_KEYS_RETIRED", "at most 7 retired keys");
+        if (jn_base64_decode(p, part_len, cfg->retired_keys[cfg->retired_key_count], 32,
+                             &key_len) != JN_OK ||
+            key_len != 32)
+            return fail(&r, "JUNCTION_ENCRYPTION_KEYS_RETIRED",
+                        "each key must be the base64 of exactly 32 bytes, separated by commas");
+        cfg->retired_key_count++;
+        p += part_len;
+        if (*p == ',')
+            p++;
+    }
+
     if ((err = read_secret_key(&r, "JUNCTION_SECRET_KEY_DEV", cfg->secret_key_dev,
                                sizeof cfg->secret_key_dev)) ||
         (err = read_secret_key(&r, "JUNCTION_SECRET_KEY_PROD", cfg->secret_key_prod,
                                sizeof cfg->secret_key_prod)))
         return err;
+
+    const char *server_url = get(&r, "JUNCTION_SERVER_URL");
+    if (server_url) {
+        if ((err = read_string(&r, "JUNCTION_SERVER_URL", NULL, cfg->server_url,
+                               sizeof cfg->server_url)))
+            return err;
+        if (strncmp(server_url, "http://", 7) != 0 && strncmp(server_url, "https://", 8) != 0)
+            return fail(&r, "JUNCTION_SERVER_URL", "must start with http:// or https://");
+        size_t url_len = strlen(cfg->server_url);
+        while (url_len > 0 && cfg->server_url[url_len - 1] == '/')
+            cfg->server_url[--url_len] = '\0';
+    } else {
+        long gateway_port = 3003;
+        if ((err = read_int(&r, "JUNCTION_PORT", 3003, 1, 65535, &gateway_port)))
+            return err;
+        snprintf(cfg->server_url, sizeof cfg->server_url, "http://localhost:%ld", gateway_port);
+    }
 
     const char *instance = get(&r, "JUNCTION_INSTANCE_ID");
     if (instance) {
@@ -248,6 +287,7 @@ void jn_config_load_or_exit(jn_config_t *cfg, jn_program_t program)
 void jn_config_cleanup(jn_config_t *cfg)
 {
     jn_secure_wipe(cfg->encryption_key, sizeof cfg->encryption_key);
+    jn_secure_wipe(cfg->retired_keys, sizeof cfg->retired_keys);
     jn_secure_wipe(cfg->secret_key_dev, sizeof cfg->secret_key_dev);
     jn_secure_wipe(cfg->secret_key_prod, sizeof cfg->secret_key_prod);
 }

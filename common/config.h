@@ -34,11 +34,19 @@ typedef struct {
     char bind_address[64];            /* JUNCTION_BIND_ADDRESS, default 0.0.0.0 */
     jn_log_level_t log_level;         /* JUNCTION_LOG_LEVEL, default info */
     int pg_pool_size;                 /* JUNCTION_PG_POOL_SIZE, default 8, 1..200 */
+    long max_body_bytes;              /* JUNCTION_MAX_BODY_BYTES: largest request body the
+                                         gateway reads; default 75 MiB, 1 KiB..1 GiB */
     unsigned char encryption_key[32]; /* JUNCTION_ENCRYPTION_KEY, base64 of 32 bytes */
     bool has_encryption_key;          /* required for the three services, optional for tools */
-    char secret_key_dev[257];         /* JUNCTION_SECRET_KEY_DEV, optional */
-    char secret_key_prod[257];        /* JUNCTION_SECRET_KEY_PROD, optional */
-    char instance_id[128];            /* JUNCTION_INSTANCE_ID, default <hostname>-<pid> */
+    unsigned char retired_keys[7][32]; /* JUNCTION_ENCRYPTION_KEYS_RETIRED: comma-separated
+                                          base64 keys that still open old ciphertexts */
+    int retired_key_count;
+    char secret_key_dev[257];  /* JUNCTION_SECRET_KEY_DEV, optional */
+    char secret_key_prod[257]; /* JUNCTION_SECRET_KEY_PROD, optional */
+    char server_url[256];      /* JUNCTION_SERVER_URL: the gateway's public base URL, used in
+                                  links it hands out (webhook and connect URLs); default
+                                  http://localhost:<JUNCTION_PORT> */
+    char instance_id[128];     /* JUNCTION_INSTANCE_ID, default <hostname>-<pid> */
 } jn_config_t;
 
 /* Returns the value of an environment variable or NULL; ud is passed through. */

@@ -32,8 +32,8 @@ const jn_migration_t *jn_migrations_builtin(size_t *count)
         if (!list)
             abort();
         for (size_t i = 0; i < n; i++)
-            list[i] = (jn_migration_t){0, jn_embedded_migrations[i].name,
-                                       jn_embedded_migrations[i].data};
+            list[i] =
+                (jn_migration_t){0, jn_embedded_migrations[i].name, jn_embedded_migrations[i].data};
         char why[256];
         if (jn_migrations_order(list, n, why, sizeof why) != JN_OK) {
             jn_log_error("migrate", "%s", why);

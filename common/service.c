@@ -176,7 +176,7 @@ void jn_service_start(jn_service_t *svc, const char *name, jn_program_t program,
     jn_http_options_t opts = {
         .bind_address = svc->config.bind_address,
         .port = svc->config.port,
-        .max_body = max_body,
+        .max_body = max_body ? max_body : (size_t)svc->config.max_body_bytes,
         .threads = program == JN_PROGRAM_GATEWAY ? 8 : 2,
     };
     svc->http = jn_http_server_new(&opts);

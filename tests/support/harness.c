@@ -267,3 +267,90 @@ char *jn_test_sql_value(const char *url, const char *sql)
     PQfinish(conn);
     return value;
 }
+
+#include <json-c/json.h>
+
+static bool gateway_up(void *ud)
+{
+    char url[96];
+    snprintf(url, sizeof url, "%s/health", ((jn_test_gateway_t *)ud)->url);
+    return jn_test_http("GET", url, NULL, NULL, 0, NULL) == 200;
+}
+
+void jn_test_gateway_start(jn_test_gateway_t *gw, const char *gateway_bin,
+                           const char *const *extra_env)
+{
+    memset(gw, 0, sizeof *gw);
+    jn_test_unique("jt_gw", gw->db, sizeof gw->db);
+    jn_test_create_database(gw->db, gw->db_url, sizeof gw->db_url);
+    snprintf(gw->dev_key, sizeof gw->dev_key - 0, "test-dev-key-%s", gw->db);
+    snprintf(gw->prod_key, sizeof gw->prod_key, "test-prod-key-%s", gw->db);
+    int port = jn_test_free_port();
+    snprintf(gw->url, sizeof gw->url, "http://127.0.0.1:%d", port);
+
+    static char e_db[600], e_port[64], e_dev[200], e_prod[200], e_prefix[128];
+    snprintf(e_db, sizeof e_db, "JUNCTION_DATABASE_URL=%s", gw->db_url);
+    snprintf(e_port, sizeof e_port, "JUNCTION_PORT=%d", port);
+    snprintf(e_dev, sizeof e_dev, "JUNCTION_SECRET_KEY_DEV=%s", gw->dev_key);
+    snprintf(e_prod, sizeof e_prod, "JUNCTION_SECRET_KEY_PROD=%s", gw->prod_key);
+    snprintf(e_prefix, sizeof e_prefix, "JUNCTION_TOPIC_PREFIX=%s", gw->db);
+    const char *env[32] = {e_db,
+                           e_port,
+                           e_dev,
+                           e_prod,
+                           e_prefix,
+                           "JUNCTION_TOPIC_PARTITIONS=1",
+                           "JUNCTION_BIND_ADDRESS=127.0.0.1"};
+    size_t n = 7;
+    for (size_t i = 0; extra_env && extra_env[i] && n < 31; i++)
+        env[n++] = extra_env[i];
+    env[n] = NULL;
+    const char *argv[] = {gateway_bin, NULL};
+    jn_test_spawn(&gw->proc, argv, env, gw->db);
+    if (!jn_test_wait_until(gateway_up, gw, 60000)) {
+        char *log = jn_test_read_log(&gw->proc);
+        jn_test_process_kill(&gw->proc);
+        fail_msg("gateway did not become healthy:\n%s", log);
+    }
+}
+
+void jn_test_gateway_stop(jn_test_gateway_t *gw)
+{
+    jn_test_signal(&gw->proc, SIGTERM);
+    bool exited = jn_test_process_wait(&gw->proc, 20000);
+    if (!exited)
+        jn_test_process_kill(&gw->proc);
+    jn_test_drop_database(gw->db);
+    assert_true(exited);
+    assert_int_equal(gw->proc.exit_status, 0);
+}
+
+long jn_test_api(const jn_test_gateway_t *gw, const char *method, const char *path, const char *key,
+                 const char *body, json_object **resp)
+{
+    char url[1024], auth[256];
+    snprintf(url, sizeof url, "%s%s", gw->url, path);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key ? key : "");
+    const char *headers[] = {"Content-Type: application/json", key ? auth : NULL, NULL};
+    char *text = NULL;
+    long status = jn_test_http(method, url, headers, body, body ? strlen(body) : 0, &text);
+    if (resp)
+        *resp = json_tokener_parse(text);
+    free(text);
+    return status;
+}
+
+const char *jn_test_json_str(json_object *o, const char *path)
+{
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", path);
+    char *save = NULL;
+    for (char *part = strtok_r(copy, ".", &save); part && o; part = strtok_r(NULL, ".", &save)) {
+        if (json_object_is_type(o, json_type_array)) {
+            o = json_object_array_get_idx(o, (size_t)strtol(part, NULL, 10));
+        } else if (!json_object_object_get_ex(o, part, &o)) {
+            return NULL;
+        }
+    }
+    return o ? json_object_get_string(o) : NULL;
+}

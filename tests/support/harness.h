@@ -67,3 +67,29 @@ void jn_test_drop_database(const char *name);
 char *jn_test_sql_value(const char *url, const char *sql);
 
 #endif
+
+/* A gateway started for one test file on its own fresh database, with fixed dev/prod
+ * keys. extra_env may add variables (NULL-terminated, may be NULL). */
+typedef struct {
+    jn_test_process_t proc;
+    char db[96];
+    char db_url[512];
+    char url[64];
+    char dev_key[128];
+    char prod_key[128];
+} jn_test_gateway_t;
+
+void jn_test_gateway_start(jn_test_gateway_t *gw, const char *gateway_bin,
+                           const char *const *extra_env);
+/* SIGTERMs the gateway, checks it stopped cleanly, drops its database. */
+void jn_test_gateway_stop(jn_test_gateway_t *gw);
+
+/* method path with "Authorization: Bearer key" (key may be NULL for none) and a JSON body
+ * (may be NULL). Returns the status; *resp (if non-NULL) is the parsed JSON response or
+ * NULL when it is not JSON (json_object_put it). */
+struct json_object;
+long jn_test_api(const jn_test_gateway_t *gw, const char *method, const char *path, const char *key,
+                 const char *body, struct json_object **resp);
+
+/* The string at a dotted path ("error.code", "data.0.unique_key") or NULL. */
+const char *jn_test_json_str(struct json_object *o, const char *path);

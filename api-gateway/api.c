@@ -1,0 +1,162 @@
+/*
+ * api.c - authentication, database borrowing and error envelopes for API handlers.
+ */
+#include "api.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "metrics.h"
+
+#define DB_WAIT_MS 5000
+
+bool jn_api_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_response_t *res,
+                  jn_environment_t *env)
+{
+    const char *auth = jn_http_header(req, "Authorization");
+    if (!auth || !*auth) {
+        jn_http_respond_error(res, 401, "missing_auth_header",
+                              "Authentication failed: the Authorization header is missing; "
+                              "send Authorization: Bearer <secret key>");
+        return false;
+    }
+    if (strncasecmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
+        jn_http_respond_error(res, 401, "malformed_auth_header",
+                              "Authentication failed: expected Authorization: Bearer <secret key>");
+        return false;
+    }
+    const char *key = auth + 7;
+    while (*key == ' ')
+        key++;
+    jn_err_t err = jn_env_cache_authenticate(gw->envs, key, env);
+    if (err == JN_ERR_NOT_FOUND) {
+        jn_metric_inc(jn_metrics_counter("jn_gateway_auth_failures_total",
+                                         "Requests refused for a wrong secret key", NULL));
+        jn_http_respond_error(res, 401, "unknown_account",
+                              "Authentication failed: the secret key is not valid");
+        return false;
+    }
+    if (err) {
+        jn_http_respond_error(res, 503, "service_unavailable",
+                              "the secret keys cannot be checked right now; retry shortly");
+        return false;
+    }
+    return true;
+}
+
+PGconn *jn_api_db(jn_gateway_t *gw, jn_http_response_t *res)
+{
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(gw->svc->pg, DB_WAIT_MS, &err);
+    if (!conn)
+        jn_http_respond_error(res, 503, "service_unavailable",
+                              "the database is unavailable; retry shortly");
+    return conn;
+}
+
+void jn_api_db_release(jn_gateway_t *gw, PGconn *conn)
+{
+    jn_pg_release(gw->svc->pg, conn);
+}
+
+json_object *jn_api_body_object(const jn_http_request_t *req, jn_http_response_t *res)
+{
+    json_object *body = NULL;
+    jn_field_error_t e;
+    if (jn_json_parse(req->body, req->body_len, true, &body, &e) != JN_OK) {
+        jn_api_invalid(res, "invalid_body", &e);
+        return NULL;
+    }
+    return body;
+}
+
+void jn_api_invalid(jn_http_response_t *res, const char *code, const jn_field_error_t *e)
+{
+    char message[512];
+    if (e->path[0])
+        snprintf(message, sizeof message, "%s: %s", e->path, e->message);
+    else
+        snprintf(message, sizeof message, "%s", e->message);
+    json_object *path = json_object_new_array();
+    if (e->path[0]) {
+        /* "credentials.client_id" -> ["credentials", "client_id"] */
+        char copy[sizeof e->path];
+        snprintf(copy, sizeof copy, "%s", e->path);
+        char *save = NULL;
+        for (char *part = strtok_r(copy, ".", &save); part; part = strtok_r(NULL, ".", &save))
+            json_object_array_add(path, json_object_new_string(part));
+    }
+    json_object *item = json_object_new_object();
+    json_object_object_add(item, "path", path);
+    json_object_object_add(item, "message", json_object_new_string(e->message));
+    json_object *errors = json_object_new_array();
+    json_object_array_add(errors, item);
+    json_object *err = json_object_new_object();
+    json_object_object_add(err, "code", json_object_new_string(code));
+    json_object_object_add(err, "message", json_object_new_string(message));
+    json_object_object_add(err, "errors", errors);
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "error", err);
+    jn_http_respond_json(res, 400, root);
+}
+
+void jn_api_store_error(jn_http_response_t *res, jn_err_t err, const char *what)
+{
+    switch (err) {
+    case JN_ERR_NOT_FOUND:
+        jn_http_respond_error(res, 404, "not_found", "%s was not found", what);
+        break;
+    case JN_ERR_CONFLICT:
+        jn_http_respond_error(res, 409, "conflict", "%s already exists", what);
+        break;
+    case JN_ERR_DB_UNAVAILABLE:
+    case JN_ERR_TIMEOUT:
+        jn_http_respond_error(res, 503, "service_unavailable",
+                              "the database is unavailable; retry shortly");
+        break;
+    default:
+        jn_log_error("api", "unexpected %s while handling %s", jn_err_str(err), what);
+        jn_http_respond_error(res, 500, "server_error", "an internal error occurred");
+        break;
+    }
+}
+
+void jn_api_data(jn_http_response_t *res, json_object *data)
+{
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "data", data);
+    jn_http_respond_json(res, 200, root);
+}
+
+void jn_api_success(jn_http_response_t *res)
+{
+    json_object *ok = json_object_new_object();
+    json_object_object_add(ok, "success", json_object_new_boolean(1));
+    jn_http_respond_json(res, 200, ok);
+}
+
+bool jn_api_uri_param(const jn_http_request_t *req, jn_http_response_t *res, const char *name,
+                      size_t max_len, const char **out)
+{
+    const char *v = jn_http_param(req, name);
+    jn_field_error_t e;
+    if (!v || !*v) {
+        jn_field_error(&e, name, "is required");
+    } else if (strlen(v) > max_len) {
+        jn_field_error(&e, name, "must be at most %zu characters", max_len);
+    } else {
+        for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+            if (*p < 0x20 || *p == 0x7f) {
+                jn_field_error(&e, name, "may not contain control characters");
+                jn_api_invalid(res, "invalid_uri_params", &e);
+                return false;
+            }
+        }
+        *out = v;
+        return true;
+    }
+    jn_api_invalid(res, "invalid_uri_params", &e);
+    return false;
+}

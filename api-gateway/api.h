@@ -1,0 +1,61 @@
+/*
+ * api.h - what every public API handler of the gateway shares: the gateway's state,
+ * authentication by secret key, borrowing a database connection, and the Nango error
+ * envelope for each class of failure.
+ *
+ * A handler's first line is `if (!jn_api_begin(gw, req, res, &env)) return;` which
+ * authenticates and scopes the request to one environment; every store call then
+ * receives env.id, so no handler can reach another environment's rows.
+ */
+#ifndef JN_GATEWAY_API_H
+#define JN_GATEWAY_API_H
+
+#include <stdbool.h>
+
+#include "catalog.h"
+#include "crypto.h"
+#include "environments.h"
+#include "http_server.h"
+#include "json_util.h"
+#include "service.h"
+
+typedef struct {
+    jn_service_t *svc;
+    jn_catalog_t *catalog;
+    jn_crypto_keyring_t keyring;
+    jn_env_cache_t *envs;
+} jn_gateway_t;
+
+/* Authenticates the request (Authorization: Bearer <secret key>). On failure answers 401
+ * (or 503 when the keys cannot be loaded) and returns false. */
+bool jn_api_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_response_t *res,
+                  jn_environment_t *env);
+
+/* Borrows a database connection, or answers 503 and returns NULL. */
+PGconn *jn_api_db(jn_gateway_t *gw, jn_http_response_t *res);
+void jn_api_db_release(jn_gateway_t *gw, PGconn *conn);
+
+/* Parses the request body as a JSON object, or answers 400 invalid_body and returns NULL.
+ * The result is a new reference. */
+json_object *jn_api_body_object(const jn_http_request_t *req, jn_http_response_t *res);
+
+/* 400 with code (invalid_body, invalid_query_params, invalid_uri_params) naming the field:
+ * {"error":{"code","message","errors":[{"path":[...],"message"}]}}. */
+void jn_api_invalid(jn_http_response_t *res, const char *code, const jn_field_error_t *e);
+
+/* Answers the error of a store call: 404 not_found (naming what), 409 conflict, 503 when
+ * PostgreSQL is unavailable, 500 otherwise. */
+void jn_api_store_error(jn_http_response_t *res, jn_err_t err, const char *what);
+
+/* {"data": data} with status 200; takes data. */
+void jn_api_data(jn_http_response_t *res, json_object *data);
+
+/* {"success": true} with status 200 (Nango's answer to deletes). */
+void jn_api_success(jn_http_response_t *res);
+
+/* Checks a path parameter: non-empty, at most max_len bytes, printable, no control
+ * characters; otherwise answers 400 invalid_uri_params and returns false. */
+bool jn_api_uri_param(const jn_http_request_t *req, jn_http_response_t *res, const char *name,
+                      size_t max_len, const char **out);
+
+#endif
