@@ -194,6 +194,10 @@ void jn_http_query_each(const jn_http_request_t *req, const char *name,
 
 static void set_body(jn_http_response_t *res, char *body, size_t len)
 {
+    if (res->stream && res->stream_free)
+        res->stream_free(res->stream_ud);
+    res->stream = NULL;
+    res->stream_free = NULL;
     free(res->body);
     res->body = body;
     res->body_len = len;
@@ -245,6 +249,9 @@ void jn_http_add_header(jn_http_response_t *res, const char *name, const char *v
 
 static void response_cleanup(jn_http_response_t *res)
 {
+    /* A stream never handed to MHD is released here. */
+    if (res->stream && res->stream_free)
+        res->stream_free(res->stream_ud);
     free(res->body);
     for (int i = 0; i < res->header_count; i++) {
         free(res->header_names[i]);
@@ -252,8 +259,69 @@ static void response_cleanup(jn_http_response_t *res)
     }
 }
 
+void jn_http_respond_stream(jn_http_response_t *res, int status, const char *content_type,
+                            int64_t size, jn_http_stream_fn fn, void *ud,
+                            void (*free_fn)(void *ud))
+{
+    set_body(res, NULL, 0);
+    res->status = status;
+    res->content_type = content_type;
+    res->stream = fn;
+    res->stream_ud = ud;
+    res->stream_free = free_fn;
+    res->stream_size = size;
+}
+
+typedef struct {
+    jn_http_stream_fn fn;
+    void *ud;
+    void (*free_fn)(void *ud);
+} stream_t;
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream_t *st = cls;
+    long n = st->fn(st->ud, pos, buf, max);
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return (ssize_t)n;
+}
+
+static void stream_done(void *cls)
+{
+    stream_t *st = cls;
+    if (st->free_fn)
+        st->free_fn(st->ud);
+    free(st);
+}
+
+static struct MHD_Response *create_stream_response(jn_http_response_t *res)
+{
+    stream_t *st = xmalloc(sizeof *st);
+    *st = (stream_t){res->stream, res->stream_ud, res->stream_free};
+    /* The stream now belongs to MHD, which calls stream_done exactly once. */
+    res->stream = NULL;
+    res->stream_free = NULL;
+    uint64_t size = res->stream_size < 0 ? MHD_SIZE_UNKNOWN : (uint64_t)res->stream_size;
+    return MHD_create_response_from_callback(size, 64 * 1024, stream_reader, st, stream_done);
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *conn, jn_http_response_t *res)
 {
+    if (res->stream) {
+        struct MHD_Response *sr = create_stream_response(res);
+        if (!sr)
+            return MHD_NO;
+        MHD_add_response_header(sr, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                res->content_type ? res->content_type : "application/octet-stream");
+        for (int i = 0; i < res->header_count; i++)
+            MHD_add_response_header(sr, res->header_names[i], res->header_values[i]);
+        enum MHD_Result ok = MHD_queue_response(conn, (unsigned)res->status, sr);
+        MHD_destroy_response(sr);
+        return ok;
+    }
     struct MHD_Response *r = MHD_create_response_from_buffer(
         res->body_len, res->body ? res->body : (char *)"", MHD_RESPMEM_MUST_COPY);
     if (!r)

@@ -36,6 +36,12 @@ typedef struct {
     char *param_values[JN_HTTP_MAX_PARAMS];
 } jn_http_request_t;
 
+/* Produces the next bytes of a streamed response body: writes up to max bytes at buf and
+ * returns how many, 0 at the end of the body, or -1 to abort the response (the client
+ * sees a cut connection). pos is the number of bytes produced so far. Called from a
+ * server thread, possibly long after the handler returned. */
+typedef long (*jn_http_stream_fn)(void *ud, uint64_t pos, char *buf, size_t max);
+
 typedef struct {
     int status;
     char *body; /* owned: freed by the server after sending */
@@ -44,6 +50,10 @@ typedef struct {
     int header_count;
     char *header_names[JN_HTTP_MAX_HEADERS]; /* owned copies */
     char *header_values[JN_HTTP_MAX_HEADERS];
+    jn_http_stream_fn stream; /* set by jn_http_respond_stream */
+    void *stream_ud;
+    void (*stream_free)(void *ud);
+    int64_t stream_size;
 } jn_http_response_t;
 
 typedef void (*jn_http_handler_fn)(const jn_http_request_t *req, jn_http_response_t *res, void *ud);
@@ -87,6 +97,13 @@ void jn_http_respond_text(jn_http_response_t *res, int status, const char *conte
 /* The JSON error envelope {"error":{"code":code,"message":message}}. */
 void jn_http_respond_error(jn_http_response_t *res, int status, const char *code, const char *fmt,
                            ...) __attribute__((format(printf, 4, 5)));
+/* A response whose body is produced piece by piece by fn (a large download, a proxied
+ * body), so it never sits in memory whole. size is the body length, or -1 when unknown
+ * (chunked). free_fn(ud) runs once the response is finished or abandoned. */
+void jn_http_respond_stream(jn_http_response_t *res, int status, const char *content_type,
+                            int64_t size, jn_http_stream_fn fn, void *ud,
+                            void (*free_fn)(void *ud));
+
 /* Adds a response header (copied). Ignored past JN_HTTP_MAX_HEADERS. */
 void jn_http_add_header(jn_http_response_t *res, const char *name, const char *value);
 
