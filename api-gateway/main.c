@@ -40,14 +40,16 @@ int main(void)
     jn_gateway_t gw = {.svc = &svc};
     jn_service_start(&svc, "gateway", JN_PROGRAM_GATEWAY, 0);
     load_catalog(&gw);
-    jn_crypto_keyring_init(&gw.keyring, svc.config.encryption_key);
-    for (int i = 0; i < svc.config.retired_key_count; i++)
-        jn_crypto_keyring_add_retired(&gw.keyring, svc.config.retired_keys[i]);
+    jn_service_keyring(&svc, &gw.keyring);
     ensure_environments(&svc);
     gw.envs = jn_env_cache_new(svc.pg);
 
     jn_routes_providers(&gw, svc.http);
     jn_routes_integrations(&gw, svc.http);
+    jn_routes_connections(&gw, svc.http);
+    jn_routes_connect(&gw, svc.http);
+    jn_routes_auth_flows(&gw, svc.http);
+    jn_routes_connect_page(&gw, svc.http);
     jn_service_listen(&svc);
     while (!jn_service_wait_for_stop(1000))
         ;

@@ -12,4 +12,17 @@ void jn_routes_providers(jn_gateway_t *gw, jn_http_server_t *http);
 /* GET/POST /integrations, GET/PATCH/DELETE /integrations/:uniqueKey. */
 void jn_routes_integrations(jn_gateway_t *gw, jn_http_server_t *http);
 
+/* /connections, /connections/:connectionId, /connections/metadata. */
+void jn_routes_connections(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* /connect/sessions, /connect/sessions/reconnect, /connect/session. */
+void jn_routes_connect(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* The end user's auth routes: /oauth/connect, /oauth/callback, /api-auth/…, /oauth2/auth,
+ * /auth/unauthenticated. */
+void jn_routes_auth_flows(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* GET /connect?session_token=…: the page a connect_link opens. */
+void jn_routes_connect_page(jn_gateway_t *gw, jn_http_server_t *http);
+
 #endif

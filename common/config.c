@@ -184,6 +184,9 @@ jn_err_t jn_config_load(jn_config_t *cfg, jn_program_t program, jn_config_getenv
                         &n)))
         return err;
     cfg->max_body_bytes = n;
+    if ((err = read_int(&r, "JUNCTION_REFRESH_SWEEP_SECONDS", 60, 1, 3600, &n)))
+        return err;
+    cfg->refresh_sweep_seconds = (int)n;
 
     long port_default;
     const char *port_name = port_variable(program, &port_default);

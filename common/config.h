@@ -41,6 +41,8 @@ typedef struct {
     unsigned char retired_keys[7][32]; /* JUNCTION_ENCRYPTION_KEYS_RETIRED: comma-separated
                                           base64 keys that still open old ciphertexts */
     int retired_key_count;
+    int refresh_sweep_seconds; /* JUNCTION_REFRESH_SWEEP_SECONDS: how often the scheduler
+                                  refreshes expiring tokens; default 60, 1..3600 */
     char secret_key_dev[257];  /* JUNCTION_SECRET_KEY_DEV, optional */
     char secret_key_prod[257]; /* JUNCTION_SECRET_KEY_PROD, optional */
     char server_url[256];      /* JUNCTION_SERVER_URL: the gateway's public base URL, used in

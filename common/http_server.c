@@ -192,6 +192,33 @@ void jn_http_query_each(const jn_http_request_t *req, const char *name,
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_each_cb, &q);
 }
 
+typedef struct {
+    const char *name;
+    size_t name_len;
+    json_object *out;
+} bracketed_t;
+
+static enum MHD_Result bracketed_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    bracketed_t *b = cls;
+    (void)kind;
+    size_t n = key ? strlen(key) : 0;
+    if (n > b->name_len + 2 && strncmp(key, b->name, b->name_len) == 0 && key[b->name_len] == '[' &&
+        key[n - 1] == ']' && n - b->name_len - 2 <= 64) {
+        char inner[72];
+        snprintf(inner, sizeof inner, "%.*s", (int)(n - b->name_len - 2), key + b->name_len + 1);
+        json_object_object_add(b->out, inner, json_object_new_string(value ? value : ""));
+    }
+    return MHD_YES;
+}
+
+void jn_http_query_bracketed(const jn_http_request_t *req, const char *name, json_object *out)
+{
+    bracketed_t b = {name, strlen(name), out};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, bracketed_cb, &b);
+}
+
 static void set_body(jn_http_response_t *res, char *body, size_t len)
 {
     if (res->stream && res->stream_free)
@@ -260,8 +287,7 @@ static void response_cleanup(jn_http_response_t *res)
 }
 
 void jn_http_respond_stream(jn_http_response_t *res, int status, const char *content_type,
-                            int64_t size, jn_http_stream_fn fn, void *ud,
-                            void (*free_fn)(void *ud))
+                            int64_t size, jn_http_stream_fn fn, void *ud, void (*free_fn)(void *ud))
 {
     set_body(res, NULL, 0);
     res->status = status;

@@ -90,6 +90,10 @@ const char *jn_http_param(const jn_http_request_t *req, const char *name);
 void jn_http_query_each(const jn_http_request_t *req, const char *name,
                         void (*fn)(const char *value, void *ud), void *ud);
 
+/* Collects bracketed query arguments name[key]=value (e.g. tags[team]=core) into out as
+ * key -> value strings. Keys over 64 bytes are skipped. */
+void jn_http_query_bracketed(const jn_http_request_t *req, const char *name, json_object *out);
+
 /* Response helpers. They replace any body already set. */
 void jn_http_respond_json(jn_http_response_t *res, int status, json_object *body); /* takes body */
 void jn_http_respond_text(jn_http_response_t *res, int status, const char *content_type,

@@ -187,6 +187,13 @@ void jn_service_start(jn_service_t *svc, const char *name, jn_program_t program,
     jn_http_route(svc->http, "GET", "/metrics", handle_metrics, svc);
 }
 
+void jn_service_keyring(const jn_service_t *svc, jn_crypto_keyring_t *ring)
+{
+    jn_crypto_keyring_init(ring, svc->config.encryption_key);
+    for (int i = 0; i < svc->config.retired_key_count; i++)
+        jn_crypto_keyring_add_retired(ring, svc->config.retired_keys[i]);
+}
+
 void jn_service_listen(jn_service_t *svc)
 {
     if (jn_http_server_start(svc->http) != JN_OK)

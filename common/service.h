@@ -14,6 +14,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "crypto.h"
 #include "http_server.h"
 #include "kafka.h"
 #include "pg.h"
@@ -30,6 +31,9 @@ typedef struct {
 /* Does everything above except starting the HTTP server (so routes can be added).
  * Exits the process with status 1 and a log line when a dependency cannot be set up. */
 void jn_service_start(jn_service_t *svc, const char *name, jn_program_t program, size_t max_body);
+
+/* Sets up ring with the configured encryption key and the retired ones. */
+void jn_service_keyring(const jn_service_t *svc, jn_crypto_keyring_t *ring);
 
 /* Starts listening; exits with status 1 when the port cannot be bound. Logs "ready". */
 void jn_service_listen(jn_service_t *svc);

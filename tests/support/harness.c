@@ -294,16 +294,23 @@ void jn_test_gateway_start(jn_test_gateway_t *gw, const char *gateway_bin,
     snprintf(e_dev, sizeof e_dev, "JUNCTION_SECRET_KEY_DEV=%s", gw->dev_key);
     snprintf(e_prod, sizeof e_prod, "JUNCTION_SECRET_KEY_PROD=%s", gw->prod_key);
     snprintf(e_prefix, sizeof e_prefix, "JUNCTION_TOPIC_PREFIX=%s", gw->db);
-    const char *env[32] = {e_db,
-                           e_port,
-                           e_dev,
-                           e_prod,
-                           e_prefix,
-                           "JUNCTION_TOPIC_PARTITIONS=1",
-                           "JUNCTION_BIND_ADDRESS=127.0.0.1"};
-    size_t n = 7;
-    for (size_t i = 0; extra_env && extra_env[i] && n < 31; i++)
+    static char e_server[128];
+    snprintf(e_server, sizeof e_server, "JUNCTION_SERVER_URL=%s", gw->url);
+    /* The caller's variables come first: the first of two equal names wins. */
+    const char *env[32];
+    size_t n = 0;
+    for (size_t i = 0; extra_env && extra_env[i] && n < 23; i++)
         env[n++] = extra_env[i];
+    const char *defaults[] = {e_db,
+                              e_port,
+                              e_dev,
+                              e_prod,
+                              e_prefix,
+                              e_server,
+                              "JUNCTION_TOPIC_PARTITIONS=1",
+                              "JUNCTION_BIND_ADDRESS=127.0.0.1"};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        env[n++] = defaults[i];
     env[n] = NULL;
     const char *argv[] = {gateway_bin, NULL};
     jn_test_spawn(&gw->proc, argv, env, gw->db);

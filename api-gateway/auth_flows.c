@@ -1,0 +1,603 @@
+/*
+ * auth_flows.c - how an end user's browser creates a connection, authorised by a connect
+ * session token (query parameter connect_session_token), as Nango's frontend SDK calls it:
+ *
+ *   GET  /oauth/connect/:providerConfigKey   302 to the provider, with state and PKCE
+ *   GET  /oauth/callback                      code exchange; a small page tells the opener
+ *   POST /api-auth/api-key/:providerConfigKey {apiKey}
+ *   POST /api-auth/basic/:providerConfigKey   {username, password}
+ *   POST /oauth2/auth/:providerConfigKey      {client_id, client_secret} (client credentials)
+ *   POST /auth/unauthenticated/:providerConfigKey
+ *
+ * A state is random, stored hashed, bound to the session, valid 30 minutes and claimed
+ * at most once (an UPDATE … WHERE used_at IS NULL), so a forged, stale or replayed
+ * callback creates nothing.
+ */
+#include "routes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connect_sessions.h"
+#include "connection_requests.h"
+#include "connections.h"
+#include "custom_providers.h"
+#include "integrations.h"
+#include "log.h"
+#include "oauth.h"
+
+#define MAX_KEY 255
+#define ATTEMPT_TTL_S 1800
+
+/* Everything an auth route needs once the session is checked. */
+typedef struct {
+    PGconn *conn;
+    jn_connect_session_t session;
+    jn_environment_t env;
+    jn_integration_t integration;
+    json_object *provider;
+    const char *pck;
+} flow_t;
+
+static void flow_cleanup(jn_gateway_t *gw, flow_t *f)
+{
+    json_object_put(f->provider);
+    jn_integration_cleanup(&f->integration);
+    jn_connect_session_cleanup(&f->session);
+    if (f->conn)
+        jn_api_db_release(gw, f->conn);
+    memset(f, 0, sizeof *f);
+}
+
+/* Checks the session token, the integration and that the session may use it. */
+static bool flow_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_response_t *res,
+                       bool with_secrets, flow_t *f)
+{
+    memset(f, 0, sizeof *f);
+    if (!jn_api_uri_param(req, res, "providerConfigKey", MAX_KEY, &f->pck))
+        return false;
+    const char *token = jn_http_query(req, "connect_session_token");
+    if (!token || !*token) {
+        jn_http_respond_error(res, 401, "missing_connect_session_token",
+                              "the connect_session_token query parameter is required");
+        return false;
+    }
+    if (!jn_connect_token_well_formed(token)) {
+        jn_http_respond_error(res, 401, "invalid_connect_session_token_format",
+                              "the connect session token is malformed");
+        return false;
+    }
+    f->conn = jn_api_db(gw, res);
+    if (!f->conn)
+        return false;
+    jn_err_t err = jn_connect_sessions_find(f->conn, token, &f->session);
+    if (err == JN_ERR_NOT_FOUND) {
+        jn_http_respond_error(res, 401, "unknown_connect_session_token",
+                              "the connect session is unknown or expired");
+        flow_cleanup(gw, f);
+        return false;
+    }
+    if (err) {
+        jn_api_store_error(res, err, "connect session");
+        flow_cleanup(gw, f);
+        return false;
+    }
+    f->env.id = f->session.env_id;
+    snprintf(f->env.uuid, sizeof f->env.uuid, "%s", f->session.env_uuid);
+    if (!jn_connect_session_allows(&f->session, f->pck)) {
+        jn_http_respond_error(res, 400, "integration_not_allowed",
+                              "this connect session does not allow integration '%s'", f->pck);
+        flow_cleanup(gw, f);
+        return false;
+    }
+    err = jn_integrations_get(f->conn, &gw->keyring, f->env.id, f->pck, with_secrets,
+                              &f->integration);
+    if (err == JN_OK)
+        err = jn_providers_lookup(gw->catalog, f->conn, f->env.id, f->integration.provider,
+                                  &f->provider);
+    if (err) {
+        if (err == JN_ERR_NOT_FOUND)
+            jn_http_respond_error(res, 404, "unknown_provider_config",
+                                  "integration '%s' does not exist", f->pck);
+        else
+            jn_api_store_error(res, err, "integration");
+        flow_cleanup(gw, f);
+        return false;
+    }
+    return true;
+}
+
+static const char *auth_mode(json_object *provider)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(provider, "auth_mode", &v) ? json_object_get_string(v) : "";
+}
+
+static bool require_mode(flow_t *f, jn_http_response_t *res, const char *mode)
+{
+    if (strcmp(auth_mode(f->provider), mode) == 0)
+        return true;
+    jn_http_respond_error(res, 400, "invalid_auth_mode",
+                          "integration '%s' uses %s; this route is for %s", f->pck,
+                          auth_mode(f->provider), mode);
+    return false;
+}
+
+/* connection_config from params[k]=v, over the session's defaults for the integration. */
+static json_object *flow_connection_config(const jn_http_request_t *req, const flow_t *f)
+{
+    json_object *config = json_object_new_object();
+    json_object *defaults = NULL, *cc = NULL;
+    if (f->session.integrations_config_defaults &&
+        json_object_object_get_ex(f->session.integrations_config_defaults, f->pck, &defaults) &&
+        json_object_object_get_ex(defaults, "connection_config", &cc) &&
+        json_object_is_type(cc, json_type_object)) {
+        json_object_object_foreach(cc, k, v)
+        {
+            if (json_object_is_type(v, json_type_string))
+                json_object_object_add(config, k,
+                                       json_object_new_string(json_object_get_string(v)));
+        }
+    }
+    if (req)
+        jn_http_query_bracketed(req, "params", config);
+    return config;
+}
+
+/* The connection a flow writes: the reconnect target, or a new one. */
+static void flow_request(flow_t *f, jn_connection_request_t *cr, json_object *config)
+{
+    cr->provider_config_key = f->pck;
+    cr->connection_id = f->session.reconnect_connection_key;
+    cr->connection_config = config;
+    cr->end_user = f->session.end_user;
+    cr->tags = f->session.tags;
+    cr->webhook_url_override = f->session.webhook_url_override;
+}
+
+static void respond_created(jn_http_response_t *res, const jn_connection_t *c)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "connectionId", json_object_new_string(c->connection_id));
+    json_object_object_add(o, "providerConfigKey", json_object_new_string(c->provider_config_key));
+    jn_http_respond_json(res, 200, o);
+}
+
+/* Shared by the API key, basic and unauthenticated routes. */
+static void credentials_route(const jn_http_request_t *req, jn_http_response_t *res,
+                              jn_gateway_t *gw, const char *mode)
+{
+    flow_t f;
+    if (!flow_begin(gw, req, res, false, &f))
+        return;
+    if (!require_mode(&f, res, mode)) {
+        flow_cleanup(gw, &f);
+        return;
+    }
+    json_object *body = NULL;
+    if (req->body_len > 0) {
+        body = jn_api_body_object(req, res);
+        if (!body) {
+            flow_cleanup(gw, &f);
+            return;
+        }
+    } else {
+        body = json_object_new_object();
+    }
+    jn_connection_request_t cr = {0};
+    jn_field_error_t e;
+    if (jn_api_read_credentials(body, mode, &cr, &e)) {
+        jn_field_error_nest(&e, "");
+        /* The frontend sends the credentials at the top level: name the field as sent. */
+        if (strncmp(e.path, ".credentials.", 13) == 0)
+            memmove(e.path, e.path + 13, strlen(e.path + 13) + 1);
+        jn_api_invalid(res, "invalid_body", &e);
+    } else {
+        flow_request(&f, &cr, flow_connection_config(req, &f));
+        jn_connection_t c;
+        bool created;
+        if (jn_api_save_connection(gw, f.conn, &f.env, &cr, res, &c, &created)) {
+            respond_created(res, &c);
+            jn_connection_cleanup(&c);
+        }
+    }
+    jn_api_connection_request_cleanup(&cr);
+    json_object_put(body);
+    flow_cleanup(gw, &f);
+}
+
+static void api_key_route(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    credentials_route(req, res, ud, "API_KEY");
+}
+
+static void basic_route(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    credentials_route(req, res, ud, "BASIC");
+}
+
+static void unauthenticated_route(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    credentials_route(req, res, ud, "NONE");
+}
+
+static void client_credentials_route(const jn_http_request_t *req, jn_http_response_t *res,
+                                     void *ud)
+{
+    static const char *const fields[] = {"client_id", "client_secret", NULL};
+    jn_gateway_t *gw = ud;
+    flow_t f;
+    if (!flow_begin(gw, req, res, false, &f))
+        return;
+    if (!require_mode(&f, res, "OAUTH2_CC")) {
+        flow_cleanup(gw, &f);
+        return;
+    }
+    json_object *body = jn_api_body_object(req, res);
+    if (!body) {
+        flow_cleanup(gw, &f);
+        return;
+    }
+    jn_oauth_client_t client = {0};
+    jn_field_error_t e;
+    if (jn_json_only_keys(body, fields, "", &e) ||
+        jn_json_string(body, "client_id", true, 1024, &client.client_id, &e) ||
+        jn_json_string(body, "client_secret", true, 8192, &client.client_secret, &e)) {
+        jn_api_invalid(res, "invalid_body", &e);
+        json_object_put(body);
+        flow_cleanup(gw, &f);
+        return;
+    }
+    json_object *config = flow_connection_config(req, &f);
+    jn_oauth_token_t token = {0};
+    jn_oauth_error_t oerr;
+    if (jn_api_check_connection_config(f.provider, config, true, &e)) {
+        jn_api_invalid(res, "invalid_query_params", &e);
+        json_object_put(config);
+    } else if (jn_oauth_client_credentials(f.provider, &client, config, f.integration.scopes,
+                                           &token, &oerr)) {
+        jn_http_respond_error(res, 400, "connection_test_failed", "%s", oerr.message);
+        json_object_put(config);
+    } else {
+        jn_connection_request_t cr = {0};
+        flow_request(&f, &cr, config);
+        cr.credentials_type = "OAUTH2_CC";
+        cr.credentials = jn_oauth_credentials(&token, "OAUTH2_CC", &client);
+        cr.expires_at = token.expires_at;
+        jn_connection_t c;
+        bool created;
+        if (jn_api_save_connection(gw, f.conn, &f.env, &cr, res, &c, &created)) {
+            respond_created(res, &c);
+            jn_connection_cleanup(&c);
+        }
+        jn_api_connection_request_cleanup(&cr);
+    }
+    jn_oauth_token_cleanup(&token);
+    json_object_put(body);
+    flow_cleanup(gw, &f);
+}
+
+/* ---- the authorization-code flow ---- */
+
+static void hash_state(const char *state, char hex[65])
+{
+    unsigned char d[32];
+    jn_crypto_sha256(state, strlen(state), d);
+    jn_hex_encode(d, sizeof d, hex);
+}
+
+static bool provider_bool(json_object *provider, const char *field)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(provider, field, &v) && json_object_get_boolean(v);
+}
+
+static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_gateway_t *gw = ud;
+    flow_t f;
+    if (!flow_begin(gw, req, res, false, &f))
+        return;
+    if (!require_mode(&f, res, "OAUTH2")) {
+        flow_cleanup(gw, &f);
+        return;
+    }
+    if (!f.integration.client_id) {
+        jn_http_respond_error(res, 400, "missing_client_credentials",
+                              "integration '%s' has no OAuth client id; set its credentials first",
+                              f.pck);
+        flow_cleanup(gw, &f);
+        return;
+    }
+    json_object *config = flow_connection_config(req, &f);
+    jn_field_error_t e;
+    if (jn_api_check_connection_config(f.provider, config, true, &e)) {
+        jn_api_invalid(res, "invalid_query_params", &e);
+        json_object_put(config);
+        flow_cleanup(gw, &f);
+        return;
+    }
+    unsigned char random[32];
+    jn_crypto_random(random, sizeof random);
+    char state[65], state_hash[65], verifier[64], challenge[64];
+    jn_hex_encode(random, sizeof random, state);
+    hash_state(state, state_hash);
+    bool pkce = provider_bool(f.provider, "pkce");
+    if (pkce)
+        jn_oauth_pkce(verifier, challenge);
+    char redirect[512];
+    snprintf(redirect, sizeof redirect, "%s/oauth/callback", gw->svc->config.server_url);
+    char *url = NULL, why[512];
+    jn_err_t err =
+        jn_oauth_authorize_url(f.provider, f.integration.client_id, f.integration.scopes, config,
+                               redirect, state, pkce ? challenge : NULL, &url, why, sizeof why);
+    if (err) {
+        jn_http_respond_error(res, 400, "provider_config_err", "%s", why);
+    } else {
+        char *sealed = NULL;
+        char aad[96];
+        snprintf(aad, sizeof aad, "oauth:%s", state_hash);
+        if (pkce)
+            jn_crypto_seal(&gw->keyring, verifier, strlen(verifier), aad, strlen(aad), &sealed);
+        char *cid = f.session.reconnect_connection_key ? NULL : jn_api_new_connection_id();
+        char session[24], integration[24], ttl[16];
+        snprintf(session, sizeof session, "%lld", f.session.id);
+        snprintf(integration, sizeof integration, "%lld", f.integration.id);
+        snprintf(ttl, sizeof ttl, "%d", ATTEMPT_TTL_S);
+        const char *params[] = {state_hash,
+                                session,
+                                integration,
+                                cid ? cid : f.session.reconnect_connection_key,
+                                json_object_to_json_string_ext(config, JSON_C_TO_STRING_PLAIN),
+                                sealed,
+                                redirect,
+                                ttl};
+        err = jn_pg_exec(f.conn,
+                         "INSERT INTO oauth_attempts (state_hash, session_id, integration_id, "
+                         "connection_id, connection_config, code_verifier_sealed, redirect_uri, "
+                         "expires_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, "
+                         "now() + make_interval(secs => $8))",
+                         8, params, NULL);
+        free(cid);
+        free(sealed);
+        if (err) {
+            jn_api_store_error(res, err, "authorization attempt");
+        } else {
+            jn_http_respond_text(res, 302, "text/plain; charset=utf-8", "Redirecting\n");
+            jn_http_add_header(res, "Location", url);
+            jn_http_add_header(res, "Cache-Control", "no-store");
+        }
+    }
+    jn_secure_wipe(verifier, sizeof verifier);
+    free(url);
+    json_object_put(config);
+    flow_cleanup(gw, &f);
+}
+
+static void html_escape(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = in; *p && n + 7 < cap; p++) {
+        const char *rep = *p == '<'   ? "&lt;"
+                          : *p == '>' ? "&gt;"
+                          : *p == '&' ? "&amp;"
+                          : *p == '"' ? "&quot;"
+                                      : NULL;
+        if (rep) {
+            memcpy(out + n, rep, strlen(rep));
+            n += strlen(rep);
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* The page the OAuth popup ends on: it tells the opener (postMessage and a
+ * BroadcastChannel, as Nango's frontend listens for) and closes itself on success. */
+static void callback_page(jn_http_response_t *res, const char *error, const char *connection_id,
+                          const char *pck)
+{
+    json_object *err_obj = NULL;
+    if (error) {
+        err_obj = json_object_new_object();
+        json_object_object_add(err_obj, "message", json_object_new_string(error));
+        json_object_object_add(err_obj, "errorType", json_object_new_string("callback_err"));
+    }
+    json_object *data = json_object_new_object();
+    if (connection_id) {
+        json_object_object_add(data, "connectionId", json_object_new_string(connection_id));
+        json_object_object_add(data, "providerConfigKey", json_object_new_string(pck));
+    }
+    /* json-c escapes "/" as "\/", so the JSON cannot close the script element. */
+    const char *err_js =
+        err_obj ? json_object_to_json_string_ext(err_obj, JSON_C_TO_STRING_PLAIN) : "null";
+    const char *data_js = json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN);
+    char text[1200];
+    html_escape(error ? error : "Connected. You can close this window.", text, sizeof text);
+    size_t cap = 4096 + strlen(err_js) + strlen(data_js);
+    char *page = malloc(cap);
+    if (!page)
+        abort();
+    snprintf(page, cap,
+             "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>%s</title></head>"
+             "<body><p>%s</p><script>(function(){var e=%s,d=%s;window.__nangoOAuthError=e;"
+             "var m=e?{type:'nango_oauth_callback_error',payload:e}:"
+             "{type:'nango_oauth_callback_success',data:d};"
+             "try{if(window.opener)window.opener.postMessage(m,'*')}catch(x){}"
+             "try{new BroadcastChannel('nango-oauth-callback').postMessage(m)}catch(x){}"
+             "window.addEventListener('message',function(v){if(v.data&&v.data.type==="
+             "'nango_oauth_callback_ack')window.close()});"
+             "if(!e)setTimeout(function(){window.close()},500)})();</script></body></html>",
+             error ? "Authorization failed" : "Authorization complete", text, err_js, data_js);
+    res->status = error ? 400 : 200;
+    res->content_type = "text/html; charset=utf-8";
+    free(res->body);
+    res->body = page;
+    res->body_len = strlen(page);
+    jn_http_add_header(res, "Cache-Control", "no-store");
+    json_object_put(err_obj);
+    json_object_put(data);
+}
+
+/* Copies token_response_metadata paths from the token answer into connection_config. */
+static void copy_token_metadata(json_object *provider, json_object *raw, json_object *config)
+{
+    json_object *paths = NULL;
+    if (!json_object_object_get_ex(provider, "token_response_metadata", &paths))
+        return;
+    for (size_t i = 0; i < json_object_array_length(paths); i++) {
+        const char *path = json_object_get_string(json_object_array_get_idx(paths, i));
+        json_object *v = raw;
+        char copy[128];
+        snprintf(copy, sizeof copy, "%s", path);
+        char *save = NULL;
+        for (char *part = strtok_r(copy, ".", &save); part && v; part = strtok_r(NULL, ".", &save))
+            if (!json_object_object_get_ex(v, part, &v))
+                v = NULL;
+        if (v &&
+            (json_object_is_type(v, json_type_string) || json_object_is_type(v, json_type_boolean)))
+            json_object_object_add(config, path, json_object_new_string(json_object_get_string(v)));
+    }
+}
+
+static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_gateway_t *gw = ud;
+    const char *state = jn_http_query(req, "state");
+    const char *code = jn_http_query(req, "code");
+    if (!state || !*state || strlen(state) > 256) {
+        callback_page(res, "No state found in callback", NULL, NULL);
+        return;
+    }
+    PGconn *conn = jn_api_db(gw, res);
+    if (!conn)
+        return;
+    char state_hash[65];
+    hash_state(state, state_hash);
+    const char *params[] = {state_hash};
+    PGresult *r = NULL;
+    /* Claim the attempt: only one callback can ever get this row back. */
+    jn_err_t err = jn_pg_exec(conn,
+                              "UPDATE oauth_attempts SET used_at = now() WHERE state_hash = $1 "
+                              "AND used_at IS NULL AND expires_at > now() RETURNING session_id, "
+                              "integration_id, connection_id, connection_config::text, "
+                              "code_verifier_sealed, redirect_uri",
+                              1, params, &r);
+    if (err || PQntuples(r) == 0) {
+        PQclear(r);
+        jn_api_db_release(gw, conn);
+        if (err)
+            callback_page(res, "the authorization could not be checked; try again", NULL, NULL);
+        else
+            callback_page(res, "invalid, expired or already used state", NULL, NULL);
+        return;
+    }
+    long long session_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    char integration_id[24], connection_id[256], redirect[512];
+    snprintf(integration_id, sizeof integration_id, "%s", PQgetvalue(r, 0, 1));
+    snprintf(connection_id, sizeof connection_id, "%s", PQgetvalue(r, 0, 2));
+    json_object *config = json_tokener_parse(PQgetvalue(r, 0, 3));
+    char *verifier = NULL;
+    size_t verifier_len = 0;
+    if (!PQgetisnull(r, 0, 4)) {
+        char aad[96];
+        snprintf(aad, sizeof aad, "oauth:%s", state_hash);
+        jn_crypto_open(&gw->keyring, PQgetvalue(r, 0, 4), aad, strlen(aad), &verifier,
+                       &verifier_len);
+    }
+    snprintf(redirect, sizeof redirect, "%s", PQgetvalue(r, 0, 5));
+    PQclear(r);
+
+    flow_t f = {.conn = conn};
+    char message[700] = "";
+    err = jn_connect_sessions_find_by_id(conn, session_id, &f.session);
+    if (err) {
+        snprintf(message, sizeof message, "the connect session expired; start again");
+    } else {
+        const char *q[] = {integration_id};
+        err = jn_pg_exec(conn, "SELECT unique_key FROM integrations WHERE id = $1", 1, q, &r);
+        if (!err && PQntuples(r) == 1) {
+            char pck[256];
+            snprintf(pck, sizeof pck, "%s", PQgetvalue(r, 0, 0));
+            f.env.id = f.session.env_id;
+            err = jn_integrations_get(conn, &gw->keyring, f.env.id, pck, true, &f.integration);
+            f.pck = f.integration.unique_key;
+        } else if (!err) {
+            err = JN_ERR_NOT_FOUND;
+        }
+        PQclear(r);
+        if (!err)
+            err = jn_providers_lookup(gw->catalog, conn, f.env.id, f.integration.provider,
+                                      &f.provider);
+        if (err)
+            snprintf(message, sizeof message, "the integration no longer exists");
+    }
+    const char *provider_error = jn_http_query(req, "error");
+    if (!err && (provider_error || !code || !*code)) {
+        const char *desc = jn_http_query(req, "error_description");
+        snprintf(message, sizeof message,
+                 "Did not get authorization code in the callback. Provider error: %.128s%s%.256s",
+                 provider_error ? provider_error : "none", desc ? ": " : "", desc ? desc : "");
+        err = JN_ERR_UPSTREAM;
+    }
+    jn_oauth_token_t token = {0};
+    if (!err) {
+        jn_oauth_client_t client = {f.integration.client_id, f.integration.client_secret};
+        jn_oauth_error_t oerr;
+        err = jn_oauth_exchange_code(f.provider, &client, config, code, redirect, verifier, &token,
+                                     &oerr);
+        if (err)
+            snprintf(message, sizeof message, "%s", oerr.message);
+    }
+    if (!err) {
+        copy_token_metadata(f.provider, token.raw, config);
+        jn_connection_request_t cr = {0};
+        flow_request(&f, &cr, config);
+        config = NULL; /* cr owns it now */
+        cr.connection_id = connection_id;
+        cr.credentials_type = "OAUTH2";
+        cr.credentials = jn_oauth_credentials(&token, "OAUTH2", NULL);
+        cr.expires_at = token.expires_at;
+        jn_connection_t c;
+        bool created;
+        jn_http_response_t scratch = {0};
+        if (jn_api_save_connection(gw, conn, &f.env, &cr, &scratch, &c, &created)) {
+            callback_page(res, NULL, c.connection_id, c.provider_config_key);
+            jn_log_info("oauth", "connection %lld %s through OAuth", c.id,
+                        created ? "created" : "renewed");
+            jn_connection_cleanup(&c);
+        } else {
+            snprintf(message, sizeof message, "the connection could not be saved (HTTP %d)",
+                     scratch.status);
+            err = JN_ERR_INVALID;
+        }
+        free(scratch.body);
+        for (int i = 0; i < scratch.header_count; i++) {
+            free(scratch.header_names[i]);
+            free(scratch.header_values[i]);
+        }
+        jn_api_connection_request_cleanup(&cr);
+    }
+    if (err)
+        callback_page(res, message, NULL, NULL);
+    jn_oauth_token_cleanup(&token);
+    if (verifier) {
+        jn_secure_wipe(verifier, verifier_len);
+        free(verifier);
+    }
+    json_object_put(config);
+    flow_cleanup(gw, &f);
+}
+
+void jn_routes_auth_flows(jn_gateway_t *gw, jn_http_server_t *http)
+{
+    jn_http_route(http, "GET", "/oauth/connect/:providerConfigKey", oauth_connect, gw);
+    jn_http_route(http, "GET", "/oauth/callback", oauth_callback, gw);
+    jn_http_route(http, "POST", "/api-auth/api-key/:providerConfigKey", api_key_route, gw);
+    jn_http_route(http, "POST", "/api-auth/basic/:providerConfigKey", basic_route, gw);
+    jn_http_route(http, "POST", "/oauth2/auth/:providerConfigKey", client_credentials_route, gw);
+    jn_http_route(http, "POST", "/auth/unauthenticated/:providerConfigKey", unauthenticated_route,
+                  gw);
+}

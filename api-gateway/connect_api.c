@@ -1,0 +1,255 @@
+/*
+ * connect_api.c - connect sessions over HTTP, with Nango's shapes.
+ *
+ *   POST   /connect/sessions            (secret key)     201 {data: {token, connect_link,
+ * expires_at}} POST   /connect/sessions/reconnect  (secret key)     same, bound to one existing
+ * connection GET    /connect/session             (session token)  {data: {endUser,
+ * allowed_integrations, …}} DELETE /connect/session             (session token)  204
+ */
+#include "routes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "connect_sessions.h"
+#include "connection_requests.h"
+#include "connections.h"
+
+#define MAX_KEY 255
+
+static jn_err_t read_session_body(json_object *body, bool reconnect, jn_connect_session_input_t *in,
+                                  const char **connection_id, const char **integration_id,
+                                  jn_field_error_t *e)
+{
+    static const char *const fields[] = {"end_user",
+                                         "organization",
+                                         "allowed_integrations",
+                                         "integrations_config_defaults",
+                                         "tags",
+                                         "overrides",
+                                         "webhook_url_override",
+                                         "connection_id",
+                                         "integration_id",
+                                         NULL};
+    memset(in, 0, sizeof *in);
+    jn_err_t err = jn_json_only_keys(body, fields, "", e);
+    if (err)
+        return err;
+    json_object *v = NULL;
+    if (!reconnect && (json_object_object_get_ex(body, "connection_id", &v) ||
+                       json_object_object_get_ex(body, "integration_id", &v)))
+        return jn_field_error(e,
+                              json_object_object_get_ex(body, "connection_id", &v)
+                                  ? "connection_id"
+                                  : "integration_id",
+                              "only for /connect/sessions/reconnect");
+    if (reconnect) {
+        if ((err = jn_json_string(body, "connection_id", true, MAX_KEY, connection_id, e)) ||
+            (err = jn_json_string(body, "integration_id", true, MAX_KEY, integration_id, e)))
+            return err;
+    }
+    if (json_object_object_get_ex(body, "end_user", &v) && v) {
+        if ((err = jn_api_check_end_user(v, e)))
+            return err;
+        in->end_user = v;
+    }
+    if ((err = jn_api_check_tags(body, e)))
+        return err;
+    json_object_object_get_ex(body, "tags", &in->tags);
+    if (!reconnect && !in->end_user && !in->tags)
+        return jn_field_error(e, "end_user", "is required (or give tags)");
+    if (json_object_object_get_ex(body, "organization", &v) && v) {
+        static const char *const org[] = {"id", "display_name", NULL};
+        const char *s;
+        if (!json_object_is_type(v, json_type_object))
+            return jn_field_error(e, "organization", "must be an object");
+        if ((err = jn_json_only_keys(v, org, "organization", e)) ||
+            (err = jn_json_string(v, "id", true, MAX_KEY, &s, e)) ||
+            (err = jn_json_string(v, "display_name", false, MAX_KEY, &s, e))) {
+            if (strncmp(e->path, "organization", 12) != 0)
+                jn_field_error_nest(e, "organization");
+            return err;
+        }
+        in->organization = v;
+    }
+    if (json_object_object_get_ex(body, "allowed_integrations", &v) && v) {
+        if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > 1000)
+            return jn_field_error(e, "allowed_integrations", "must be an array of unique keys");
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            json_object *k = json_object_array_get_idx(v, i);
+            if (!json_object_is_type(k, json_type_string) || json_object_get_string_len(k) == 0 ||
+                json_object_get_string_len(k) > MAX_KEY)
+                return jn_field_error(e, "allowed_integrations", "item %zu must be a unique key",
+                                      i);
+        }
+        in->allowed_integrations = v;
+    }
+    if (json_object_object_get_ex(body, "integrations_config_defaults", &v) && v) {
+        if (!json_object_is_type(v, json_type_object))
+            return jn_field_error(e, "integrations_config_defaults", "must be an object");
+        in->integrations_config_defaults = v;
+    }
+    if (json_object_object_get_ex(body, "overrides", &v) && v &&
+        !json_object_is_type(v, json_type_object))
+        return jn_field_error(e, "overrides", "must be an object");
+    return jn_json_string(body, "webhook_url_override", false, 2048, &in->webhook_url_override, e);
+}
+
+static void create_session(const jn_http_request_t *req, jn_http_response_t *res, jn_gateway_t *gw,
+                           bool reconnect)
+{
+    jn_environment_t env;
+    if (!jn_api_begin(gw, req, res, &env))
+        return;
+    json_object *body = jn_api_body_object(req, res);
+    if (!body)
+        return;
+    jn_connect_session_input_t in;
+    const char *cid = NULL, *pck = NULL;
+    jn_field_error_t e;
+    if (read_session_body(body, reconnect, &in, &cid, &pck, &e)) {
+        jn_api_invalid(res, "invalid_body", &e);
+        json_object_put(body);
+        return;
+    }
+    PGconn *conn = jn_api_db(gw, res);
+    if (!conn) {
+        json_object_put(body);
+        return;
+    }
+    jn_err_t err = JN_OK;
+    if (reconnect) {
+        jn_connection_t c;
+        err = jn_connections_get(conn, &gw->keyring, env.id, pck, cid, false, &c);
+        if (err == JN_OK) {
+            in.reconnect_connection_id = c.id;
+            jn_connection_cleanup(&c);
+        } else {
+            char what[600];
+            snprintf(what, sizeof what, "connection '%s' of integration '%s'", cid, pck);
+            jn_api_store_error(res, err, what);
+        }
+    }
+    if (err == JN_OK) {
+        char token[JN_CONNECT_TOKEN_LEN + 1], expires[40];
+        err = jn_connect_sessions_create(conn, env.id, &in, token, expires);
+        if (err) {
+            jn_api_store_error(res, err, "connect session");
+        } else {
+            char link[768];
+            snprintf(link, sizeof link, "%s/connect?session_token=%s", gw->svc->config.server_url,
+                     token);
+            json_object *data = json_object_new_object();
+            json_object_object_add(data, "token", json_object_new_string(token));
+            json_object_object_add(data, "connect_link", json_object_new_string(link));
+            json_object_object_add(data, "expires_at", json_object_new_string(expires));
+            jn_api_data(res, data);
+            res->status = 201;
+        }
+    }
+    jn_api_db_release(gw, conn);
+    json_object_put(body);
+}
+
+static void post_session(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    create_session(req, res, ud, false);
+}
+
+static void post_reconnect(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    create_session(req, res, ud, true);
+}
+
+/* Authenticates by session token in the Authorization header. */
+static bool session_from_header(jn_gateway_t *gw, const jn_http_request_t *req,
+                                jn_http_response_t *res, PGconn **conn, jn_connect_session_t *s,
+                                const char **token)
+{
+    const char *auth = jn_http_header(req, "Authorization");
+    if (!auth || strncmp(auth, "Bearer ", 7) != 0) {
+        jn_http_respond_error(res, 401, "missing_auth_header",
+                              "send Authorization: Bearer <connect session token>");
+        return false;
+    }
+    *token = auth + 7;
+    if (!jn_connect_token_well_formed(*token)) {
+        jn_http_respond_error(res, 401, "invalid_connect_session_token_format",
+                              "the connect session token is malformed");
+        return false;
+    }
+    *conn = jn_api_db(gw, res);
+    if (!*conn)
+        return false;
+    jn_err_t err = jn_connect_sessions_find(*conn, *token, s);
+    if (err) {
+        jn_api_db_release(gw, *conn);
+        if (err == JN_ERR_NOT_FOUND)
+            jn_http_respond_error(res, 401, "unknown_connect_session_token",
+                                  "the connect session is unknown or expired");
+        else
+            jn_api_store_error(res, err, "connect session");
+        return false;
+    }
+    return true;
+}
+
+static json_object *copy(json_object *o)
+{
+    json_object *c = NULL;
+    if (o)
+        json_object_deep_copy(o, &c, NULL);
+    return c;
+}
+
+static void get_session(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_gateway_t *gw = ud;
+    PGconn *conn;
+    jn_connect_session_t s;
+    const char *token;
+    if (!session_from_header(gw, req, res, &conn, &s, &token))
+        return;
+    jn_api_db_release(gw, conn);
+    json_object *data = json_object_new_object();
+    json_object *end_user = copy(s.end_user);
+    if (end_user && s.organization)
+        json_object_object_add(end_user, "organization", copy(s.organization));
+    json_object_object_add(data, "endUser", end_user);
+    if (s.allowed_integrations)
+        json_object_object_add(data, "allowed_integrations", copy(s.allowed_integrations));
+    if (s.integrations_config_defaults)
+        json_object_object_add(data, "integrations_config_defaults",
+                               copy(s.integrations_config_defaults));
+    if (s.reconnect_connection_id)
+        json_object_object_add(data, "isReconnecting", json_object_new_boolean(1));
+    json_object_object_add(data, "expires_at", json_object_new_string(s.expires_at));
+    jn_connect_session_cleanup(&s);
+    jn_api_data(res, data);
+}
+
+static void delete_session(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_gateway_t *gw = ud;
+    PGconn *conn;
+    jn_connect_session_t s;
+    const char *token;
+    if (!session_from_header(gw, req, res, &conn, &s, &token))
+        return;
+    jn_err_t err = jn_connect_sessions_delete(conn, token);
+    jn_api_db_release(gw, conn);
+    jn_connect_session_cleanup(&s);
+    if (err) {
+        jn_api_store_error(res, err, "connect session");
+        return;
+    }
+    jn_http_respond_text(res, 204, "text/plain", "");
+}
+
+void jn_routes_connect(jn_gateway_t *gw, jn_http_server_t *http)
+{
+    jn_http_route(http, "POST", "/connect/sessions", post_session, gw);
+    jn_http_route(http, "POST", "/connect/sessions/reconnect", post_reconnect, gw);
+    jn_http_route(http, "GET", "/connect/session", get_session, gw);
+    jn_http_route(http, "DELETE", "/connect/session", delete_session, gw);
+}

@@ -1,0 +1,320 @@
+/*
+ * connection_requests.c - validation and storage of new connections (see the header).
+ */
+#include "connection_requests.h"
+
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "custom_providers.h"
+#include "integrations.h"
+
+#define MAX_ID 255
+#define MAX_SECRET 8192
+
+static json_object *deep_copy(json_object *o)
+{
+    json_object *c = NULL;
+    if (o && json_object_deep_copy(o, &c, NULL) != 0)
+        abort();
+    return c;
+}
+
+/* ISO 8601 ("2026-11-28T18:00:00Z", fractions and offsets allowed) or unix seconds. */
+static jn_err_t parse_expires_at(json_object *v, long long *out, jn_field_error_t *e)
+{
+    if (json_object_is_type(v, json_type_int)) {
+        *out = json_object_get_int64(v);
+        return JN_OK;
+    }
+    if (!json_object_is_type(v, json_type_string))
+        return jn_field_error(e, "credentials.expires_at", "must be an ISO 8601 date");
+    struct tm tm = {0};
+    const char *rest = strptime(json_object_get_string(v), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest)
+        return jn_field_error(e, "credentials.expires_at", "must be an ISO 8601 date");
+    if (*rest == '.')
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++)
+            ;
+    long offset = 0;
+    if ((*rest == '+' || *rest == '-') && strlen(rest) == 6 && rest[3] == ':') {
+        offset = (strtol(rest + 1, NULL, 10) * 3600 + strtol(rest + 4, NULL, 10) * 60) *
+                 (*rest == '+' ? 1 : -1);
+    } else if (!(*rest == 'Z' && rest[1] == '\0') && *rest != '\0') {
+        return jn_field_error(e, "credentials.expires_at", "must be an ISO 8601 date");
+    }
+    *out = (long long)timegm(&tm) - offset;
+    return JN_OK;
+}
+
+static jn_err_t str(json_object *o, const char *key, bool required, size_t max, const char **out,
+                    jn_field_error_t *e)
+{
+    jn_err_t err = jn_json_string(o, key, required, max, out, e);
+    if (err)
+        jn_field_error_nest(e, "credentials");
+    return err;
+}
+
+jn_err_t jn_api_read_credentials(json_object *creds, const char *type, jn_connection_request_t *cr,
+                                 jn_field_error_t *e)
+{
+    const char *a = NULL, *b = NULL, *c = NULL;
+    jn_err_t err;
+    json_object *stored = json_object_new_object();
+    json_object_object_add(stored, "type", json_object_new_string(type));
+    if (strcmp(type, "OAUTH2") == 0) {
+        static const char *const f[] = {
+            "type", "access_token", "refresh_token", "expires_at", "config_override", "raw", NULL};
+        json_object *v = NULL;
+        if (!(err = jn_json_only_keys(creds, f, "credentials", e)) &&
+            !(err = str(creds, "access_token", true, MAX_SECRET, &a, e)) &&
+            !(err = str(creds, "refresh_token", false, MAX_SECRET, &b, e)) &&
+            json_object_object_get_ex(creds, "expires_at", &v) && v)
+            err = parse_expires_at(v, &cr->expires_at, e);
+        if (!err) {
+            json_object_object_add(stored, "access_token", json_object_new_string(a));
+            if (b)
+                json_object_object_add(stored, "refresh_token", json_object_new_string(b));
+            if (json_object_object_get_ex(creds, "expires_at", &v) && v)
+                json_object_object_add(stored, "expires_at", deep_copy(v));
+            json_object_object_add(stored, "raw", deep_copy(creds));
+        }
+    } else if (strcmp(type, "OAUTH2_CC") == 0) {
+        static const char *const f[] = {"type",       "token", "client_id", "client_secret",
+                                        "expires_at", "raw",   NULL};
+        json_object *v = NULL;
+        if (!(err = jn_json_only_keys(creds, f, "credentials", e)) &&
+            !(err = str(creds, "token", false, MAX_SECRET, &a, e)) &&
+            !(err = str(creds, "client_id", true, MAX_ID * 4, &b, e)) &&
+            !(err = str(creds, "client_secret", true, MAX_SECRET, &c, e)) &&
+            json_object_object_get_ex(creds, "expires_at", &v) && v)
+            err = parse_expires_at(v, &cr->expires_at, e);
+        if (!err) {
+            if (a)
+                json_object_object_add(stored, "token", json_object_new_string(a));
+            json_object_object_add(stored, "client_id", json_object_new_string(b));
+            json_object_object_add(stored, "client_secret", json_object_new_string(c));
+            json_object_object_add(stored, "raw", json_object_new_object());
+        }
+    } else if (strcmp(type, "API_KEY") == 0) {
+        static const char *const f[] = {"type", "apiKey", NULL};
+        if (!(err = jn_json_only_keys(creds, f, "credentials", e)) &&
+            !(err = str(creds, "apiKey", true, 1024, &a, e)))
+            json_object_object_add(stored, "apiKey", json_object_new_string(a));
+    } else if (strcmp(type, "BASIC") == 0) {
+        static const char *const f[] = {"type", "username", "password", NULL};
+        if (!(err = jn_json_only_keys(creds, f, "credentials", e)) &&
+            !(err = str(creds, "username", false, 1024, &a, e)) &&
+            !(err = str(creds, "password", false, MAX_SECRET, &b, e))) {
+            if (!a)
+                err = jn_field_error(e, "credentials.username", "is required");
+            else if (!b)
+                err = jn_field_error(e, "credentials.password", "is required");
+        }
+        if (!err) {
+            json_object_object_add(stored, "username", json_object_new_string(a));
+            json_object_object_add(stored, "password", json_object_new_string(b));
+        }
+    } else if (strcmp(type, "NONE") == 0) {
+        static const char *const f[] = {"type", NULL};
+        err = jn_json_only_keys(creds, f, "credentials", e);
+    } else {
+        err = jn_field_error(e, "credentials.type",
+                             "'%s' is not supported (OAUTH2, OAUTH2_CC, API_KEY, BASIC or NONE)",
+                             type);
+    }
+    if (err) {
+        json_object_put(stored);
+        return err;
+    }
+    json_object_put(cr->credentials);
+    cr->credentials = stored;
+    /* Points into the stored object, which cr now owns. */
+    cr->credentials_type = json_object_get_string(json_object_object_get(stored, "type"));
+    return JN_OK;
+}
+
+static bool control_free(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+jn_err_t jn_api_read_connection_request(json_object *body, bool import, jn_connection_request_t *cr,
+                                        jn_field_error_t *e)
+{
+    static const char *const fields[] = {"connection_id",
+                                         "provider_config_key",
+                                         "credentials",
+                                         "metadata",
+                                         "connection_config",
+                                         "webhook_url_override",
+                                         "end_user",
+                                         "tags",
+                                         NULL};
+    memset(cr, 0, sizeof *cr);
+    (void)import;
+    jn_err_t err = jn_json_only_keys(body, fields, "", e);
+    if (!err)
+        err =
+            jn_json_string(body, "provider_config_key", true, MAX_ID, &cr->provider_config_key, e);
+    if (!err)
+        err = jn_json_string(body, "connection_id", false, MAX_ID, &cr->connection_id, e);
+    if (!err && cr->connection_id && (!*cr->connection_id || !control_free(cr->connection_id)))
+        err = jn_field_error(e, "connection_id", "must be non-empty, without control characters");
+    if (!err)
+        err =
+            jn_json_string(body, "webhook_url_override", false, 2048, &cr->webhook_url_override, e);
+    json_object *v = NULL;
+    if (!err && json_object_object_get_ex(body, "metadata", &v) && v) {
+        if (!json_object_is_type(v, json_type_object))
+            err = jn_field_error(e, "metadata", "must be an object");
+        cr->metadata = v;
+    }
+    if (!err && json_object_object_get_ex(body, "connection_config", &v) && v) {
+        json_object *ignored = NULL;
+        err = jn_json_string_map(body, "connection_config", 2048, &ignored, e);
+        cr->connection_config = deep_copy(v);
+    }
+    if (!err && json_object_object_get_ex(body, "end_user", &v) && v) {
+        err = jn_api_check_end_user(v, e);
+        cr->end_user = v;
+    }
+    if (!err) {
+        err = jn_api_check_tags(body, e);
+        json_object_object_get_ex(body, "tags", &cr->tags);
+    }
+    if (err)
+        return err;
+    json_object *creds = NULL;
+    if (!json_object_object_get_ex(body, "credentials", &creds) ||
+        !json_object_is_type(creds, json_type_object))
+        return jn_field_error(e, "credentials", "is required and must be an object");
+    const char *type = NULL;
+    if ((err = jn_json_string(creds, "type", true, 32, &type, e))) {
+        jn_field_error_nest(e, "credentials");
+        return err;
+    }
+    return jn_api_read_credentials(creds, type, cr, e);
+}
+
+void jn_api_connection_request_cleanup(jn_connection_request_t *cr)
+{
+    json_object_put(cr->credentials);
+    json_object_put(cr->connection_config);
+    free(cr->generated_id);
+    memset(cr, 0, sizeof *cr);
+}
+
+jn_err_t jn_api_check_connection_config(json_object *provider, json_object *config,
+                                        bool require_all, jn_field_error_t *e)
+{
+    json_object *specs = NULL;
+    if (!json_object_object_get_ex(provider, "connection_config", &specs))
+        return JN_OK;
+    json_object_object_foreach(specs, key, spec)
+    {
+        char path[160];
+        snprintf(path, sizeof path, "connection_config.%s", key);
+        json_object *value = NULL, *v = NULL;
+        bool given = config && json_object_object_get_ex(config, key, &value) && value &&
+                     json_object_get_string_len(value) > 0;
+        bool optional =
+            json_object_object_get_ex(spec, "optional", &v) && json_object_get_boolean(v);
+        bool automated =
+            json_object_object_get_ex(spec, "automated", &v) && json_object_get_boolean(v);
+        if (!given) {
+            if (require_all && !optional && !automated)
+                return jn_field_error(e, path, "is required by this provider");
+            continue;
+        }
+        if (!json_object_object_get_ex(spec, "pattern", &v))
+            continue;
+        regex_t re;
+        if (regcomp(&re, json_object_get_string(v), REG_EXTENDED | REG_NOSUB) != 0)
+            return jn_field_error(e, path, "the provider's pattern does not compile");
+        bool ok = regexec(&re, json_object_get_string(value), 0, NULL, 0) == 0;
+        regfree(&re);
+        if (!ok)
+            return jn_field_error(e, path, "must match %s", json_object_get_string(v));
+    }
+    return JN_OK;
+}
+
+static const char *auth_mode(json_object *provider)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(provider, "auth_mode", &v) ? json_object_get_string(v) : "";
+}
+
+bool jn_api_save_connection(jn_gateway_t *gw, PGconn *conn, const jn_environment_t *env,
+                            jn_connection_request_t *cr, jn_http_response_t *res,
+                            jn_connection_t *out, bool *created)
+{
+    jn_integration_t it;
+    jn_err_t err =
+        jn_integrations_get(conn, &gw->keyring, env->id, cr->provider_config_key, false, &it);
+    if (err) {
+        char what[320];
+        snprintf(what, sizeof what, "integration '%s'", cr->provider_config_key);
+        jn_api_store_error(res, err, what);
+        return false;
+    }
+    json_object *provider = NULL;
+    err = jn_providers_lookup(gw->catalog, conn, env->id, it.provider, &provider);
+    if (err) {
+        jn_integration_cleanup(&it);
+        jn_api_store_error(res, err, "the integration's provider");
+        return false;
+    }
+    jn_field_error_t e;
+    bool ok = false;
+    const char *mode = auth_mode(provider);
+    if (strcmp(mode, cr->credentials_type) != 0) {
+        jn_field_error(&e, "credentials.type", "integration '%s' uses %s, not %s",
+                       cr->provider_config_key, mode, cr->credentials_type);
+        jn_api_invalid(res, "invalid_body", &e);
+    } else if (jn_api_check_connection_config(provider, cr->connection_config, false, &e)) {
+        jn_api_invalid(res, "invalid_body", &e);
+    } else {
+        if (!cr->connection_id) {
+            cr->generated_id = jn_api_new_connection_id();
+            cr->connection_id = cr->generated_id;
+        }
+        jn_connection_input_t in = {
+            .integration_id = it.id,
+            .connection_id = cr->connection_id,
+            .credentials_type = cr->credentials_type,
+            .credentials = cr->credentials,
+            .expires_at = cr->expires_at,
+            .connection_config = cr->connection_config,
+            .metadata = cr->metadata,
+            .end_user = cr->end_user,
+            .tags = cr->tags,
+            .webhook_url_override = cr->webhook_url_override,
+        };
+        err = jn_connections_upsert(conn, &gw->keyring, env->id, &in, created, out);
+        if (err)
+            jn_api_store_error(res, err, "connection");
+        else
+            ok = true;
+    }
+    json_object_put(provider);
+    jn_integration_cleanup(&it);
+    if (ok) {
+        /* Answer with credentials, as Nango's import does. */
+        jn_connection_t full;
+        if (jn_connections_get_by_id(conn, &gw->keyring, out->id, true, &full) == JN_OK) {
+            jn_connection_cleanup(out);
+            *out = full;
+        }
+    }
+    return ok;
+}

@@ -1,0 +1,57 @@
+/*
+ * connection_requests.h - turning a request for a connection (an import through
+ * POST /connections, or an end user's API key / basic / client-credentials / OAuth
+ * result) into a stored connection, with the same checks everywhere:
+ * the credentials have the shape of their type, the type is the integration's auth mode,
+ * and every connection_config value the provider declares matches its pattern (those
+ * values end up in host names).
+ */
+#ifndef JN_GATEWAY_CONNECTION_REQUESTS_H
+#define JN_GATEWAY_CONNECTION_REQUESTS_H
+
+#include "api.h"
+#include "connections.h"
+
+typedef struct {
+    const char *provider_config_key;
+    const char *connection_id; /* NULL: a new uuid is generated */
+    const char *credentials_type;
+    json_object *credentials; /* owned: the credentials to store */
+    long long expires_at;
+    json_object *metadata;          /* borrowed */
+    json_object *connection_config; /* owned */
+    json_object *end_user;          /* borrowed */
+    json_object *tags;              /* borrowed */
+    const char *webhook_url_override;
+    char *generated_id;
+} jn_connection_request_t;
+
+/* Reads an import body (Nango's POST /connections). Borrowed pointers point into body. */
+jn_err_t jn_api_read_connection_request(json_object *body, bool import, jn_connection_request_t *cr,
+                                        jn_field_error_t *e);
+
+/* Reads credentials of one type (the object sent by the frontend SDK for API key, basic,
+ * client credentials) into cr->credentials. type is the auth mode. */
+jn_err_t jn_api_read_credentials(json_object *creds, const char *type, jn_connection_request_t *cr,
+                                 jn_field_error_t *e);
+
+void jn_api_connection_request_cleanup(jn_connection_request_t *cr);
+
+/* Resolves the integration, checks type and connection_config, and upserts. On failure
+ * answers res itself (404, 400, 503) and returns false. */
+bool jn_api_save_connection(jn_gateway_t *gw, PGconn *conn, const jn_environment_t *env,
+                            jn_connection_request_t *cr, jn_http_response_t *res,
+                            jn_connection_t *out, bool *created);
+
+/* Checks connection_config against the provider's declared fields (patterns, required
+ * ones when require_all). */
+jn_err_t jn_api_check_connection_config(json_object *provider, json_object *config,
+                                        bool require_all, jn_field_error_t *e);
+
+/* Helpers shared by the connection routes (connections_api.c). */
+char *jn_api_new_connection_id(void);
+jn_err_t jn_api_check_end_user(json_object *end_user, jn_field_error_t *e);
+jn_err_t jn_api_check_tags(json_object *body, jn_field_error_t *e);
+json_object *jn_api_connection_full(const jn_connection_t *c, bool with_refresh_token);
+
+#endif

@@ -1,0 +1,511 @@
+/*
+ * Integration: the whole OAuth 2 dance over HTTP against the fake provider
+ * (connect session → /oauth/connect → authorize → /oauth/callback → connection), refused
+ * and replayed callbacks, single-flight token refresh across two gateway processes, a
+ * dead refresh token recorded without losing credentials, client credentials, and the
+ * scheduler's refresh sweep.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "harness.h"
+
+static jn_test_gateway_t gw;
+static jn_test_process_t fake;
+static char fake_url[64];
+
+static bool fake_listening(void *ud)
+{
+    (void)ud;
+    char *log = jn_test_read_log(&fake);
+    const char *line = strstr(log, "listening on ");
+    if (line)
+        snprintf(fake_url, sizeof fake_url, "http://127.0.0.1:%ld", strtol(line + 13, NULL, 10));
+    free(log);
+    return line != NULL;
+}
+
+static long fake_call(const char *method, const char *path, const char *body, json_object **resp)
+{
+    char url[256], *text = NULL;
+    snprintf(url, sizeof url, "%s%s", fake_url, path);
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    long st = jn_test_http(method, url, headers, body, body ? strlen(body) : 0, &text);
+    if (resp)
+        *resp = json_tokener_parse(text);
+    free(text);
+    return st;
+}
+
+static long token_requests(const char *grant)
+{
+    json_object *stats = NULL;
+    assert_int_equal(fake_call("GET", "/_admin/stats", NULL, &stats), 200);
+    char path[96];
+    snprintf(path, sizeof path, "token_requests_by_grant.%s", grant);
+    const char *v = jn_test_json_str(stats, path);
+    long n = v ? strtol(v, NULL, 10) : 0;
+    json_object_put(stats);
+    return n;
+}
+
+static void expect(long got, long want, json_object *resp, const char *what)
+{
+    if (got != want)
+        fail_msg("%s: %ld (wanted %ld) %s", what, got, want,
+                 resp ? json_object_to_json_string(resp) : "");
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *argv[] = {FAKE_PROVIDER_BIN, "--port", "0", NULL};
+    jn_test_spawn(&fake, argv, NULL, "oauth_fake_provider");
+    assert_true(jn_test_wait_until(fake_listening, NULL, 10000));
+
+    /* The harness makes the gateway's public URL its own address, so the provider
+     * redirects the browser back to it. */
+    jn_test_gateway_start(&gw, GATEWAY_BIN, NULL);
+
+    char def[2048];
+    snprintf(def, sizeof def,
+             "{\"display_name\":\"Fake OAuth\",\"categories\":[\"dev-tools\"],"
+             "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"OAUTH2\","
+             "\"authorization_url\":\"%s/oauth/authorize\",\"token_url\":\"%s/oauth/token\","
+             "\"pkce\":true,\"proxy\":{\"base_url\":\"%s/api\"}}",
+             fake_url, fake_url, fake_url);
+    json_object *resp = NULL;
+    expect(jn_test_api(&gw, "PUT", "/junction/providers/fake-oauth", gw.dev_key, def, &resp), 201,
+           resp, "custom provider");
+    json_object_put(resp);
+    snprintf(
+        def, sizeof def,
+        "{\"display_name\":\"Fake CC\",\"categories\":[\"dev-tools\"],"
+        "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"OAUTH2_CC\","
+        "\"token_url\":\"%s/oauth/token\",\"token_params\":{\"grant_type\":\"client_credentials\"},"
+        "\"proxy\":{\"base_url\":\"%s/api\"},"
+        "\"credentials\":{\"client_id\":{\"type\":\"string\",\"title\":\"Client ID\"},"
+        "\"client_secret\":{\"type\":\"string\",\"title\":\"Client secret\",\"secret\":true}}}",
+        fake_url, fake_url);
+    expect(jn_test_api(&gw, "PUT", "/junction/providers/fake-cc", gw.dev_key, def, &resp), 201,
+           resp, "custom cc provider");
+    json_object_put(resp);
+    expect(jn_test_api(&gw, "POST", "/integrations", gw.dev_key,
+                       "{\"provider\":\"fake-oauth\",\"unique_key\":\"fake\",\"credentials\":"
+                       "{\"type\":\"OAUTH2\",\"client_id\":\"test-client\","
+                       "\"client_secret\":\"test-secret\",\"scopes\":\"read,write\"}}",
+                       &resp),
+           200, resp, "integration");
+    json_object_put(resp);
+    expect(jn_test_api(&gw, "POST", "/integrations", gw.dev_key,
+                       "{\"provider\":\"fake-cc\",\"unique_key\":\"fake-cc\"}", &resp),
+           200, resp, "cc integration");
+    json_object_put(resp);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    jn_test_gateway_stop(&gw);
+    jn_test_signal(&fake, SIGTERM);
+    jn_test_process_wait(&fake, 10000);
+    jn_test_process_kill(&fake);
+    return 0;
+}
+
+/* GET without following redirects; returns the status and the Location header. */
+static long get_no_follow(const char *url, char *location, size_t cap, char **body)
+{
+    CURL *curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
+    FILE *sink = body ? NULL : fopen("/dev/null", "w");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = body ? open_memstream(&buf, &len) : sink;
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, mem);
+    long status = 0;
+    location[0] = '\0';
+    if (curl_easy_perform(curl) == CURLE_OK) {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        char *loc = NULL;
+        curl_easy_getinfo(curl, CURLINFO_REDIRECT_URL, &loc);
+        if (loc)
+            snprintf(location, cap, "%s", loc);
+    }
+    curl_easy_cleanup(curl);
+    fclose(mem);
+    if (body)
+        *body = buf;
+    return status;
+}
+
+static void new_session(char *token, size_t cap)
+{
+    json_object *resp = NULL;
+    expect(jn_test_api(&gw, "POST", "/connect/sessions", gw.dev_key,
+                       "{\"end_user\":{\"id\":\"oauth-user\"}}", &resp),
+           201, resp, "session");
+    snprintf(token, cap, "%s", jn_test_json_str(resp, "data.token"));
+    json_object_put(resp);
+}
+
+/* Runs the dance and returns the new connection id. */
+static void oauth_dance(char *connection_id, size_t cap, char *callback_url, size_t cb_cap)
+{
+    char token[128], url[512], location[2048];
+    new_session(token, sizeof token);
+    snprintf(url, sizeof url, "%s/oauth/connect/fake?connect_session_token=%s", gw.url, token);
+    assert_int_equal(get_no_follow(url, location, sizeof location, NULL), 302);
+    assert_true(strncmp(location, fake_url, strlen(fake_url)) == 0);
+    assert_non_null(strstr(location, "code_challenge_method=S256"));
+    assert_non_null(strstr(location, "state="));
+    assert_non_null(strstr(location, "client_id=test-client"));
+    assert_non_null(strstr(location, "scope=read%20write"));
+
+    /* The provider approves and sends the browser back to our callback. */
+    char callback[2048];
+    assert_int_equal(get_no_follow(location, callback, sizeof callback, NULL), 302);
+    char prefix[160];
+    snprintf(prefix, sizeof prefix, "%s/oauth/callback?", gw.url);
+    assert_true(strncmp(callback, prefix, strlen(prefix)) == 0);
+    char *html = NULL;
+    long st = get_no_follow(callback, location, sizeof location, &html);
+    if (st != 200)
+        fail_msg("callback answered %ld: %s", st, html);
+    assert_non_null(strstr(html, "nango_oauth_callback_success"));
+    const char *id = strstr(html, "\"connectionId\":\"");
+    assert_non_null(id);
+    id += 16;
+    snprintf(connection_id, cap, "%.*s", (int)strcspn(id, "\""), id);
+    free(html);
+    snprintf(callback_url, cb_cap, "%s", callback);
+}
+
+static char flow_connection[64];
+
+static void test_full_dance_and_replay(void **state)
+{
+    (void)state;
+    char callback[2048];
+    long before = token_requests("authorization_code");
+    oauth_dance(flow_connection, sizeof flow_connection, callback, sizeof callback);
+    assert_int_equal(token_requests("authorization_code"), before + 1);
+
+    char path[256];
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake", flow_connection);
+    json_object *resp = NULL;
+    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "connection");
+    assert_string_equal(jn_test_json_str(resp, "credentials.type"), "OAUTH2");
+    assert_string_equal(jn_test_json_str(resp, "end_user.id"), "oauth-user");
+    const char *access = jn_test_json_str(resp, "credentials.access_token");
+    assert_non_null(access);
+    char token[128];
+    snprintf(token, sizeof token, "%s", access);
+    json_object_put(resp);
+
+    /* The token works at the provider. */
+    char url[256], auth[200];
+    snprintf(url, sizeof url, "%s/api/me", fake_url);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    const char *headers[] = {auth, NULL};
+    assert_int_equal(jn_test_http("GET", url, headers, NULL, 0, NULL), 200);
+
+    /* Nothing in the row is plaintext. */
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM connections c WHERE c::text LIKE '%%%s%%'",
+             token);
+    char *n = jn_test_sql_value(gw.db_url, sql);
+    assert_string_equal(n, "0");
+    free(n);
+
+    /* Replaying the callback, or a forged state, creates nothing and asks nothing. */
+    char *count_before = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
+    char location[512], *html = NULL;
+    assert_int_equal(get_no_follow(callback, location, sizeof location, &html), 400);
+    assert_non_null(strstr(html, "already used"));
+    free(html);
+    snprintf(url, sizeof url, "%s/oauth/callback?state=0000&code=abc", gw.url);
+    assert_int_equal(get_no_follow(url, location, sizeof location, NULL), 400);
+    char *count_after = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
+    assert_string_equal(count_before, count_after);
+    free(count_before);
+    free(count_after);
+    assert_int_equal(token_requests("authorization_code"), before + 1);
+}
+
+static void test_provider_denial(void **state)
+{
+    (void)state;
+    json_object *resp = NULL;
+    assert_int_equal(fake_call("POST", "/_admin/config", "{\"deny\":true}", &resp), 200);
+    json_object_put(resp);
+    char token[128], url[512], location[2048], callback[2048];
+    new_session(token, sizeof token);
+    snprintf(url, sizeof url, "%s/oauth/connect/fake?connect_session_token=%s", gw.url, token);
+    assert_int_equal(get_no_follow(url, location, sizeof location, NULL), 302);
+    assert_int_equal(get_no_follow(location, callback, sizeof callback, NULL), 302);
+    char *html = NULL;
+    assert_int_equal(get_no_follow(callback, location, sizeof location, &html), 400);
+    assert_non_null(strstr(html, "access_denied"));
+    assert_non_null(strstr(html, "nango_oauth_callback_error"));
+    free(html);
+    assert_int_equal(fake_call("POST", "/_admin/config", "{\"deny\":false}", &resp), 200);
+    json_object_put(resp);
+}
+
+typedef struct {
+    const char *base;
+    const char *key;
+    char path[256];
+    long status;
+    char access[128];
+} refresher_t;
+
+static bool url_answers_200(void *ud)
+{
+    return jn_test_http("GET", ud, NULL, NULL, 0, NULL) == 200;
+}
+
+static void *refresh_once(void *arg)
+{
+    refresher_t *r = arg;
+    char url[512], auth[200], *body = NULL;
+    snprintf(url, sizeof url, "%s%s", r->base, r->path);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", r->key);
+    const char *headers[] = {auth, NULL};
+    r->status = jn_test_http("GET", url, headers, NULL, 0, &body);
+    json_object *o = json_tokener_parse(body);
+    const char *a = jn_test_json_str(o, "credentials.access_token");
+    snprintf(r->access, sizeof r->access, "%s", a ? a : "");
+    json_object_put(o);
+    free(body);
+    return NULL;
+}
+
+static void test_concurrent_force_refresh_is_single_flight(void **state)
+{
+    (void)state;
+    /* A second gateway process on the same database. */
+    static char db_env[600], port_env[32], dev_env[200], prod_env[200];
+    int port = jn_test_free_port();
+    snprintf(db_env, sizeof db_env, "JUNCTION_DATABASE_URL=%s", gw.db_url);
+    snprintf(port_env, sizeof port_env, "JUNCTION_PORT=%d", port);
+    snprintf(dev_env, sizeof dev_env, "JUNCTION_SECRET_KEY_DEV=%s", gw.dev_key);
+    snprintf(prod_env, sizeof prod_env, "JUNCTION_SECRET_KEY_PROD=%s", gw.prod_key);
+    const char *env[] = {db_env,
+                         port_env,
+                         dev_env,
+                         prod_env,
+                         "JUNCTION_BIND_ADDRESS=127.0.0.1",
+                         "JUNCTION_TOPIC_PARTITIONS=1",
+                         NULL};
+    const char *argv[] = {GATEWAY_BIN, NULL};
+    jn_test_process_t second;
+    jn_test_spawn(&second, argv, env, "oauth_second_gateway");
+    char second_url[64], health[96];
+    snprintf(second_url, sizeof second_url, "http://127.0.0.1:%d", port);
+    snprintf(health, sizeof health, "%s/health", second_url);
+    assert_true(jn_test_wait_until(url_answers_200, health, 60000));
+
+    /* Slow token answers make the twenty requests overlap. */
+    json_object *resp = NULL;
+    assert_int_equal(fake_call("POST", "/_admin/config", "{\"token_latency_ms\":400}", &resp), 200);
+    json_object_put(resp);
+    long before = token_requests("refresh_token");
+    /* The connection was created moments ago, inside the coalescing window that lets a
+     * force_refresh reuse a fresh token: age it so this round must really refresh. */
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE connections SET credentials_refreshed_at = now() - interval '1 minute' "
+             "WHERE connection_id = '%s' RETURNING 1",
+             flow_connection);
+    free(jn_test_sql_value(gw.db_url, sql));
+
+    enum { N = 20 };
+    refresher_t r[N];
+    pthread_t threads[N];
+    for (int i = 0; i < N; i++) {
+        r[i].base = i % 2 ? second_url : gw.url;
+        r[i].key = gw.dev_key;
+        snprintf(r[i].path, sizeof r[i].path,
+                 "/connections/%s?provider_config_key=fake&force_refresh=true", flow_connection);
+        pthread_create(&threads[i], NULL, refresh_once, &r[i]);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].status, 200);
+        assert_string_equal(r[i].access, r[0].access); /* everyone got the same new token */
+    }
+    assert_int_equal(token_requests("refresh_token"), before + 1);
+    assert_int_equal(fake_call("POST", "/_admin/config", "{\"token_latency_ms\":0}", &resp), 200);
+    json_object_put(resp);
+
+    jn_test_signal(&second, SIGTERM);
+    assert_true(jn_test_process_wait(&second, 20000));
+}
+
+static void test_rotation_and_dead_refresh_token(void **state)
+{
+    (void)state;
+    json_object *resp = NULL;
+    /* With rotation, the new refresh token replaces the old one atomically. */
+    assert_int_equal(fake_call("POST", "/_admin/config", "{\"rotate_refresh_tokens\":true}", &resp),
+                     200);
+    json_object_put(resp);
+    /* Age the last refresh past the coalescing window, so this force really refreshes. */
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE connections SET credentials_refreshed_at = now() - interval '1 minute' "
+             "WHERE connection_id = '%s' RETURNING 1",
+             flow_connection);
+    free(jn_test_sql_value(gw.db_url, sql));
+    char path[256];
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake&refresh_token=true",
+             flow_connection);
+    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "before");
+    char old_refresh[128];
+    snprintf(old_refresh, sizeof old_refresh, "%s",
+             jn_test_json_str(resp, "credentials.refresh_token"));
+    json_object_put(resp);
+    snprintf(path, sizeof path,
+             "/connections/%s?provider_config_key=fake&refresh_token=true&force_refresh=true",
+             flow_connection);
+    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "rotated");
+    const char *new_refresh = jn_test_json_str(resp, "credentials.refresh_token");
+    assert_non_null(new_refresh);
+    assert_string_not_equal(new_refresh, old_refresh);
+    json_object_put(resp);
+    assert_int_equal(
+        fake_call("POST", "/_admin/config", "{\"rotate_refresh_tokens\":false}", &resp), 200);
+    json_object_put(resp);
+
+    /* A revoked grant: the failure is recorded, the old credentials stay. */
+    free(jn_test_sql_value(gw.db_url, sql));
+    assert_int_equal(fake_call("POST", "/_admin/revoke", "{\"all\":true}", &resp), 200);
+    json_object_put(resp);
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake", flow_connection);
+    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "still readable");
+    char access[128];
+    snprintf(access, sizeof access, "%s", jn_test_json_str(resp, "credentials.access_token"));
+    json_object_put(resp);
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake&force_refresh=true",
+             flow_connection);
+    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 400, resp, "dead grant");
+    assert_string_equal(jn_test_json_str(resp, "error.code"), "invalid_credentials");
+    const char *message = jn_test_json_str(resp, "error.message");
+    assert_non_null(message);
+    assert_non_null(strstr(message, "invalid_grant"));
+    assert_non_null(jn_test_json_str(resp, "error.payload.connection.errors.0.message"));
+    json_object_put(resp);
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake", flow_connection);
+    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "after failure");
+    assert_string_equal(jn_test_json_str(resp, "credentials.access_token"), access);
+    assert_string_equal(jn_test_json_str(resp, "errors.0.type"), "auth");
+    json_object_put(resp);
+}
+
+static void test_client_credentials(void **state)
+{
+    (void)state;
+    char token[128], path[256];
+    new_session(token, sizeof token);
+    json_object *resp = NULL;
+    long before = token_requests("client_credentials");
+    snprintf(path, sizeof path, "/oauth2/auth/fake-cc?connect_session_token=%s", token);
+    expect(jn_test_api(&gw, "POST", path, NULL,
+                       "{\"client_id\":\"test-client\",\"client_secret\":\"wrong\"}", &resp),
+           400, resp, "wrong secret");
+    assert_string_equal(jn_test_json_str(resp, "error.code"), "connection_test_failed");
+    json_object_put(resp);
+    expect(jn_test_api(&gw, "POST", path, NULL,
+                       "{\"client_id\":\"test-client\",\"client_secret\":\"test-secret\"}", &resp),
+           200, resp, "client credentials");
+    char cid[64];
+    snprintf(cid, sizeof cid, "%s", jn_test_json_str(resp, "connectionId"));
+    json_object_put(resp);
+    assert_int_equal(token_requests("client_credentials"), before + 2);
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake-cc", cid);
+    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "cc connection");
+    assert_string_equal(jn_test_json_str(resp, "credentials.type"), "OAUTH2_CC");
+    assert_non_null(jn_test_json_str(resp, "credentials.token"));
+    json_object_put(resp);
+}
+
+static bool refreshed_by_sweep(void *ud)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM connections WHERE connection_id = '%s' AND "
+             "expires_at > now() + interval '30 minutes'",
+             (const char *)ud);
+    char *n = jn_test_sql_value(gw.db_url, sql);
+    bool done = strcmp(n, "1") == 0;
+    free(n);
+    return done;
+}
+
+static void test_scheduler_sweep_refreshes_expiring_tokens(void **state)
+{
+    (void)state;
+    /* A fresh connection (the earlier one's grant was revoked), about to expire. */
+    char cid[64], callback[2048];
+    oauth_dance(cid, sizeof cid, callback, sizeof callback);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE connections SET expires_at = now() + interval '2 minutes' "
+             "WHERE connection_id = '%s' RETURNING 1",
+             cid);
+    free(jn_test_sql_value(gw.db_url, sql));
+    long before = token_requests("refresh_token");
+
+    static char db_env[600], port_env[64], prefix_env[128];
+    snprintf(db_env, sizeof db_env, "JUNCTION_DATABASE_URL=%s", gw.db_url);
+    snprintf(port_env, sizeof port_env, "JUNCTION_SCHEDULER_PORT=%d", jn_test_free_port());
+    snprintf(prefix_env, sizeof prefix_env, "JUNCTION_TOPIC_PREFIX=%s", gw.db);
+    const char *env[] = {db_env,
+                         port_env,
+                         prefix_env,
+                         "JUNCTION_REFRESH_SWEEP_SECONDS=1",
+                         "JUNCTION_BIND_ADDRESS=127.0.0.1",
+                         "JUNCTION_TOPIC_PARTITIONS=1",
+                         NULL};
+    const char *argv[] = {SCHEDULER_BIN, NULL};
+    jn_test_process_t scheduler;
+    jn_test_spawn(&scheduler, argv, env, "oauth_scheduler");
+    bool done = jn_test_wait_until(refreshed_by_sweep, cid, 60000);
+    jn_test_signal(&scheduler, SIGTERM);
+    assert_true(jn_test_process_wait(&scheduler, 20000));
+    if (!done) {
+        char *log = jn_test_read_log(&scheduler);
+        fail_msg("the sweep did not refresh the token:\n%s", log);
+    }
+    assert_true(token_requests("refresh_token") >= before + 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_dance_and_replay),
+        cmocka_unit_test(test_provider_denial),
+        cmocka_unit_test(test_concurrent_force_refresh_is_single_flight),
+        cmocka_unit_test(test_rotation_and_dead_refresh_token),
+        cmocka_unit_test(test_client_credentials),
+        cmocka_unit_test(test_scheduler_sweep_refreshes_expiring_tokens),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
