@@ -17,6 +17,7 @@
 #include "environments.h"
 #include "http_server.h"
 #include "json_util.h"
+#include "provider_http.h"
 #include "service.h"
 
 typedef struct {
@@ -24,6 +25,7 @@ typedef struct {
     jn_catalog_t *catalog;
     jn_crypto_keyring_t keyring;
     jn_env_cache_t *envs;
+    jn_provider_http_t *provider_http;
 } jn_gateway_t;
 
 /* Authenticates the request (Authorization: Bearer <secret key>). On failure answers 401

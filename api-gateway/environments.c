@@ -111,7 +111,8 @@ static jn_err_t reload(jn_env_cache_t *c)
         return err;
     PGresult *r = NULL;
     err = jn_pg_exec(conn,
-                     "SELECT id, uuid::text, name, secret_key_hash FROM environments ORDER BY id",
+                     "SELECT id, uuid::text, name, secret_key_hash, egress_allowlist FROM environments "
+                     "ORDER BY id",
                      0, NULL, &r);
     jn_pg_release(c->pool, conn);
     if (err)
@@ -124,6 +125,8 @@ static jn_err_t reload(jn_env_cache_t *c)
         e->env.id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
         snprintf(e->env.uuid, sizeof e->env.uuid, "%s", PQgetvalue(r, i, 1));
         snprintf(e->env.name, sizeof e->env.name, "%s", PQgetvalue(r, i, 2));
+        snprintf(e->env.egress_allowlist, sizeof e->env.egress_allowlist, "%s",
+                 PQgetvalue(r, i, 4));
         const char *hex = PQgetvalue(r, i, 3);
         for (int b = 0; b < 32; b++) {
             unsigned v = 0;
@@ -186,4 +189,26 @@ jn_err_t jn_env_cache_authenticate(jn_env_cache_t *c, const char *secret_key, jn
         *out = c->entries[match].env;
     pthread_mutex_unlock(&c->lock);
     return match >= 0 ? JN_OK : JN_ERR_NOT_FOUND;
+}
+
+jn_err_t jn_env_cache_set_allowlist(jn_env_cache_t *c, long long env_id, const char *allowlist)
+{
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(c->pool, 2000, &err);
+    if (!conn)
+        return err;
+    char id[24];
+    snprintf(id, sizeof id, "%lld", env_id);
+    const char *params[] = {id, allowlist};
+    err = jn_pg_exec(conn,
+                     "UPDATE environments SET egress_allowlist = $2, updated_at = now() "
+                     "WHERE id = $1",
+                     2, params, NULL);
+    jn_pg_release(c->pool, conn);
+    if (err)
+        return err;
+    pthread_mutex_lock(&c->lock);
+    err = reload(c);
+    pthread_mutex_unlock(&c->lock);
+    return err;
 }

@@ -23,6 +23,7 @@ typedef struct {
     long long id;
     char uuid[40];
     char name[72];
+    char egress_allowlist[1024]; /* CIDRs admitted although internal; see egress.h */
 } jn_environment_t;
 
 typedef struct jn_env_cache jn_env_cache_t;
@@ -38,5 +39,8 @@ void jn_env_cache_free(jn_env_cache_t *cache);
  * JN_ERR_DB_UNAVAILABLE when the cache is stale and cannot be reloaded. Thread-safe. */
 jn_err_t jn_env_cache_authenticate(jn_env_cache_t *cache, const char *secret_key,
                                    jn_environment_t *out);
+
+/* Sets the environment's egress allow-list (already validated) and reloads the cache. */
+jn_err_t jn_env_cache_set_allowlist(jn_env_cache_t *cache, long long env_id, const char *allowlist);
 
 #endif

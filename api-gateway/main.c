@@ -43,6 +43,7 @@ int main(void)
     jn_service_keyring(&svc, &gw.keyring);
     ensure_environments(&svc);
     gw.envs = jn_env_cache_new(svc.pg);
+    gw.provider_http = jn_provider_http_new();
 
     jn_routes_providers(&gw, svc.http);
     jn_routes_integrations(&gw, svc.http);
@@ -50,11 +51,13 @@ int main(void)
     jn_routes_connect(&gw, svc.http);
     jn_routes_auth_flows(&gw, svc.http);
     jn_routes_connect_page(&gw, svc.http);
+    jn_routes_proxy(&gw, svc.http);
     jn_service_listen(&svc);
     while (!jn_service_wait_for_stop(1000))
         ;
     jn_service_stop(&svc);
     jn_env_cache_free(gw.envs);
+    jn_provider_http_free(gw.provider_http);
     jn_catalog_free(gw.catalog);
     jn_crypto_keyring_cleanup(&gw.keyring);
     return 0;

@@ -25,4 +25,7 @@ void jn_routes_auth_flows(jn_gateway_t *gw, jn_http_server_t *http);
 /* GET /connect?session_token=…: the page a connect_link opens. */
 void jn_routes_connect_page(jn_gateway_t *gw, jn_http_server_t *http);
 
+/* ALL /proxy/..., and GET/PATCH /junction/environment (the egress allow-list). */
+void jn_routes_proxy(jn_gateway_t *gw, jn_http_server_t *http);
+
 #endif

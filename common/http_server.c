@@ -193,6 +193,84 @@ void jn_http_query_each(const jn_http_request_t *req, const char *name,
 }
 
 typedef struct {
+    void (*fn)(const char *, const char *, void *);
+    void *ud;
+} header_each_t;
+
+static enum MHD_Result header_each_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    header_each_t *h = cls;
+    (void)kind;
+    if (key)
+        h->fn(key, value ? value : "", h->ud);
+    return MHD_YES;
+}
+
+void jn_http_header_each(const jn_http_request_t *req,
+                         void (*fn)(const char *name, const char *value, void *ud), void *ud)
+{
+    header_each_t h = {fn, ud};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, header_each_cb, &h);
+}
+
+typedef struct {
+    char *out;
+    size_t len, cap;
+} query_text_t;
+
+static void query_put(query_text_t *q, char c)
+{
+    if (q->len + 2 > q->cap) {
+        q->cap = q->cap * 2 + 64;
+        q->out = realloc(q->out, q->cap);
+        if (!q->out)
+            abort();
+    }
+    q->out[q->len++] = c;
+    q->out[q->len] = '\0';
+}
+
+static void escape_into(query_text_t *q, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~", *p)) {
+            query_put(q, (char)*p);
+        } else {
+            query_put(q, '%');
+            query_put(q, hex[*p >> 4]);
+            query_put(q, hex[*p & 15]);
+        }
+    }
+}
+
+static enum MHD_Result query_text_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    query_text_t *q = cls;
+    (void)kind;
+    if (!key)
+        return MHD_YES;
+    if (q->len > 0)
+        query_put(q, '&');
+    escape_into(q, key);
+    if (value) {
+        query_put(q, '=');
+        escape_into(q, value);
+    }
+    return MHD_YES;
+}
+
+char *jn_http_query_string(const jn_http_request_t *req)
+{
+    query_text_t q = {0};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_text_cb, &q);
+    return q.out;
+}
+
+typedef struct {
     const char *name;
     size_t name_len;
     json_object *out;

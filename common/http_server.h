@@ -90,6 +90,14 @@ const char *jn_http_param(const jn_http_request_t *req, const char *name);
 void jn_http_query_each(const jn_http_request_t *req, const char *name,
                         void (*fn)(const char *value, void *ud), void *ud);
 
+/* Calls fn for every request header (names as sent). */
+void jn_http_header_each(const jn_http_request_t *req,
+                         void (*fn)(const char *name, const char *value, void *ud), void *ud);
+
+/* The query string rebuilt from the parsed arguments ("a=1&b=x%20y"), or NULL when there
+ * is none. New string; caller frees. */
+char *jn_http_query_string(const jn_http_request_t *req);
+
 /* Collects bracketed query arguments name[key]=value (e.g. tags[team]=core) into out as
  * key -> value strings. Keys over 64 bytes are skipped. */
 void jn_http_query_bracketed(const jn_http_request_t *req, const char *name, json_object *out);
