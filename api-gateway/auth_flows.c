@@ -38,11 +38,13 @@ typedef struct {
     jn_integration_t integration;
     json_object *provider;
     const char *pck;
+    jn_egress_policy_t *egress;
 } flow_t;
 
 static void flow_cleanup(jn_gateway_t *gw, flow_t *f)
 {
     json_object_put(f->provider);
+    jn_egress_policy_free(f->egress);
     jn_integration_cleanup(&f->integration);
     jn_connect_session_cleanup(&f->session);
     if (f->conn)
@@ -85,6 +87,8 @@ static bool flow_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_r
     }
     f->env.id = f->session.env_id;
     snprintf(f->env.uuid, sizeof f->env.uuid, "%s", f->session.env_uuid);
+    snprintf(f->env.egress_allowlist, sizeof f->env.egress_allowlist, "%s",
+             f->session.egress_allowlist ? f->session.egress_allowlist : "");
     if (!jn_connect_session_allows(&f->session, f->pck)) {
         jn_http_respond_error(res, 400, "integration_not_allowed",
                               "this connect session does not allow integration '%s'", f->pck);
@@ -106,6 +110,18 @@ static bool flow_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_r
         return false;
     }
     return true;
+}
+
+/* The environment's egress policy for token requests (parsed once per flow; the stored
+ * list was validated when it was set, so a parse failure means "no allow-list"). */
+static const jn_egress_policy_t *flow_egress(flow_t *f)
+{
+    if (!f->egress) {
+        char why[128];
+        if (jn_egress_policy_new(f->session.egress_allowlist, &f->egress, why, sizeof why) != JN_OK)
+            jn_egress_policy_new(NULL, &f->egress, why, sizeof why);
+    }
+    return f->egress;
 }
 
 static const char *auth_mode(json_object *provider)
@@ -239,7 +255,7 @@ static void client_credentials_route(const jn_http_request_t *req, jn_http_respo
         flow_cleanup(gw, &f);
         return;
     }
-    jn_oauth_client_t client = {0};
+    jn_oauth_client_t client = {.egress = flow_egress(&f)};
     jn_field_error_t e;
     if (jn_json_only_keys(body, fields, "", &e) ||
         jn_json_string(body, "client_id", true, 1024, &client.client_id, &e) ||
@@ -522,6 +538,8 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
             char pck[256];
             snprintf(pck, sizeof pck, "%s", PQgetvalue(r, 0, 0));
             f.env.id = f.session.env_id;
+            snprintf(f.env.egress_allowlist, sizeof f.env.egress_allowlist, "%s",
+                     f.session.egress_allowlist ? f.session.egress_allowlist : "");
             err = jn_integrations_get(conn, &gw->keyring, f.env.id, pck, true, &f.integration);
             f.pck = f.integration.unique_key;
         } else if (!err) {
@@ -544,7 +562,8 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     }
     jn_oauth_token_t token = {0};
     if (!err) {
-        jn_oauth_client_t client = {f.integration.client_id, f.integration.client_secret};
+        jn_oauth_client_t client = {f.integration.client_id, f.integration.client_secret,
+                                    flow_egress(&f)};
         jn_oauth_error_t oerr;
         err = jn_oauth_exchange_code(f.provider, &client, config, code, redirect, verifier, &token,
                                      &oerr);

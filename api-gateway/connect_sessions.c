@@ -99,7 +99,8 @@ static jn_err_t find_where(PGconn *conn, const char *where, const char *param,
              "s.organization::text, s.allowed_integrations::text, "
              "s.integrations_config_defaults::text, s.tags::text, s.webhook_url_override, "
              "coalesce(s.reconnect_connection_id, 0), c.connection_id, i.unique_key, "
-             "to_char(s.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+             "to_char(s.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+             "e.egress_allowlist "
              "FROM connect_sessions s JOIN environments e ON e.id = s.environment_id "
              "LEFT JOIN connections c ON c.id = s.reconnect_connection_id "
              "LEFT JOIN integrations i ON i.id = c.integration_id "
@@ -128,6 +129,7 @@ static jn_err_t find_where(PGconn *conn, const char *where, const char *param,
     out->reconnect_connection_key = dup_or_null(r, 10);
     out->reconnect_integration = dup_or_null(r, 11);
     snprintf(out->expires_at, sizeof out->expires_at, "%s", PQgetvalue(r, 0, 12));
+    out->egress_allowlist = dup_or_null(r, 13);
     PQclear(r);
     return JN_OK;
 }
@@ -180,5 +182,6 @@ void jn_connect_session_cleanup(jn_connect_session_t *s)
     free(s->webhook_url_override);
     free(s->reconnect_connection_key);
     free(s->reconnect_integration);
+    free(s->egress_allowlist);
     memset(s, 0, sizeof *s);
 }

@@ -23,6 +23,7 @@ typedef struct {
     long long id;
     long long env_id;
     char env_uuid[40];
+    char *egress_allowlist;                    /* the environment's, for token requests */
     json_object *end_user;                     /* NULL when none */
     json_object *organization;                 /* NULL when none */
     json_object *allowed_integrations;         /* array of unique keys, NULL = all */

@@ -10,6 +10,9 @@
 #include <time.h>
 
 #include "custom_providers.h"
+#include "egress.h"
+#include "log.h"
+#include "provider_http.h"
 #include "integrations.h"
 
 #define MAX_ID 255
@@ -248,6 +251,53 @@ jn_err_t jn_api_check_connection_config(json_object *provider, json_object *conf
     return JN_OK;
 }
 
+/* Runs the provider's verification request with the new credentials. False (and the
+ * reason in why) when the provider refuses them or cannot be asked. */
+static bool verify_credentials(jn_gateway_t *gw, const jn_environment_t *env, const char *name,
+                               json_object *provider, const jn_connection_request_t *cr, char *why,
+                               size_t why_len)
+{
+    json_object *proxy = NULL, *verification = NULL, *endpoints = NULL, *method = NULL;
+    if (!json_object_object_get_ex(provider, "proxy", &proxy) ||
+        !json_object_object_get_ex(proxy, "verification", &verification) ||
+        !json_object_object_get_ex(verification, "endpoints", &endpoints))
+        return true;
+    json_object_object_get_ex(verification, "method", &method);
+    jn_egress_policy_t *egress = NULL;
+    char ewhy[128];
+    if (jn_egress_policy_new(env->egress_allowlist, &egress, ewhy, sizeof ewhy) != JN_OK)
+        jn_egress_policy_new(NULL, &egress, ewhy, sizeof ewhy);
+    jn_provider_target_t target = {name, provider, cr->credentials, cr->connection_config};
+    bool accepted = false;
+    size_t n = json_object_array_length(endpoints);
+    for (size_t i = 0; i < n && !accepted; i++) {
+        const char *endpoint = json_object_get_string(json_object_array_get_idx(endpoints, i));
+        jn_provider_call_t call = {
+            .method = method ? json_object_get_string(method) : "GET",
+            .endpoint = endpoint,
+            .timeout_ms = 15000,
+            .retries = 1,
+            .egress = egress,
+        };
+        jn_provider_response_t res;
+        char cwhy[512];
+        jn_err_t err = jn_provider_fetch(gw->provider_http, &target, &call, 1024 * 1024, &res, cwhy,
+                                         sizeof cwhy);
+        if (err) {
+            snprintf(why, why_len, "the credentials could not be verified: %s", cwhy);
+            break;
+        }
+        if (res.status >= 200 && res.status < 300)
+            accepted = true;
+        else
+            snprintf(why, why_len, "the provider refused these credentials (HTTP %ld on %s %s)",
+                     res.status, call.method, endpoint);
+        jn_provider_response_cleanup(&res);
+    }
+    jn_egress_policy_free(egress);
+    return accepted;
+}
+
 static const char *auth_mode(json_object *provider)
 {
     json_object *v = NULL;
@@ -275,6 +325,7 @@ bool jn_api_save_connection(jn_gateway_t *gw, PGconn *conn, const jn_environment
         return false;
     }
     jn_field_error_t e;
+    char why[600];
     bool ok = false;
     const char *mode = auth_mode(provider);
     if (strcmp(mode, cr->credentials_type) != 0) {
@@ -283,6 +334,8 @@ bool jn_api_save_connection(jn_gateway_t *gw, PGconn *conn, const jn_environment
         jn_api_invalid(res, "invalid_body", &e);
     } else if (jn_api_check_connection_config(provider, cr->connection_config, false, &e)) {
         jn_api_invalid(res, "invalid_body", &e);
+    } else if (!verify_credentials(gw, env, it.provider, provider, cr, why, sizeof why)) {
+        jn_http_respond_error(res, 400, "connection_test_failed", "%s", why);
     } else {
         if (!cr->connection_id) {
             cr->generated_id = jn_api_new_connection_id();

@@ -110,10 +110,11 @@ static jn_err_t reload(jn_env_cache_t *c)
     if (!conn)
         return err;
     PGresult *r = NULL;
-    err = jn_pg_exec(conn,
-                     "SELECT id, uuid::text, name, secret_key_hash, egress_allowlist FROM environments "
-                     "ORDER BY id",
-                     0, NULL, &r);
+    err = jn_pg_exec(
+        conn,
+        "SELECT id, uuid::text, name, secret_key_hash, egress_allowlist FROM environments "
+        "ORDER BY id",
+        0, NULL, &r);
     jn_pg_release(c->pool, conn);
     if (err)
         return err;

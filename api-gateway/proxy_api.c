@@ -66,10 +66,10 @@ static void forwarded_cleanup(forwarded_t *f)
 /* Hop-by-hop and cross-origin headers are not passed back (RFC 9110 §7.6.1). */
 static bool safe_response_header(const char *line, bool decompressed)
 {
-    static const char *const dropped[] = {"connection", "keep-alive", "proxy-authenticate",
-                                          "proxy-authorization", "te", "trailer",
-                                          "transfer-encoding", "upgrade", "content-length",
-                                          "set-cookie", NULL};
+    static const char *const dropped[] = {"connection",          "keep-alive", "proxy-authenticate",
+                                          "proxy-authorization", "te",         "trailer",
+                                          "transfer-encoding",   "upgrade",    "content-length",
+                                          "set-cookie",          NULL};
     const char *colon = strchr(line, ':');
     if (!colon)
         return false;
@@ -188,8 +188,9 @@ static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *u
     const char *pck = jn_http_header(req, "Provider-Config-Key");
     jn_field_error_t e;
     if (!cid || !*cid || strlen(cid) > MAX_KEY || !pck || !*pck || strlen(pck) > MAX_KEY) {
-        jn_field_error(&e, (!cid || !*cid || strlen(cid) > MAX_KEY) ? "Connection-Id" : "Provider-Config-Key",
-                       "is required (at most %d characters)", MAX_KEY);
+        jn_field_error(
+            &e, (!cid || !*cid || strlen(cid) > MAX_KEY) ? "Connection-Id" : "Provider-Config-Key",
+            "is required (at most %d characters)", MAX_KEY);
         jn_api_invalid(res, "invalid_headers", &e);
         return;
     }
@@ -217,7 +218,8 @@ static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *u
     jn_egress_policy_t *policy = NULL;
     char why[512];
     if (jn_egress_policy_new(env.egress_allowlist, &policy, why, sizeof why) != JN_OK) {
-        jn_http_respond_error(res, 500, "server_error", "the environment's egress allow-list is invalid");
+        jn_http_respond_error(res, 500, "server_error",
+                              "the environment's egress allow-list is invalid");
         forwarded_cleanup(&fwd);
         return;
     }
@@ -227,23 +229,25 @@ static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *u
         forwarded_cleanup(&fwd);
         return;
     }
+    /* One read for the connection and its credentials; the row lock and the token request
+     * happen only when the token is about to expire. */
     jn_connection_t c = {0};
     json_object *provider = NULL;
-    jn_err_t err = jn_connections_get(conn, &gw->keyring, env.id, pck, cid, false, &c);
+    jn_err_t err = jn_connections_get(conn, &gw->keyring, env.id, pck, cid, true, &c);
     long long row = c.id;
-    if (!err) {
-        jn_connection_cleanup(&c);
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        err = jn_token_refresh(conn, &gw->keyring, gw->catalog, row, false, (double)now.tv_sec, &c,
-                               why, sizeof why);
-        if (err == JN_ERR_UPSTREAM || err == JN_ERR_INVALID) {
-            /* The token could not be renewed: use what we have; the provider decides. */
-            err = jn_connections_get_by_id(conn, &gw->keyring, row, true, &c);
-        }
-    }
     if (!err)
         err = jn_providers_lookup(gw->catalog, conn, env.id, c.provider, &provider);
+    if (!err && jn_token_expiring(&c, provider)) {
+        jn_connection_t fresh;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        /* A failed refresh keeps the old credentials: the provider then decides. */
+        if (jn_token_refresh(conn, &gw->keyring, gw->catalog, row, false, (double)now.tv_sec,
+                             &fresh, why, sizeof why) == JN_OK) {
+            jn_connection_cleanup(&c);
+            c = fresh;
+        }
+    }
     jn_api_db_release(gw, conn);
     if (err) {
         char what[600];
@@ -266,7 +270,8 @@ static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *u
     call.body = req->body_len ? req->body : NULL;
     call.body_len = req->body_len;
     call.egress = policy;
-    bool oauth = strcmp(c.credentials_type, "OAUTH2") == 0 || strcmp(c.credentials_type, "OAUTH2_CC") == 0;
+    bool oauth =
+        strcmp(c.credentials_type, "OAUTH2") == 0 || strcmp(c.credentials_type, "OAUTH2_CC") == 0;
     call.refresh = oauth ? refresh_after_401 : NULL;
     call.refresh_ud = &refresh;
 
@@ -294,11 +299,12 @@ static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *u
     if (cl && !call.decompress)
         length = strtoll(cl, NULL, 10);
     long status = jn_provider_stream_status(stream);
-    jn_http_respond_stream(res, (int)status, type ? type : "application/octet-stream",
-                           length, stream_body, stream, stream_free);
+    jn_http_respond_stream(res, (int)status, type ? type : "application/octet-stream", length,
+                           stream_body, stream, stream_free);
     for (int i = 0; i < jn_provider_stream_header_count(stream); i++) {
         const char *line = jn_provider_stream_header(stream, i);
-        if (!safe_response_header(line, call.decompress) || strncasecmp(line, "content-type:", 13) == 0)
+        if (!safe_response_header(line, call.decompress) ||
+            strncasecmp(line, "content-type:", 13) == 0)
             continue;
         char name[128];
         size_t n = (size_t)(strchr(line, ':') - line);
@@ -346,7 +352,8 @@ static void patch_environment(const jn_http_request_t *req, jn_http_response_t *
     jn_egress_policy_t *policy = NULL;
     char why[256];
     if (jn_json_only_keys(body, fields, "", &e) ||
-        jn_json_string(body, "egress_allowlist", true, sizeof env.egress_allowlist - 1, &list, &e)) {
+        jn_json_string(body, "egress_allowlist", true, sizeof env.egress_allowlist - 1, &list,
+                       &e)) {
         jn_api_invalid(res, "invalid_body", &e);
     } else if (jn_egress_policy_new(list, &policy, why, sizeof why) != JN_OK) {
         jn_field_error(&e, "egress_allowlist", "%s", why);

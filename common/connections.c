@@ -66,6 +66,7 @@ jn_err_t jn_connection_from_row(const PGresult *r, int row, const jn_crypto_keyr
     snprintf(c->last_fetched_at, sizeof c->last_fetched_at, "%s", PQgetvalue(r, row, 15));
     snprintf(c->created_at, sizeof c->created_at, "%s", PQgetvalue(r, row, 16));
     snprintf(c->updated_at, sizeof c->updated_at, "%s", PQgetvalue(r, row, 17));
+    c->expires_at_unix = strtod(PQgetvalue(r, row, 18), NULL);
     if (!with_credentials)
         return JN_OK;
     char aad[64];

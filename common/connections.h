@@ -27,6 +27,7 @@ typedef struct {
     char *credentials_type;
     json_object *credentials; /* opened credentials, or NULL when not asked for */
     char expires_at[40];      /* ISO 8601, "" when the credentials do not expire */
+    double expires_at_unix;   /* the same in unix seconds, 0 when none */
     json_object *connection_config;
     json_object *metadata;
     json_object *end_user; /* NULL when none */
@@ -122,6 +123,7 @@ jn_err_t jn_connection_from_row(const PGresult *r, int row, const jn_crypto_keyr
     "coalesce(to_char(c.last_fetched_at AT TIME ZONE 'UTC', "                                      \
     "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ''), "                                                  \
     "to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "              \
-    "to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    "to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "              \
+    "coalesce(extract(epoch FROM c.expires_at), 0)"
 
 #endif

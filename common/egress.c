@@ -10,6 +10,7 @@
 #include "egress.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -390,4 +391,44 @@ void jn_egress_policy_free(jn_egress_policy_t *p)
         return;
     free(p->entries);
     free(p);
+}
+
+/* ---- applying the policy to libcurl ---- */
+
+static curl_socket_t guard_open_socket(void *ud, curlsocktype purpose,
+                                       struct curl_sockaddr *address)
+{
+    jn_egress_guard_t *g = ud;
+    (void)purpose;
+    if (!jn_egress_allowed(g->policy, &address->addr, address->addrlen, g->reason,
+                           sizeof g->reason)) {
+        g->refused = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(address->family, address->socktype, address->protocol);
+}
+
+static int guard_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port,
+                        int local_port)
+{
+    jn_egress_guard_t *g = ud;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    if (!jn_egress_allowed_text(g->policy, primary_ip, g->reason, sizeof g->reason)) {
+        g->refused = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
+void jn_egress_guard_curl(void *curl_easy, jn_egress_guard_t *guard)
+{
+    CURL *e = curl_easy;
+    guard->refused = false;
+    guard->reason[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, guard_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, guard);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, guard_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, guard);
 }

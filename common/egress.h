@@ -63,4 +63,17 @@ bool jn_egress_allowed(const jn_egress_policy_t *p, const struct sockaddr *addr,
  * an IPv4 or IPv6 literal is refused. */
 bool jn_egress_allowed_text(const jn_egress_policy_t *p, const char *ip, char *why, size_t why_len);
 
+/* The policy applied to one libcurl transfer: checked when a socket is opened and again
+ * when a pooled connection is reused (so a connection opened for another environment's
+ * allowed address is not borrowed). Embed one per transfer; it must outlive it. */
+typedef struct {
+    const jn_egress_policy_t *policy;
+    bool refused;
+    char reason[192];
+} jn_egress_guard_t;
+
+/* Installs the guard's checks on a CURL easy handle (void * to keep curl out of this
+ * header). After the transfer, guard->refused tells whether it was stopped. */
+void jn_egress_guard_curl(void *curl_easy, jn_egress_guard_t *guard);
+
 #endif

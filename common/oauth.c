@@ -236,11 +236,19 @@ static jn_err_t token_request(json_object *provider, const char *url_field,
         curl_easy_setopt(curl, CURLOPT_PASSWORD,
                          client->client_secret ? client->client_secret : "");
     }
+    jn_egress_guard_t guard = {.policy = client->egress};
+    jn_egress_guard_curl(curl, &guard);
     CURLcode rc = curl_easy_perform(curl);
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(headers);
 
+    if (rc != CURLE_OK && guard.refused) {
+        err = fail(e, 0, false, "token request refused: %s", guard.reason);
+        free(url);
+        free(answer.data);
+        return JN_ERR_INVALID;
+    }
     if (rc != CURLE_OK) {
         err = fail(e, 0, false, "token request to %s failed: %s", url,
                    answer.too_big ? "the answer is larger than 1 MiB" : curl_easy_strerror(rc));

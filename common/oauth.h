@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "egress.h"
 #include "err.h"
 
 typedef struct {
@@ -26,6 +27,7 @@ typedef struct {
 typedef struct {
     const char *client_id;
     const char *client_secret;
+    const jn_egress_policy_t *egress; /* where token requests may go (required) */
 } jn_oauth_client_t;
 
 /* Why a token request failed, for the caller to record on the connection. */

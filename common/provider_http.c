@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,10 +56,7 @@ struct jn_provider_stream {
     bool paused;
     bool done;
     CURLcode result;
-    /* egress */
-    const jn_egress_policy_t *egress;
-    bool refused;
-    char refusal[192];
+    jn_egress_guard_t egress;
     int attempts;
 };
 
@@ -111,34 +107,6 @@ void jn_provider_http_free(jn_provider_http_t *h)
 }
 
 /* ---- callbacks ---- */
-
-static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *address)
-{
-    jn_provider_stream_t *s = ud;
-    (void)purpose;
-    if (!jn_egress_allowed(s->egress, &address->addr, address->addrlen, s->refusal,
-                           sizeof s->refusal)) {
-        s->refused = true;
-        return CURL_SOCKET_BAD;
-    }
-    return socket(address->family, address->socktype, address->protocol);
-}
-
-/* Runs for new and reused connections alike: a pooled connection opened for another
- * environment's allowed address is refused here. */
-static int check_connection(void *ud, char *primary_ip, char *local_ip, int primary_port,
-                            int local_port)
-{
-    jn_provider_stream_t *s = ud;
-    (void)local_ip;
-    (void)primary_port;
-    (void)local_port;
-    if (!jn_egress_allowed_text(s->egress, primary_ip, s->refusal, sizeof s->refusal)) {
-        s->refused = true;
-        return CURL_PREREQFUNC_ABORT;
-    }
-    return CURL_PREREQFUNC_OK;
-}
 
 static void clear_headers(jn_provider_stream_t *s)
 {
@@ -229,7 +197,7 @@ static void end_attempt(jn_provider_stream_t *s)
     jn_built_request_cleanup(&s->built);
     clear_headers(s);
     s->status = 0;
-    s->headers_done = s->done = s->paused = s->refused = false;
+    s->headers_done = s->done = s->paused = s->egress.refused = false;
     s->result = CURLE_OK;
     s->buf_start = s->buf_end = 0;
 }
@@ -265,10 +233,7 @@ static void start_attempt(jn_provider_stream_t *s, const jn_provider_call_t *cal
     curl_easy_setopt(e, CURLOPT_USERAGENT, "junction/0.1");
     if (call->decompress)
         curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, s);
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, check_connection);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, s);
+    jn_egress_guard_curl(e, &s->egress);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -436,7 +401,7 @@ jn_err_t jn_provider_stream_open(jn_provider_http_t *h, const jn_provider_target
     if (!s)
         abort();
     s->h = h;
-    s->egress = call->egress;
+    s->egress.policy = call->egress;
     s->method = strdup(call->method ? call->method : "GET");
     s->buf = malloc(BODY_BUFFER);
     s->multi = curl_multi_init();
@@ -470,8 +435,8 @@ jn_err_t jn_provider_stream_open(jn_provider_http_t *h, const jn_provider_target
             redirect_url = NULL;
         }
         start_attempt(s, call, drop_auth);
-        if (s->refused) {
-            snprintf(why, why_len, "refused to connect: %s", s->refusal);
+        if (s->egress.refused) {
+            snprintf(why, why_len, "refused to connect: %s", s->egress.reason);
             count("jn_provider_refused_total", "Provider requests refused by the egress policy",
                   NULL);
             err = JN_ERR_INVALID;

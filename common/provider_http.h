@@ -44,12 +44,12 @@ typedef struct jn_provider_stream jn_provider_stream_t;
 typedef bool (*jn_provider_refresh_fn)(void *ud, json_object **credentials);
 
 typedef struct {
-    const char *method;               /* "GET" when NULL */
-    const char *endpoint;             /* path (and query) under the base URL */
-    const char *query;                /* extra, URL-encoded; may be NULL */
-    const char *base_url_override;    /* may be NULL */
-    const char *const *headers;       /* "Name: value", NULL-terminated; may be NULL */
-    const char *body;                 /* may be NULL */
+    const char *method;            /* "GET" when NULL */
+    const char *endpoint;          /* path (and query) under the base URL */
+    const char *query;             /* extra, URL-encoded; may be NULL */
+    const char *base_url_override; /* may be NULL */
+    const char *const *headers;    /* "Name: value", NULL-terminated; may be NULL */
+    const char *body;              /* may be NULL */
     size_t body_len;
     int retries;                      /* attempts after the first, 0..10 */
     const char *retry_on;             /* extra retryable statuses, "502,504"; may be NULL */

@@ -39,8 +39,8 @@ typedef struct {
  * CR or LF, or without a colon, is refused (JN_ERR_INVALID, why names it). */
 jn_err_t jn_provider_build(const jn_provider_target_t *t, const char *base_url_override,
                            const char *endpoint, const char *query,
-                           const char *const *caller_headers, jn_built_request_t *out,
-                           char *why, size_t why_len);
+                           const char *const *caller_headers, jn_built_request_t *out, char *why,
+                           size_t why_len);
 
 void jn_built_request_cleanup(jn_built_request_t *r);
 

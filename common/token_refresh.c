@@ -17,6 +17,7 @@
 
 typedef struct {
     long long env_id;
+    char *egress_allowlist;
     double expires_at; /* unix seconds, 0 = none */
     double now;
     bool refreshed_since;
@@ -33,11 +34,13 @@ static jn_err_t lock_row(PGconn *conn, long long id, double requested_at, lock_s
     PGresult *r = NULL;
     jn_err_t err =
         jn_pg_exec(conn,
-                   "SELECT environment_id, coalesce(extract(epoch FROM expires_at), 0), "
+                   "SELECT c.environment_id, coalesce(extract(epoch FROM c.expires_at), 0), "
                    "extract(epoch FROM clock_timestamp()), "
-                   "coalesce(credentials_refreshed_at >= to_timestamp($2), false), "
-                   "coalesce(refresh_error_at >= to_timestamp($2), false), refresh_error "
-                   "FROM connections WHERE id = $1 FOR UPDATE",
+                   "coalesce(c.credentials_refreshed_at >= to_timestamp($2), false), "
+                   "coalesce(c.refresh_error_at >= to_timestamp($2), false), c.refresh_error, "
+                   "e.egress_allowlist FROM connections c "
+                   "JOIN environments e ON e.id = c.environment_id WHERE c.id = $1 "
+                   "FOR UPDATE OF c",
                    2, params, &r);
     if (err)
         return err;
@@ -51,6 +54,7 @@ static jn_err_t lock_row(PGconn *conn, long long id, double requested_at, lock_s
     st->refreshed_since = PQgetvalue(r, 0, 3)[0] == 't';
     st->failed_since = PQgetvalue(r, 0, 4)[0] == 't';
     st->last_error = PQgetisnull(r, 0, 5) ? NULL : strdup(PQgetvalue(r, 0, 5));
+    st->egress_allowlist = strdup(PQgetvalue(r, 0, 6));
     PQclear(r);
     return JN_OK;
 }
@@ -106,18 +110,26 @@ static jn_err_t store_token(PGconn *conn, const jn_crypto_keyring_t *ring, long 
 
 /* Does the token request for c (locked) and stores the outcome. */
 static jn_err_t refresh_locked(PGconn *conn, const jn_crypto_keyring_t *ring,
-                               const jn_catalog_t *catalog, long long env_id,
+                               const jn_catalog_t *catalog, const lock_state_t *st,
                                const jn_connection_t *c, char *why, size_t why_len)
 {
+    long long env_id = st->env_id;
+    jn_egress_policy_t *egress = NULL;
+    char ewhy[128];
+    if (jn_egress_policy_new(st->egress_allowlist, &egress, ewhy, sizeof ewhy) != JN_OK) {
+        snprintf(why, why_len, "the environment's egress allow-list is invalid: %s", ewhy);
+        return JN_ERR_INVALID;
+    }
     json_object *provider = NULL;
     jn_err_t err = jn_providers_lookup(catalog, conn, env_id, c->provider, &provider);
     if (err) {
         snprintf(why, why_len, "provider '%s' is not available", c->provider);
+        jn_egress_policy_free(egress);
         return err;
     }
     jn_integration_t it = {0};
     bool cc = strcmp(c->credentials_type, "OAUTH2_CC") == 0;
-    jn_oauth_client_t client = {0};
+    jn_oauth_client_t client = {.egress = egress};
     jn_oauth_token_t token = {0};
     jn_oauth_error_t oerr = {0};
     if (cc) {
@@ -167,13 +179,59 @@ static jn_err_t refresh_locked(PGconn *conn, const jn_crypto_keyring_t *ring,
     jn_oauth_token_cleanup(&token);
     jn_integration_cleanup(&it);
     json_object_put(provider);
+    jn_egress_policy_free(egress);
     return err;
+}
+
+/* Without force, most calls find a fresh token: tell that without taking the row lock,
+ * since locking dirties the row and its commit waits for a WAL flush. Sets *fresh. */
+static jn_err_t fresh_without_lock(PGconn *conn, const jn_catalog_t *catalog, long long id,
+                                   bool *fresh)
+{
+    char id_text[24];
+    snprintf(id_text, sizeof id_text, "%lld", id);
+    const char *params[] = {id_text};
+    PGresult *r = NULL;
+    jn_err_t err = jn_pg_exec(conn,
+                              "SELECT c.environment_id, c.credentials_type, i.provider, "
+                              "coalesce(extract(epoch FROM c.expires_at), 0), "
+                              "extract(epoch FROM clock_timestamp()) FROM connections c "
+                              "JOIN integrations i ON i.id = c.integration_id WHERE c.id = $1",
+                              1, params, &r);
+    if (err)
+        return err;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return JN_ERR_NOT_FOUND;
+    }
+    const char *type = PQgetvalue(r, 0, 1);
+    double expires_at = strtod(PQgetvalue(r, 0, 3), NULL), now = strtod(PQgetvalue(r, 0, 4), NULL);
+    *fresh = true;
+    if ((strcmp(type, "OAUTH2") == 0 || strcmp(type, "OAUTH2_CC") == 0) && expires_at > 0) {
+        long margin = JN_TOKEN_REFRESH_MARGIN_S;
+        json_object *provider = NULL;
+        if (jn_providers_lookup(catalog, conn, strtoll(PQgetvalue(r, 0, 0), NULL, 10),
+                                PQgetvalue(r, 0, 2), &provider) == JN_OK)
+            margin = provider_margin(provider);
+        json_object_put(provider);
+        *fresh = expires_at - now > (double)margin;
+    }
+    PQclear(r);
+    return JN_OK;
 }
 
 jn_err_t jn_token_refresh(PGconn *conn, const jn_crypto_keyring_t *ring,
                           const jn_catalog_t *catalog, long long connection_row_id, bool force,
                           double requested_at, jn_connection_t *out, char *why, size_t why_len)
 {
+    if (!force) {
+        bool fresh = false;
+        jn_err_t quick = fresh_without_lock(conn, catalog, connection_row_id, &fresh);
+        if (quick)
+            return quick;
+        if (fresh)
+            return jn_connections_get_by_id(conn, ring, connection_row_id, true, out);
+    }
     jn_err_t err = jn_pg_exec_script(conn, "BEGIN");
     if (err)
         return err;
@@ -200,11 +258,12 @@ jn_err_t jn_token_refresh(PGconn *conn, const jn_crypto_keyring_t *ring,
             snprintf(why, why_len, "%s", st.last_error ? st.last_error : "token refresh failed");
             outcome = JN_ERR_UPSTREAM;
         } else {
-            outcome = refresh_locked(conn, ring, catalog, st.env_id, &c, why, why_len);
+            outcome = refresh_locked(conn, ring, catalog, &st, &c, why, why_len);
         }
     }
     jn_connection_cleanup(&c);
     free(st.last_error);
+    free(st.egress_allowlist);
     if (err) {
         jn_pg_exec_script(conn, "ROLLBACK");
         return err;
@@ -215,6 +274,15 @@ jn_err_t jn_token_refresh(PGconn *conn, const jn_crypto_keyring_t *ring,
     if (outcome)
         return outcome;
     return jn_connections_get_by_id(conn, ring, connection_row_id, true, out);
+}
+
+bool jn_token_expiring(const jn_connection_t *c, json_object *provider)
+{
+    if (!c->credentials_type || c->expires_at_unix <= 0 ||
+        (strcmp(c->credentials_type, "OAUTH2") != 0 &&
+         strcmp(c->credentials_type, "OAUTH2_CC") != 0))
+        return false;
+    return c->expires_at_unix - (double)time(NULL) <= (double)provider_margin(provider);
 }
 
 jn_err_t jn_token_refresh_sweep(PGconn *conn, const jn_crypto_keyring_t *ring,

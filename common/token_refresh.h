@@ -37,6 +37,10 @@ jn_err_t jn_token_refresh(PGconn *conn, const jn_crypto_keyring_t *ring,
                           const jn_catalog_t *catalog, long long connection_row_id, bool force,
                           double requested_at, jn_connection_t *out, char *why, size_t why_len);
 
+/* True when c holds OAuth credentials that expire within provider's margin: the caller
+ * then goes through jn_token_refresh(); otherwise the credentials it has are good. */
+bool jn_token_expiring(const jn_connection_t *c, json_object *provider);
+
 /* Refreshes up to limit connections whose tokens expire within the next hour and whose
  * last failure (if any) is older than five minutes. Rows locked by another refresher are
  * skipped. Returns how many were refreshed in *refreshed and failed in *failed. */

@@ -112,6 +112,25 @@ static int setup(void **state)
                        "{\"provider\":\"fake-cc\",\"unique_key\":\"fake-cc\"}", &resp),
            200, resp, "cc integration");
     json_object_put(resp);
+
+    /* Token requests obey the egress policy: the fake provider is on loopback, refused
+     * until the environment admits it. */
+    expect(jn_test_api(&gw, "POST", "/connect/sessions", gw.dev_key,
+                       "{\"end_user\":{\"id\":\"egress\"}}", &resp),
+           201, resp, "session");
+    char path[256];
+    snprintf(path, sizeof path, "/oauth2/auth/fake-cc?connect_session_token=%s",
+             jn_test_json_str(resp, "data.token"));
+    json_object_put(resp);
+    expect(jn_test_api(&gw, "POST", path, NULL,
+                       "{\"client_id\":\"test-client\",\"client_secret\":\"test-secret\"}", &resp),
+           400, resp, "refused token request");
+    assert_non_null(strstr(jn_test_json_str(resp, "error.message"), "loopback"));
+    json_object_put(resp);
+    expect(jn_test_api(&gw, "PATCH", "/junction/environment", gw.dev_key,
+                       "{\"egress_allowlist\":\"127.0.0.0/8\"}", &resp),
+           200, resp, "allow-list");
+    json_object_put(resp);
     return 0;
 }
 

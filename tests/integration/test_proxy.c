@@ -63,7 +63,8 @@ static long api_requests(void)
 static void must(long got, long want, json_object *resp, const char *what)
 {
     if (got != want)
-        fail_msg("%s: %ld (wanted %ld) %s", what, got, want, resp ? json_object_to_json_string(resp) : "");
+        fail_msg("%s: %ld (wanted %ld) %s", what, got, want,
+                 resp ? json_object_to_json_string(resp) : "");
 }
 
 static int setup(void **state)
@@ -76,25 +77,29 @@ static int setup(void **state)
     jn_test_gateway_start(&gw, GATEWAY_BIN, NULL);
 
     char def[2048];
-    snprintf(def, sizeof def,
-             "{\"display_name\":\"Fake API\",\"categories\":[\"dev-tools\"],"
-             "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"API_KEY\","
-             "\"proxy\":{\"base_url\":\"%s\",\"headers\":{\"x-api-key\":\"${apiKey}\"},"
-             "\"retry\":{\"after\":[\"retry-after\"],\"at\":[\"x-ratelimit-reset\"],"
-             "\"remaining\":\"x-ratelimit-remaining\",\"error_code\":[\"429\",\"5xx\"]}},"
-             "\"credentials\":{\"apiKey\":{\"type\":\"string\",\"title\":\"API key\",\"secret\":true}}}",
-             fake_url);
+    snprintf(
+        def, sizeof def,
+        "{\"display_name\":\"Fake API\",\"categories\":[\"dev-tools\"],"
+        "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"API_KEY\","
+        "\"proxy\":{\"base_url\":\"%s\",\"headers\":{\"x-api-key\":\"${apiKey}\"},"
+        "\"retry\":{\"after\":[\"retry-after\"],\"at\":[\"x-ratelimit-reset\"],"
+        "\"remaining\":\"x-ratelimit-remaining\",\"error_code\":[\"429\",\"5xx\"]}},"
+        "\"credentials\":{\"apiKey\":{\"type\":\"string\",\"title\":\"API key\",\"secret\":true}}}",
+        fake_url);
     const char *keys[] = {gw.dev_key, gw.prod_key};
     for (int i = 0; i < 2; i++) {
         json_object *resp = NULL;
-        must(jn_test_api(&gw, "PUT", "/junction/providers/fake-api", keys[i], def, &resp), 201, resp, "provider");
+        must(jn_test_api(&gw, "PUT", "/junction/providers/fake-api", keys[i], def, &resp), 201,
+             resp, "provider");
         json_object_put(resp);
-        must(jn_test_api(&gw, "POST", "/integrations", keys[i], "{\"provider\":\"fake-api\",\"unique_key\":\"fake\"}", &resp),
+        must(jn_test_api(&gw, "POST", "/integrations", keys[i],
+                         "{\"provider\":\"fake-api\",\"unique_key\":\"fake\"}", &resp),
              200, resp, "integration");
         json_object_put(resp);
         must(jn_test_api(&gw, "POST", "/connections", keys[i],
                          "{\"provider_config_key\":\"fake\",\"connection_id\":\"c1\","
-                         "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"k-123\"}}", &resp),
+                         "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"k-123\"}}",
+                         &resp),
              201, resp, "connection");
         json_object_put(resp);
     }
@@ -112,8 +117,8 @@ static int teardown(void **state)
 }
 
 /* A proxied request with the dev key; extra is a NULL-terminated list of more headers. */
-static long proxy_call(const char *key, const char *method, const char *path, const char *const *extra,
-                       const char *body, char **out)
+static long proxy_call(const char *key, const char *method, const char *path,
+                       const char *const *extra, const char *body, char **out)
 {
     char url[512], auth[200];
     snprintf(url, sizeof url, "%s/proxy%s", gw.url, path);
@@ -143,10 +148,12 @@ static void test_egress_is_refused_until_allowed(void **state)
     assert_non_null(strstr(body, "loopback"));
     free(body);
     json_object *resp = NULL;
-    must(jn_test_api(&gw, "PATCH", "/junction/environment", gw.dev_key, "{\"egress_allowlist\":\"127.0.0.0/8\"}", &resp),
+    must(jn_test_api(&gw, "PATCH", "/junction/environment", gw.dev_key,
+                     "{\"egress_allowlist\":\"127.0.0.0/8\"}", &resp),
          200, resp, "allow-list");
     json_object_put(resp);
-    must(jn_test_api(&gw, "PATCH", "/junction/environment", gw.dev_key, "{\"egress_allowlist\":\"127.0.0.1/99\"}", &resp),
+    must(jn_test_api(&gw, "PATCH", "/junction/environment", gw.dev_key,
+                     "{\"egress_allowlist\":\"127.0.0.1/99\"}", &resp),
          400, resp, "bad allow-list");
     json_object_put(resp);
     st = proxy_call(gw.dev_key, "GET", "/api/me", NULL, NULL, &body);
@@ -177,6 +184,47 @@ static void test_egress_is_refused_until_allowed(void **state)
     assert_int_equal(api_requests(), before);
 }
 
+/* A provider with a verification request: bad credentials are refused before the
+ * connection is saved. */
+static void test_credentials_verified_on_save(void **state)
+{
+    (void)state;
+    char def[2048];
+    snprintf(def, sizeof def,
+             "{\"display_name\":\"Fake verified\",\"categories\":[\"dev-tools\"],"
+             "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"API_KEY\","
+             "\"proxy\":{\"base_url\":\"%s\",\"headers\":{\"x-api-key\":\"${apiKey}\"},"
+             "\"verification\":{\"method\":\"GET\",\"endpoints\":[\"/api/me\"]}},"
+             "\"credentials\":{\"apiKey\":{\"type\":\"string\",\"title\":\"API key\"}}}",
+             fake_url);
+    json_object *resp = NULL;
+    must(jn_test_api(&gw, "PUT", "/junction/providers/fake-verified", gw.dev_key, def, &resp), 201,
+         resp, "provider");
+    json_object_put(resp);
+    must(jn_test_api(&gw, "POST", "/integrations", gw.dev_key,
+                     "{\"provider\":\"fake-verified\",\"unique_key\":\"verified\"}", &resp),
+         200, resp, "integration");
+    json_object_put(resp);
+    must(jn_test_api(&gw, "POST", "/connections", gw.dev_key,
+                     "{\"provider_config_key\":\"verified\",\"connection_id\":\"v1\","
+                     "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"wrong-key\"}}",
+                     &resp),
+         400, resp, "wrong key");
+    assert_string_equal(jn_test_json_str(resp, "error.code"), "connection_test_failed");
+    assert_non_null(strstr(jn_test_json_str(resp, "error.message"), "401"));
+    json_object_put(resp);
+    char *n =
+        jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections WHERE connection_id = 'v1'");
+    assert_string_equal(n, "0");
+    free(n);
+    must(jn_test_api(&gw, "POST", "/connections", gw.dev_key,
+                     "{\"provider_config_key\":\"verified\",\"connection_id\":\"v1\","
+                     "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"k-123\"}}",
+                     &resp),
+         201, resp, "right key");
+    json_object_put(resp);
+}
+
 static void test_injection_and_pass_through(void **state)
 {
     (void)state;
@@ -193,8 +241,8 @@ static void test_injection_and_pass_through(void **state)
     json_object_put(o);
     free(body);
 
-    st = proxy_call(gw.dev_key, "POST", "/api/echo", (const char *[]){"Content-Type: text/plain", NULL},
-                    "raw body bytes", &body);
+    st = proxy_call(gw.dev_key, "POST", "/api/echo",
+                    (const char *[]){"Content-Type: text/plain", NULL}, "raw body bytes", &body);
     assert_int_equal(st, 200);
     o = json_tokener_parse(body);
     assert_string_equal(jn_test_json_str(o, "body_length"), "14");
@@ -241,7 +289,8 @@ static void test_retry_rules(void **state)
     free(body);
 
     /* 429 with Retry-After: 1 — the wait is honoured. */
-    fake_admin("/_admin/config", "{\"fail_next\":{\"count\":1,\"status\":429,\"headers\":{\"retry-after\":\"1\"}}}");
+    fake_admin("/_admin/config",
+               "{\"fail_next\":{\"count\":1,\"status\":429,\"headers\":{\"retry-after\":\"1\"}}}");
     const char *one[] = {"Retries: 1", NULL};
     double t0 = now_s();
     assert_int_equal(proxy_call(gw.dev_key, "GET", "/api/me", one, NULL, &body), 200);
@@ -251,7 +300,8 @@ static void test_retry_rules(void **state)
         fail_msg("Retry-After: 1 was not honoured (%.3f s)", waited);
 
     /* Rate-limit headers: remaining 0 and a reset time in the future. */
-    fake_admin("/_admin/config", "{\"rate_limit\":{\"limit\":1,\"window_ms\":1500,\"retry_after\":false}}");
+    fake_admin("/_admin/config",
+               "{\"rate_limit\":{\"limit\":1,\"window_ms\":1500,\"retry_after\":false}}");
     assert_int_equal(proxy_call(gw.dev_key, "GET", "/api/me", NULL, NULL, &body), 200);
     free(body);
     t0 = now_s();
@@ -272,7 +322,9 @@ static void test_retry_rules(void **state)
     free(body);
 
     /* A wait longer than the budget is not slept: the 429 comes back at once. */
-    fake_admin("/_admin/config", "{\"fail_next\":{\"count\":1,\"status\":429,\"headers\":{\"retry-after\":\"3600\"}}}");
+    fake_admin(
+        "/_admin/config",
+        "{\"fail_next\":{\"count\":1,\"status\":429,\"headers\":{\"retry-after\":\"3600\"}}}");
     t0 = now_s();
     assert_int_equal(proxy_call(gw.dev_key, "GET", "/api/me", one, NULL, &body), 429);
     free(body);
@@ -343,8 +395,9 @@ static void test_100mb_download_streams(void **state)
     assert_true(d.count == size);
     assert_true(d.pattern_ok);
     long after_kb = gateway_peak_rss_kb();
-    printf("proxy: 100 MiB in %.2f s (%.0f MiB/s); gateway peak RSS %ld KiB before, %ld KiB after\n",
-           seconds, 100.0 / seconds, before_kb, after_kb);
+    printf(
+        "proxy: 100 MiB in %.2f s (%.0f MiB/s); gateway peak RSS %ld KiB before, %ld KiB after\n",
+        seconds, 100.0 / seconds, before_kb, after_kb);
     /* Flat: the body never sits in memory (a buffered copy would add 100 MiB). */
     assert_true(after_kb - before_kb < 16 * 1024);
 }
@@ -353,6 +406,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_egress_is_refused_until_allowed),
+        cmocka_unit_test(test_credentials_verified_on_save),
         cmocka_unit_test(test_injection_and_pass_through),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_100mb_download_streams),
