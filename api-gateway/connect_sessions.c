@@ -80,16 +80,6 @@ static json_object *json_or_null(const PGresult *r, int col)
     return PQgetisnull(r, 0, col) ? NULL : json_tokener_parse(PQgetvalue(r, 0, col));
 }
 
-static char *dup_or_null(const PGresult *r, int col)
-{
-    if (PQgetisnull(r, 0, col))
-        return NULL;
-    char *s = strdup(PQgetvalue(r, 0, col));
-    if (!s)
-        abort();
-    return s;
-}
-
 static jn_err_t find_where(PGconn *conn, const char *where, const char *param,
                            jn_connect_session_t *out)
 {
@@ -124,12 +114,12 @@ static jn_err_t find_where(PGconn *conn, const char *where, const char *param,
     out->allowed_integrations = json_or_null(r, 5);
     out->integrations_config_defaults = json_or_null(r, 6);
     out->tags = json_or_null(r, 7);
-    out->webhook_url_override = dup_or_null(r, 8);
+    out->webhook_url_override = jn_pg_dup(r, 0, 8);
     out->reconnect_connection_id = strtoll(PQgetvalue(r, 0, 9), NULL, 10);
-    out->reconnect_connection_key = dup_or_null(r, 10);
-    out->reconnect_integration = dup_or_null(r, 11);
+    out->reconnect_connection_key = jn_pg_dup(r, 0, 10);
+    out->reconnect_integration = jn_pg_dup(r, 0, 11);
     snprintf(out->expires_at, sizeof out->expires_at, "%s", PQgetvalue(r, 0, 12));
-    out->egress_allowlist = dup_or_null(r, 13);
+    out->egress_allowlist = jn_pg_dup(r, 0, 13);
     PQclear(r);
     return JN_OK;
 }

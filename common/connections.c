@@ -15,16 +15,6 @@
 #include "log.h"
 #include "pg.h"
 
-static char *dup_or_null(const PGresult *r, int row, int col)
-{
-    if (PQgetisnull(r, row, col))
-        return NULL;
-    char *s = strdup(PQgetvalue(r, row, col));
-    if (!s)
-        abort();
-    return s;
-}
-
 static json_object *json_or_null(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? NULL : json_tokener_parse(PQgetvalue(r, row, col));
@@ -51,17 +41,17 @@ jn_err_t jn_connection_from_row(const PGresult *r, int row, const jn_crypto_keyr
     memset(c, 0, sizeof *c);
     c->id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
     c->integration_id = strtoll(PQgetvalue(r, row, 1), NULL, 10);
-    c->connection_id = dup_or_null(r, row, 2);
-    c->provider_config_key = dup_or_null(r, row, 3);
-    c->provider = dup_or_null(r, row, 4);
-    c->credentials_type = dup_or_null(r, row, 5);
+    c->connection_id = jn_pg_dup(r, row, 2);
+    c->provider_config_key = jn_pg_dup(r, row, 3);
+    c->provider = jn_pg_dup(r, row, 4);
+    c->credentials_type = jn_pg_dup(r, row, 5);
     snprintf(c->expires_at, sizeof c->expires_at, "%s", PQgetvalue(r, row, 7));
     c->connection_config = json_or_null(r, row, 8);
     c->metadata = json_or_null(r, row, 9);
     c->end_user = json_or_null(r, row, 10);
     c->tags = json_or_null(r, row, 11);
-    c->webhook_url_override = dup_or_null(r, row, 12);
-    c->refresh_error = dup_or_null(r, row, 13);
+    c->webhook_url_override = jn_pg_dup(r, row, 12);
+    c->refresh_error = jn_pg_dup(r, row, 13);
     snprintf(c->refresh_error_at, sizeof c->refresh_error_at, "%s", PQgetvalue(r, row, 14));
     snprintf(c->last_fetched_at, sizeof c->last_fetched_at, "%s", PQgetvalue(r, row, 15));
     snprintf(c->created_at, sizeof c->created_at, "%s", PQgetvalue(r, row, 16));

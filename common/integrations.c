@@ -20,16 +20,6 @@
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                \
     "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-static char *dup_or_null(const PGresult *r, int row, int col)
-{
-    if (PQgetisnull(r, row, col))
-        return NULL;
-    char *s = strdup(PQgetvalue(r, row, col));
-    if (!s)
-        abort();
-    return s;
-}
-
 static void aad_for(long long id, const char *field, char *out, size_t cap)
 {
     snprintf(out, cap, "integration:%lld:%s", id, field);
@@ -59,12 +49,12 @@ static jn_err_t from_row(const PGresult *r, int row, const jn_crypto_keyring_t *
 {
     memset(it, 0, sizeof *it);
     it->id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
-    it->unique_key = dup_or_null(r, row, 1);
-    it->provider = dup_or_null(r, row, 2);
-    it->display_name = dup_or_null(r, row, 3);
-    it->credentials_type = dup_or_null(r, row, 4);
-    it->client_id = dup_or_null(r, row, 5);
-    it->scopes = dup_or_null(r, row, 7);
+    it->unique_key = jn_pg_dup(r, row, 1);
+    it->provider = jn_pg_dup(r, row, 2);
+    it->display_name = jn_pg_dup(r, row, 3);
+    it->credentials_type = jn_pg_dup(r, row, 4);
+    it->client_id = jn_pg_dup(r, row, 5);
+    it->scopes = jn_pg_dup(r, row, 7);
     it->forward_webhooks = PQgetvalue(r, row, 9)[0] == 't';
     it->integration_config = json_tokener_parse(PQgetvalue(r, row, 10));
     it->custom = json_tokener_parse(PQgetvalue(r, row, 11));

@@ -268,3 +268,13 @@ jn_err_t jn_pg_exec_script(PGconn *conn, const char *sql)
     PQclear(res);
     return err;
 }
+
+char *jn_pg_dup(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return NULL;
+    char *s = strdup(PQgetvalue(r, row, col));
+    if (!s)
+        abort();
+    return s;
+}

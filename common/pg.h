@@ -45,6 +45,9 @@ jn_err_t jn_pg_exec(PGconn *conn, const char *sql, int nparams, const char *cons
 /* Runs one or more statements without parameters and without a result. */
 jn_err_t jn_pg_exec_script(PGconn *conn, const char *sql);
 
+/* The value at (row, col) as a new string (caller frees), or NULL when it is SQL NULL. */
+char *jn_pg_dup(const PGresult *r, int row, int col);
+
 /* Classifies a failed result/connection into a jn_err_t (see above). */
 jn_err_t jn_pg_classify(PGconn *conn, const PGresult *res);
 
