@@ -26,6 +26,7 @@
 #include "integrations.h"
 #include "log.h"
 #include "oauth.h"
+#include "oauth_ws.h"
 
 #define MAX_KEY 255
 #define ATTEMPT_TTL_S 1800
@@ -328,6 +329,14 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
     }
     json_object *config = flow_connection_config(req, &f);
     jn_field_error_t e;
+    const char *ws_client_id = jn_http_query(req, "ws_client_id");
+    if (ws_client_id && !jn_oauth_ws_client_id_valid(ws_client_id)) {
+        jn_field_error(&e, "ws_client_id", "is not an id this gateway handed out");
+        jn_api_invalid(res, "invalid_query_params", &e);
+        json_object_put(config);
+        flow_cleanup(gw, &f);
+        return;
+    }
     if (jn_api_check_connection_config(f.provider, config, true, &e)) {
         jn_api_invalid(res, "invalid_query_params", &e);
         json_object_put(config);
@@ -368,13 +377,14 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
                                 json_object_to_json_string_ext(config, JSON_C_TO_STRING_PLAIN),
                                 sealed,
                                 redirect,
-                                ttl};
+                                ttl,
+                                ws_client_id};
         err = jn_pg_exec(f.conn,
                          "INSERT INTO oauth_attempts (state_hash, session_id, integration_id, "
                          "connection_id, connection_config, code_verifier_sealed, redirect_uri, "
-                         "expires_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, "
-                         "now() + make_interval(secs => $8))",
-                         8, params, NULL);
+                         "expires_at, ws_client_id) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, "
+                         "now() + make_interval(secs => $8), $9)",
+                         9, params, NULL);
         free(cid);
         free(sealed);
         if (err) {
@@ -478,6 +488,29 @@ static void copy_token_metadata(json_object *provider, json_object *raw, json_ob
     }
 }
 
+/* Tells the frontend SDK's WebSocket (if the flow was started with one) how it ended, in
+ * Nango's message shapes. */
+static void notify_frontend(PGconn *conn, const char *ws_client, const char *pck,
+                            const char *connection_id, const char *error)
+{
+    if (!ws_client[0])
+        return;
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "message_type", json_object_new_string(error ? "error" : "success"));
+    if (pck)
+        json_object_object_add(m, "provider_config_key", json_object_new_string(pck));
+    json_object_object_add(m, "connection_id", json_object_new_string(connection_id));
+    if (error) {
+        json_object_object_add(m, "error_type", json_object_new_string("callback_err"));
+        json_object_object_add(m, "error_desc", json_object_new_string(error));
+    } else {
+        json_object_object_add(m, "is_pending", json_object_new_boolean(0));
+    }
+    if (jn_oauth_ws_publish(conn, ws_client, m) != JN_OK)
+        jn_log_warn("oauth", "could not notify the frontend's WebSocket");
+    json_object_put(m);
+}
+
 static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
 {
     jn_gateway_t *gw = ud;
@@ -499,7 +532,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
                               "UPDATE oauth_attempts SET used_at = now() WHERE state_hash = $1 "
                               "AND used_at IS NULL AND expires_at > now() RETURNING session_id, "
                               "integration_id, connection_id, connection_config::text, "
-                              "code_verifier_sealed, redirect_uri",
+                              "code_verifier_sealed, redirect_uri, ws_client_id",
                               1, params, &r);
     if (err || PQntuples(r) == 0) {
         PQclear(r);
@@ -524,6 +557,8 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
                        &verifier_len);
     }
     snprintf(redirect, sizeof redirect, "%s", PQgetvalue(r, 0, 5));
+    char ws_client[48] = "";
+    snprintf(ws_client, sizeof ws_client, "%s", PQgetvalue(r, 0, 6));
     PQclear(r);
 
     flow_t f = {.conn = conn};
@@ -584,6 +619,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         jn_http_response_t scratch = {0};
         if (jn_api_save_connection(gw, conn, &f.env, &cr, &scratch, &c, &created)) {
             callback_page(res, NULL, c.connection_id, c.provider_config_key);
+            notify_frontend(conn, ws_client, c.provider_config_key, c.connection_id, NULL);
             jn_log_info("oauth", "connection %lld %s through OAuth", c.id,
                         created ? "created" : "renewed");
             jn_connection_cleanup(&c);
@@ -599,8 +635,10 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         }
         jn_api_connection_request_cleanup(&cr);
     }
-    if (err)
+    if (err) {
         callback_page(res, message, NULL, NULL);
+        notify_frontend(conn, ws_client, f.pck, connection_id, message);
+    }
     jn_oauth_token_cleanup(&token);
     if (verifier) {
         jn_secure_wipe(verifier, verifier_len);

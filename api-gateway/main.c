@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "log.h"
+#include "oauth_ws.h"
 #include "routes.h"
 #include "service.h"
 
@@ -52,9 +53,12 @@ int main(void)
     jn_routes_auth_flows(&gw, svc.http);
     jn_routes_connect_page(&gw, svc.http);
     jn_routes_proxy(&gw, svc.http);
+    jn_oauth_ws_t *ws = jn_oauth_ws_new(svc.config.database_url);
+    jn_oauth_ws_route(ws, svc.http);
     jn_service_listen(&svc);
     while (!jn_service_wait_for_stop(1000))
         ;
+    jn_oauth_ws_free(ws);
     jn_service_stop(&svc);
     jn_env_cache_free(gw.envs);
     jn_provider_http_free(gw.provider_http);

@@ -160,6 +160,13 @@ void jn_crypto_hmac_sha256(const void *key, size_t key_len, const void *msg, siz
         abort();
 }
 
+void jn_crypto_sha1(const void *msg, size_t msg_len, unsigned char out[20])
+{
+    unsigned int n = 20;
+    if (!EVP_Digest(msg, msg_len, out, &n, EVP_sha1(), NULL))
+        abort();
+}
+
 void jn_crypto_sha256(const void *msg, size_t msg_len, unsigned char out[32])
 {
     SHA256(msg, msg_len, out);

@@ -55,6 +55,9 @@ jn_err_t jn_crypto_open(const jn_crypto_keyring_t *ring, const char *blob, const
 /* HMAC-SHA256 of msg under key into out (32 bytes). */
 void jn_crypto_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len,
                            unsigned char out[32]);
+/* SHA-1 of msg into out (20 bytes): only for protocols that mandate it (the WebSocket
+ * handshake); never for security decisions. */
+void jn_crypto_sha1(const void *msg, size_t msg_len, unsigned char out[20]);
 /* SHA-256 of msg into out (32 bytes). */
 void jn_crypto_sha256(const void *msg, size_t msg_len, unsigned char out[32]);
 

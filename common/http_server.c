@@ -311,7 +311,8 @@ static void set_body(jn_http_response_t *res, char *body, size_t len)
 void jn_http_respond_json(jn_http_response_t *res, int status, json_object *body)
 {
     size_t len = 0;
-    const char *text = json_object_to_json_string_length(body, JSON_C_TO_STRING_PLAIN, &len);
+    const char *text = json_object_to_json_string_length(
+        body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     char *copy = xmalloc(len + 1);
     memcpy(copy, text, len + 1);
     json_object_put(body);
@@ -412,8 +413,51 @@ static struct MHD_Response *create_stream_response(jn_http_response_t *res)
     return MHD_create_response_from_callback(size, 64 * 1024, stream_reader, st, stream_done);
 }
 
+void jn_http_respond_upgrade(jn_http_response_t *res, jn_http_upgrade_fn fn, void *ud)
+{
+    set_body(res, NULL, 0);
+    res->status = 101;
+    res->upgrade = fn;
+    res->upgrade_ud = ud;
+}
+
+typedef struct {
+    jn_http_upgrade_fn fn;
+    void *ud;
+} upgrade_t;
+
+static void upgrade_trampoline(void *cls, struct MHD_Connection *connection, void *con_cls,
+                               const char *extra_in, size_t extra_in_size, MHD_socket sock,
+                               struct MHD_UpgradeResponseHandle *urh)
+{
+    upgrade_t *u = cls;
+    (void)connection;
+    (void)con_cls;
+    u->fn(u->ud, sock, extra_in, extra_in_size, urh);
+    free(u);
+}
+
+void jn_http_upgraded_close(void *handle)
+{
+    MHD_upgrade_action(handle, MHD_UPGRADE_ACTION_CLOSE);
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *conn, jn_http_response_t *res)
 {
+    if (res->upgrade) {
+        upgrade_t *u = xmalloc(sizeof *u);
+        *u = (upgrade_t){res->upgrade, res->upgrade_ud};
+        struct MHD_Response *ur = MHD_create_response_for_upgrade(upgrade_trampoline, u);
+        if (!ur) {
+            free(u);
+            return MHD_NO;
+        }
+        for (int i = 0; i < res->header_count; i++)
+            MHD_add_response_header(ur, res->header_names[i], res->header_values[i]);
+        enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, ur);
+        MHD_destroy_response(ur);
+        return ok;
+    }
     if (res->stream) {
         struct MHD_Response *sr = create_stream_response(res);
         if (!sr)
@@ -609,7 +653,8 @@ jn_err_t jn_http_server_start(jn_http_server_t *srv)
         jn_log_error("http", "bind address '%s' is not an IPv4 address", srv->bind_address);
         return JN_ERR_INVALID;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
     /* The logger goes first so that errors about later options reach our log too. */
     srv->daemon = MHD_start_daemon(
         flags, srv->opts.port, NULL, NULL, access_handler, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,

@@ -42,6 +42,13 @@ typedef struct {
  * server thread, possibly long after the handler returned. */
 typedef long (*jn_http_stream_fn)(void *ud, uint64_t pos, char *buf, size_t max);
 
+/* Takes over a connection after a 101 Switching Protocols answer (WebSockets): sock now
+ * speaks the new protocol; extra holds bytes the client already sent after its request.
+ * Called on a server thread, must not block; the callee owns the connection until it
+ * calls jn_http_upgraded_close(handle). */
+typedef void (*jn_http_upgrade_fn)(void *ud, int sock, const char *extra, size_t extra_len,
+                                   void *handle);
+
 typedef struct {
     int status;
     char *body; /* owned: freed by the server after sending */
@@ -54,6 +61,8 @@ typedef struct {
     void *stream_ud;
     void (*stream_free)(void *ud);
     int64_t stream_size;
+    jn_http_upgrade_fn upgrade; /* set by jn_http_respond_upgrade */
+    void *upgrade_ud;
 } jn_http_response_t;
 
 typedef void (*jn_http_handler_fn)(const jn_http_request_t *req, jn_http_response_t *res, void *ud);
@@ -115,6 +124,13 @@ void jn_http_respond_error(jn_http_response_t *res, int status, const char *code
 void jn_http_respond_stream(jn_http_response_t *res, int status, const char *content_type,
                             int64_t size, jn_http_stream_fn fn, void *ud,
                             void (*free_fn)(void *ud));
+
+/* Answers 101 Switching Protocols (add the protocol's headers with jn_http_add_header);
+ * fn receives the connection once the answer is sent. */
+void jn_http_respond_upgrade(jn_http_response_t *res, jn_http_upgrade_fn fn, void *ud);
+
+/* Closes a connection handed over by an upgrade. */
+void jn_http_upgraded_close(void *handle);
 
 /* Adds a response header (copied). Ignored past JN_HTTP_MAX_HEADERS. */
 void jn_http_add_header(jn_http_response_t *res, const char *name, const char *value);

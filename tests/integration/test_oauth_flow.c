@@ -18,6 +18,10 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -182,12 +186,34 @@ static void new_session(char *token, size_t cap)
     json_object_put(resp);
 }
 
+static char dance_ws_client[48];
+
+/* Reads one unmasked text frame from the server. */
+static bool ws_read_text(int fd, char *out, size_t cap)
+{
+    unsigned char h[2];
+    if (recv(fd, h, 2, MSG_WAITALL) != 2 || (h[0] & 0x0f) != 1)
+        return false;
+    size_t len = h[1] & 0x7f;
+    if (len == 126) {
+        unsigned char ext[2];
+        if (recv(fd, ext, 2, MSG_WAITALL) != 2)
+            return false;
+        len = (size_t)ext[0] << 8 | ext[1];
+    }
+    if (len >= cap || recv(fd, out, len, MSG_WAITALL) != (ssize_t)len)
+        return false;
+    out[len] = '\0';
+    return true;
+}
+
 /* Runs the dance and returns the new connection id. */
 static void oauth_dance(char *connection_id, size_t cap, char *callback_url, size_t cb_cap)
 {
     char token[128], url[512], location[2048];
     new_session(token, sizeof token);
-    snprintf(url, sizeof url, "%s/oauth/connect/fake?connect_session_token=%s", gw.url, token);
+    snprintf(url, sizeof url, "%s/oauth/connect/fake?connect_session_token=%s%s%s", gw.url, token,
+             dance_ws_client[0] ? "&ws_client_id=" : "", dance_ws_client);
     assert_int_equal(get_no_follow(url, location, sizeof location, NULL), 302);
     assert_true(strncmp(location, fake_url, strlen(fake_url)) == 0);
     assert_non_null(strstr(location, "code_challenge_method=S256"));
@@ -516,10 +542,70 @@ static void test_scheduler_sweep_refreshes_expiring_tokens(void **state)
     assert_true(token_requests("refresh_token") >= before + 1);
 }
 
+/* ---- the frontend SDK's WebSocket ---- */
+
+static int ws_connect(char *client_id, size_t cap)
+{
+    int port = (int)strtol(strrchr(gw.url, ':') + 1, NULL, 10);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
+    char req[512];
+    int n = snprintf(
+        req, sizeof req,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        port, key);
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    char head[2048];
+    size_t got = 0;
+    while (got < sizeof head - 1 && !strstr(head, "\r\n\r\n")) {
+        ssize_t r = recv(fd, head + got, 1, 0);
+        assert_true(r == 1);
+        got++;
+        head[got] = '\0';
+    }
+    assert_non_null(strstr(head, " 101 "));
+    /* RFC 6455's own example: this key must be answered with this accept value. */
+    assert_non_null(strstr(head, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    char msg[1024];
+    assert_true(ws_read_text(fd, msg, sizeof msg));
+    json_object *ack = json_tokener_parse(msg);
+    assert_string_equal(jn_test_json_str(ack, "message_type"), "connection_ack");
+    snprintf(client_id, cap, "%s", jn_test_json_str(ack, "ws_client_id"));
+    json_object_put(ack);
+    return fd;
+}
+
+static void test_frontend_websocket_gets_the_result(void **state)
+{
+    (void)state;
+    char client[40];
+    int fd = ws_connect(client, sizeof client);
+    snprintf(dance_ws_client, sizeof dance_ws_client, "%s", client);
+    char cid[64], callback[2048];
+    oauth_dance(cid, sizeof cid, callback, sizeof callback);
+    dance_ws_client[0] = '\0';
+    char msg[1024];
+    assert_true(ws_read_text(fd, msg, sizeof msg));
+    json_object *m = json_tokener_parse(msg);
+    assert_string_equal(jn_test_json_str(m, "message_type"), "success");
+    assert_string_equal(jn_test_json_str(m, "connection_id"), cid);
+    assert_string_equal(jn_test_json_str(m, "provider_config_key"), "fake");
+    assert_string_equal(jn_test_json_str(m, "is_pending"), "false");
+    json_object_put(m);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_dance_and_replay),
+        cmocka_unit_test(test_frontend_websocket_gets_the_result),
         cmocka_unit_test(test_provider_denial),
         cmocka_unit_test(test_concurrent_force_refresh_is_single_flight),
         cmocka_unit_test(test_rotation_and_dead_refresh_token),
