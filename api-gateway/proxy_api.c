@@ -178,12 +178,40 @@ static bool valid_retry_on(const char *v)
     return true;
 }
 
-static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
-{
-    jn_gateway_t *gw = ud;
+/* Everything one proxied request needs, from its headers and the connection. */
+typedef struct {
+    jn_gateway_t *gw;
     jn_environment_t env;
-    if (!jn_api_begin(gw, req, res, &env))
-        return;
+    forwarded_t fwd;
+    jn_egress_policy_t *policy;
+    jn_connection_t c;
+    json_object *provider;
+    char endpoint[4096];
+    char *query;
+    refresh_ctx_t refresh;
+    jn_provider_target_t target;
+    jn_provider_call_t call;
+} proxy_job_t;
+
+static void job_cleanup(proxy_job_t *job)
+{
+    free(job->query);
+    forwarded_cleanup(&job->fwd);
+    jn_connection_cleanup(&job->c);
+    json_object_put(job->provider);
+    jn_egress_policy_free(job->policy);
+    memset(job, 0, sizeof *job);
+}
+
+/* Authenticates, checks the headers, loads the connection (refreshing an expiring token)
+ * and builds the call. False when res was answered with an error. */
+static bool job_prepare(proxy_job_t *job, jn_gateway_t *gw, const jn_http_request_t *req,
+                        jn_http_response_t *res)
+{
+    memset(job, 0, sizeof *job);
+    job->gw = gw;
+    if (!jn_api_begin(gw, req, res, &job->env))
+        return false;
     const char *cid = jn_http_header(req, "Connection-Id");
     const char *pck = jn_http_header(req, "Provider-Config-Key");
     jn_field_error_t e;
@@ -192,60 +220,55 @@ static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *u
             &e, (!cid || !*cid || strlen(cid) > MAX_KEY) ? "Connection-Id" : "Provider-Config-Key",
             "is required (at most %d characters)", MAX_KEY);
         jn_api_invalid(res, "invalid_headers", &e);
-        return;
+        return false;
     }
-    jn_provider_call_t call = {.method = req->method, .egress = NULL};
+    jn_provider_call_t *call = &job->call;
+    call->method = req->method;
     const char *retry_on = jn_http_header(req, "Retry-On");
-    if (!header_int(req, res, "Retries", 0, 10, &call.retries) ||
-        !header_bool(req, res, "Decompress", &call.decompress) ||
-        !header_bool(req, res, "Forward-Headers-On-Redirect", &call.forward_auth_on_redirect))
-        return;
+    if (!header_int(req, res, "Retries", 0, 10, &call->retries) ||
+        !header_bool(req, res, "Decompress", &call->decompress) ||
+        !header_bool(req, res, "Forward-Headers-On-Redirect", &call->forward_auth_on_redirect))
+        return false;
     if (retry_on && *retry_on && !valid_retry_on(retry_on)) {
         jn_field_error(&e, "Retry-On", "must be comma-separated HTTP status codes");
         jn_api_invalid(res, "invalid_headers", &e);
-        return;
+        return false;
     }
-    call.retry_on = retry_on;
-    call.base_url_override = jn_http_header(req, "Base-Url-Override");
-    forwarded_t fwd = {0};
-    jn_http_header_each(req, collect_forwarded, &fwd);
-    if (fwd.bad) {
-        jn_field_error(&e, fwd.bad_name, "header values may not contain CR or LF");
+    call->retry_on = retry_on;
+    call->base_url_override = jn_http_header(req, "Base-Url-Override");
+    jn_http_header_each(req, collect_forwarded, &job->fwd);
+    if (job->fwd.bad) {
+        jn_field_error(&e, job->fwd.bad_name, "header values may not contain CR or LF");
         jn_api_invalid(res, "invalid_headers", &e);
-        forwarded_cleanup(&fwd);
-        return;
+        job_cleanup(job);
+        return false;
     }
-    jn_egress_policy_t *policy = NULL;
     char why[512];
-    if (jn_egress_policy_new(env.egress_allowlist, &policy, why, sizeof why) != JN_OK) {
+    if (jn_egress_policy_new(job->env.egress_allowlist, &job->policy, why, sizeof why) != JN_OK) {
         jn_http_respond_error(res, 500, "server_error",
                               "the environment's egress allow-list is invalid");
-        forwarded_cleanup(&fwd);
-        return;
+        job_cleanup(job);
+        return false;
     }
     PGconn *conn = jn_api_db(gw, res);
     if (!conn) {
-        jn_egress_policy_free(policy);
-        forwarded_cleanup(&fwd);
-        return;
+        job_cleanup(job);
+        return false;
     }
     /* One read for the connection and its credentials; the row lock and the token request
      * happen only when the token is about to expire. */
-    jn_connection_t c = {0};
-    json_object *provider = NULL;
-    jn_err_t err = jn_connections_get(conn, &gw->keyring, env.id, pck, cid, true, &c);
-    long long row = c.id;
+    jn_err_t err = jn_connections_get(conn, &gw->keyring, job->env.id, pck, cid, true, &job->c);
     if (!err)
-        err = jn_providers_lookup(gw->catalog, conn, env.id, c.provider, &provider);
-    if (!err && jn_token_expiring(&c, provider)) {
+        err = jn_providers_lookup(gw->catalog, conn, job->env.id, job->c.provider, &job->provider);
+    if (!err && jn_token_expiring(&job->c, job->provider)) {
         jn_connection_t fresh;
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         /* A failed refresh keeps the old credentials: the provider then decides. */
-        if (jn_token_refresh(conn, &gw->keyring, gw->catalog, row, false, (double)now.tv_sec,
+        if (jn_token_refresh(conn, &gw->keyring, gw->catalog, job->c.id, false, (double)now.tv_sec,
                              &fresh, why, sizeof why) == JN_OK) {
-            jn_connection_cleanup(&c);
-            c = fresh;
+            jn_connection_cleanup(&job->c);
+            job->c = fresh;
         }
     }
     jn_api_db_release(gw, conn);
@@ -253,57 +276,52 @@ static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *u
         char what[600];
         snprintf(what, sizeof what, "connection '%s' of integration '%s'", cid, pck);
         jn_api_store_error(res, err, what);
-        jn_egress_policy_free(policy);
-        forwarded_cleanup(&fwd);
-        return;
+        job_cleanup(job);
+        return false;
     }
-
     const char *rest = jn_http_param(req, "*");
-    char endpoint[4096];
-    snprintf(endpoint, sizeof endpoint, "/%s", rest ? rest : "");
-    char *query = jn_http_query_string(req);
-    refresh_ctx_t refresh = {gw, row, NULL};
-    jn_provider_target_t target = {c.provider, provider, c.credentials, c.connection_config};
-    call.endpoint = endpoint;
-    call.query = query;
-    call.headers = (const char *const *)fwd.headers;
-    call.body = req->body_len ? req->body : NULL;
-    call.body_len = req->body_len;
-    call.egress = policy;
-    bool oauth =
-        strcmp(c.credentials_type, "OAUTH2") == 0 || strcmp(c.credentials_type, "OAUTH2_CC") == 0;
-    call.refresh = oauth ? refresh_after_401 : NULL;
-    call.refresh_ud = &refresh;
+    snprintf(job->endpoint, sizeof job->endpoint, "/%s", rest ? rest : "");
+    job->query = jn_http_query_string(req);
+    job->refresh = (refresh_ctx_t){gw, job->c.id, NULL};
+    job->target = (jn_provider_target_t){job->c.provider, job->provider, job->c.credentials,
+                                         job->c.connection_config};
+    call->endpoint = job->endpoint;
+    call->query = job->query;
+    call->headers = (const char *const *)job->fwd.headers;
+    call->body = req->body_len ? req->body : NULL;
+    call->body_len = req->body_len;
+    call->egress = job->policy;
+    bool oauth = strcmp(job->c.credentials_type, "OAUTH2") == 0 ||
+                 strcmp(job->c.credentials_type, "OAUTH2_CC") == 0;
+    call->refresh = oauth ? refresh_after_401 : NULL;
+    call->refresh_ud = &job->refresh;
+    return true;
+}
 
-    jn_provider_stream_t *stream = NULL;
-    err = jn_provider_stream_open(gw->provider_http, &target, &call, &stream, why, sizeof why);
-    free(query);
-    forwarded_cleanup(&fwd);
-    jn_connection_cleanup(&c);
-    json_object_put(provider);
-    jn_egress_policy_free(policy);
-    if (err == JN_ERR_INVALID) {
+static void respond_error(jn_http_response_t *res, jn_err_t err, const char *why)
+{
+    if (err == JN_ERR_INVALID)
         jn_http_respond_error(res, 400, "invalid_proxy_request", "%s", why);
-        return;
-    }
-    if (err) {
+    else
         jn_http_respond_error(res, err == JN_ERR_TIMEOUT ? 504 : 502, "upstream_unavailable", "%s",
                               why);
-        return;
-    }
-    /* Status, safe headers, then the body as it arrives. The content type points into the
-     * stream, which lives until the response is finished. */
+}
+
+/* Status, safe headers, then the body as it arrives; the response takes the stream. The
+ * content type points into the stream, which lives until the response is finished. */
+static void respond_stream(jn_http_response_t *res, jn_provider_stream_t *stream, bool decompressed)
+{
     const char *type = jn_provider_stream_header_get(stream, "content-type");
     long long length = -1;
     const char *cl = jn_provider_stream_header_get(stream, "content-length");
-    if (cl && !call.decompress)
+    if (cl && !decompressed)
         length = strtoll(cl, NULL, 10);
     long status = jn_provider_stream_status(stream);
     jn_http_respond_stream(res, (int)status, type ? type : "application/octet-stream", length,
                            stream_body, stream, stream_free);
     for (int i = 0; i < jn_provider_stream_header_count(stream); i++) {
         const char *line = jn_provider_stream_header(stream, i);
-        if (!safe_response_header(line, call.decompress) ||
+        if (!safe_response_header(line, decompressed) ||
             strncasecmp(line, "content-type:", 13) == 0)
             continue;
         char name[128];
@@ -318,6 +336,109 @@ static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *u
         jn_http_add_header(res, name, value);
     }
 }
+
+static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    proxy_job_t job;
+    if (!job_prepare(&job, ud, req, res))
+        return;
+    jn_provider_stream_t *stream = NULL;
+    char why[512];
+    jn_err_t err = jn_provider_stream_open(job.gw->provider_http, &job.target, &job.call, &stream,
+                                           why, sizeof why);
+    bool decompressed = job.call.decompress;
+    job_cleanup(&job);
+    if (err) {
+        respond_error(res, err, why);
+        return;
+    }
+    respond_stream(res, stream, decompressed);
+}
+
+/* ---- large uploads: the request body streams to the provider ---- */
+
+/* Bodies up to this size are buffered, so the call can be retried; larger ones stream
+ * through and are sent once. */
+#define STREAM_UPLOAD_ABOVE (1024 * 1024)
+
+typedef struct {
+    proxy_job_t job;
+    jn_provider_stream_t *stream;
+    jn_http_response_t early; /* an error found before the body arrived */
+    bool failed;
+} upload_t;
+
+static void *upload_open(const jn_http_request_t *req, void *ud)
+{
+    const char *length = jn_http_header(req, "Content-Length");
+    const char *encoding = jn_http_header(req, "Transfer-Encoding");
+    long long size = -1;
+    if (length) {
+        char *end = NULL;
+        size = strtoll(length, &end, 10);
+        if (*end || size <= STREAM_UPLOAD_ABOVE)
+            return NULL;
+    } else if (!encoding || strcasecmp(encoding, "chunked") != 0) {
+        return NULL;
+    }
+    upload_t *u = calloc(1, sizeof *u);
+    if (!u)
+        abort();
+    if (!job_prepare(&u->job, ud, req, &u->early)) {
+        u->failed = true;
+        return u;
+    }
+    char why[512];
+    jn_err_t err = jn_provider_upload_open(u->job.gw->provider_http, &u->job.target, &u->job.call,
+                                           size, &u->stream, why, sizeof why);
+    if (err) {
+        respond_error(&u->early, err, why);
+        u->failed = true;
+    }
+    return u;
+}
+
+static void upload_write(void *sink, const char *data, size_t len)
+{
+    upload_t *u = sink;
+    if (!u->failed)
+        jn_provider_upload_write(u->stream, data, len);
+}
+
+static void upload_finish(void *sink, const jn_http_request_t *req, jn_http_response_t *res)
+{
+    upload_t *u = sink;
+    (void)req;
+    if (u->failed) {
+        *res = u->early;
+        memset(&u->early, 0, sizeof u->early);
+        return;
+    }
+    char why[512];
+    jn_err_t err = jn_provider_upload_finish(u->stream, why, sizeof why);
+    if (err) {
+        respond_error(res, err, why);
+        return;
+    }
+    respond_stream(res, u->stream, u->job.call.decompress);
+    u->stream = NULL; /* the response owns it now */
+}
+
+static void upload_close(void *sink)
+{
+    upload_t *u = sink;
+    jn_provider_stream_close(u->stream);
+    free(u->early.body);
+    for (int i = 0; i < u->early.header_count; i++) {
+        free(u->early.header_names[i]);
+        free(u->early.header_values[i]);
+    }
+    job_cleanup(&u->job);
+    free(u);
+}
+
+static const jn_http_body_sink_t upload_sink = {upload_open, upload_write, upload_finish,
+                                                upload_close};
 
 static json_object *environment_json(const jn_environment_t *env)
 {
@@ -374,7 +495,7 @@ static void patch_environment(const jn_http_request_t *req, jn_http_response_t *
 
 void jn_routes_proxy(jn_gateway_t *gw, jn_http_server_t *http)
 {
-    jn_http_route(http, "*", "/proxy/*", proxy, gw);
+    jn_http_route_with_sink(http, "*", "/proxy/*", proxy, &upload_sink, gw);
     jn_http_route(http, "GET", "/junction/environment", get_environment, gw);
     jn_http_route(http, "PATCH", "/junction/environment", patch_environment, gw);
 }

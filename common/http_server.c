@@ -28,6 +28,7 @@ typedef struct {
     char method[16];
     char pattern[256];
     jn_http_handler_fn handler;
+    const jn_http_body_sink_t *sink;
     void *ud;
 } route_t;
 
@@ -46,6 +47,11 @@ typedef struct {
     bool too_large;
     bool answered; /* a response was queued early (413) */
     struct timespec started;
+    /* a route with a body sink that took this request */
+    const route_t *sink_route;
+    void *sink;
+    jn_http_request_t sink_req;
+    char *sink_path;
 } request_ctx_t;
 
 static void *xmalloc(size_t n)
@@ -76,6 +82,13 @@ jn_http_server_t *jn_http_server_new(const jn_http_options_t *opts)
     if (srv->opts.threads < 1)
         srv->opts.threads = 1;
     return srv;
+}
+
+void jn_http_route_with_sink(jn_http_server_t *srv, const char *method, const char *pattern,
+                             jn_http_handler_fn handler, const jn_http_body_sink_t *sink, void *ud)
+{
+    jn_http_route(srv, method, pattern, handler, ud);
+    srv->routes[srv->route_count - 1].sink = sink;
 }
 
 void jn_http_route(jn_http_server_t *srv, const char *method, const char *pattern,
@@ -545,6 +558,47 @@ static enum MHD_Result dispatch(jn_http_server_t *srv, struct MHD_Connection *co
     return ok;
 }
 
+/* At the first call of a request: when its route has a body sink that wants it, sets the
+ * sink up and returns true. */
+static bool open_sink(jn_http_server_t *srv, struct MHD_Connection *conn, const char *url,
+                      const char *method, request_ctx_t *ctx)
+{
+    jn_http_request_t req = {.method = method, .conn = conn, .body = ""};
+    for (int i = 0; i < srv->route_count; i++) {
+        const route_t *r = &srv->routes[i];
+        if (!match_route(r->pattern, url, &req)) {
+            free_params(&req);
+            continue;
+        }
+        bool method_ok = strcmp(r->method, "*") == 0 || strcmp(r->method, method) == 0;
+        if (!method_ok) {
+            free_params(&req);
+            continue;
+        }
+        if (!r->sink) {
+            free_params(&req);
+            return false;
+        }
+        ctx->sink_path = strdup(url);
+        if (!ctx->sink_path)
+            abort();
+        req.path = ctx->sink_path;
+        req.route = r->pattern;
+        ctx->sink_req = req;
+        ctx->sink = r->sink->open(&ctx->sink_req, r->ud);
+        if (!ctx->sink) {
+            free_params(&ctx->sink_req);
+            free(ctx->sink_path);
+            ctx->sink_path = NULL;
+            memset(&ctx->sink_req, 0, sizeof ctx->sink_req);
+            return false;
+        }
+        ctx->sink_route = r;
+        return true;
+    }
+    return false;
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -560,6 +614,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &ctx->started);
         *con_cls = ctx;
+        if (open_sink(srv, conn, url, method, ctx))
+            return MHD_YES;
         const char *length =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (length) {
@@ -580,6 +636,20 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
             return ok;
         }
         return MHD_YES;
+    }
+
+    if (ctx->sink) {
+        if (*upload_data_size > 0) {
+            ctx->sink_route->sink->write(ctx->sink, upload_data, *upload_data_size);
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        jn_http_response_t res = {.status = 500};
+        ctx->sink_route->sink->finish(ctx->sink, &ctx->sink_req, &res);
+        enum MHD_Result ok = send_response(conn, &res);
+        count_request(ctx->sink_route->pattern, res.status, &ctx->started);
+        response_cleanup(&res);
+        return ok;
     }
 
     if (*upload_data_size > 0) {
@@ -629,6 +699,11 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
     (void)toe;
     request_ctx_t *ctx = *con_cls;
     if (ctx) {
+        if (ctx->sink) {
+            ctx->sink_route->sink->close(ctx->sink);
+            free_params(&ctx->sink_req);
+            free(ctx->sink_path);
+        }
         free(ctx->body);
         free(ctx);
         *con_cls = NULL;

@@ -82,6 +82,22 @@ jn_http_server_t *jn_http_server_new(const jn_http_options_t *opts);
 void jn_http_route(jn_http_server_t *srv, const char *method, const char *pattern,
                    jn_http_handler_fn handler, void *ud);
 
+/* Receives a request body piecewise instead of buffering it (large uploads through the
+ * proxy). open runs once the headers are in and returns a sink context, or NULL to have
+ * the body buffered and the route's ordinary handler called; the body size cap does not
+ * apply to a sink. write receives each piece in order; finish answers the request; close
+ * runs once at the end whatever happened. All on one server thread per request. */
+typedef struct {
+    void *(*open)(const jn_http_request_t *req, void *ud);
+    void (*write)(void *sink, const char *data, size_t len);
+    void (*finish)(void *sink, const jn_http_request_t *req, jn_http_response_t *res);
+    void (*close)(void *sink);
+} jn_http_body_sink_t;
+
+/* jn_http_route() with a body sink (borrowed; must outlive the server). */
+void jn_http_route_with_sink(jn_http_server_t *srv, const char *method, const char *pattern,
+                             jn_http_handler_fn handler, const jn_http_body_sink_t *sink, void *ud);
+
 /* Starts listening. JN_ERR_IO (logged with the reason) when the port cannot be bound. */
 jn_err_t jn_http_server_start(jn_http_server_t *srv);
 

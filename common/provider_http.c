@@ -58,6 +58,12 @@ struct jn_provider_stream {
     CURLcode result;
     jn_egress_guard_t egress;
     int attempts;
+    /* a body sent piecewise (jn_provider_upload_*) */
+    bool upload;
+    long long upload_length;
+    char *up_buf;
+    size_t up_start, up_end, up_cap;
+    bool up_eof, up_paused;
 };
 
 /* ---- the shared handle ---- */
@@ -166,6 +172,25 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+static size_t on_upload(char *buf, size_t size, size_t nitems, void *ud)
+{
+    jn_provider_stream_t *s = ud;
+    size_t max = size * nitems;
+    size_t have = s->up_end - s->up_start;
+    if (have == 0) {
+        if (s->up_eof)
+            return 0;
+        s->up_paused = true;
+        return CURL_READFUNC_PAUSE;
+    }
+    size_t n = have < max ? have : max;
+    memcpy(buf, s->up_buf + s->up_start, n);
+    s->up_start += n;
+    if (s->up_start == s->up_end)
+        s->up_start = s->up_end = 0;
+    return n;
+}
+
 /* ---- driving a transfer ---- */
 
 /* Performs once and waits up to wait_ms for activity. */
@@ -250,7 +275,16 @@ static void start_attempt(jn_provider_stream_t *s, const jn_provider_call_t *cal
         if (strcmp(method, "POST") != 0)
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     }
+    if (s->upload) {
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
+        curl_easy_setopt(e, CURLOPT_READDATA, s);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->upload_length);
+    }
     curl_multi_add_handle(s->multi, e);
+    if (s->upload)
+        return; /* the caller feeds the body, then waits for the answer */
     while (!s->headers_done && !s->done)
         drive(s, 100);
 }
@@ -600,6 +634,7 @@ void jn_provider_stream_close(jn_provider_stream_t *s)
         return;
     end_attempt(s);
     curl_multi_cleanup(s->multi);
+    free(s->up_buf);
     free(s->buf);
     free(s->method);
     free(s);
@@ -649,4 +684,91 @@ void jn_provider_response_cleanup(jn_provider_response_t *r)
     free(r->body);
     jn_provider_stream_close(r->stream);
     memset(r, 0, sizeof *r);
+}
+
+/* ---- bodies sent piecewise ---- */
+
+jn_err_t jn_provider_upload_open(jn_provider_http_t *h, const jn_provider_target_t *target,
+                                 const jn_provider_call_t *call, long long content_length,
+                                 jn_provider_stream_t **out, char *why, size_t why_len)
+{
+    *out = NULL;
+    jn_provider_stream_t *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->h = h;
+    s->egress.policy = call->egress;
+    s->method = strdup(call->method ? call->method : "POST");
+    s->buf = malloc(BODY_BUFFER);
+    s->multi = curl_multi_init();
+    s->upload = true;
+    s->upload_length = content_length;
+    if (!s->method || !s->buf || !s->multi)
+        abort();
+    jn_err_t err = jn_provider_build(target, call->base_url_override, call->endpoint, call->query,
+                                     call->headers, &s->built, why, why_len);
+    if (err) {
+        jn_provider_stream_close(s);
+        return err;
+    }
+    start_attempt(s, call, false);
+    *out = s;
+    return JN_OK;
+}
+
+/* Drives the transfer until cond() holds or it ends. */
+static void drive_until(jn_provider_stream_t *s, bool (*cond)(const jn_provider_stream_t *))
+{
+    while (!cond(s) && !s->done) {
+        if (s->up_paused && (s->up_end > s->up_start || s->up_eof)) {
+            s->up_paused = false;
+            curl_easy_pause(s->easy, CURLPAUSE_CONT);
+        }
+        drive(s, 100);
+    }
+}
+
+static bool upload_drained(const jn_provider_stream_t *s)
+{
+    return s->up_end == s->up_start || s->headers_done;
+}
+
+static bool headers_in(const jn_provider_stream_t *s)
+{
+    return s->headers_done;
+}
+
+jn_err_t jn_provider_upload_write(jn_provider_stream_t *s, const char *data, size_t len)
+{
+    if (s->done || s->headers_done)
+        return JN_OK; /* the provider answered early: the rest of the body is not needed */
+    if (s->up_end + len > s->up_cap) {
+        s->up_cap = (s->up_end + len) * 2;
+        s->up_buf = realloc(s->up_buf, s->up_cap);
+        if (!s->up_buf)
+            abort();
+    }
+    memcpy(s->up_buf + s->up_end, data, len);
+    s->up_end += len;
+    /* Hand it to curl before taking more: the buffer never holds more than one piece. */
+    drive_until(s, upload_drained);
+    return JN_OK;
+}
+
+jn_err_t jn_provider_upload_finish(jn_provider_stream_t *s, char *why, size_t why_len)
+{
+    s->up_eof = true;
+    drive_until(s, headers_in);
+    if (s->egress.refused) {
+        snprintf(why, why_len, "refused to connect: %s", s->egress.reason);
+        return JN_ERR_INVALID;
+    }
+    if (!s->headers_done) {
+        snprintf(why, why_len, "the provider did not answer: %s", curl_easy_strerror(s->result));
+        return s->result == CURLE_OPERATION_TIMEDOUT ? JN_ERR_TIMEOUT : JN_ERR_UPSTREAM;
+    }
+    char code_label[32];
+    snprintf(code_label, sizeof code_label, "code=\"%ld\"", s->status);
+    count("jn_provider_requests_total", "Requests sent to providers", code_label);
+    return JN_OK;
 }

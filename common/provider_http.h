@@ -89,6 +89,20 @@ long jn_provider_stream_read(jn_provider_stream_t *s, char *buf, size_t max);
 /* Ends the transfer (early or not) and frees. NULL is fine. */
 void jn_provider_stream_close(jn_provider_stream_t *s);
 
+/* A call whose request body is produced piecewise (a large proxied upload), so it never
+ * sits in memory whole. content_length is the body's size, or -1 (sent chunked). Such a
+ * call is sent once: a body that streamed cannot be replayed, so there are no retries,
+ * redirects or refresh-and-retry. Feed the body with jn_provider_upload_write(), then
+ * jn_provider_upload_finish() waits for the answer's status and headers; read the body
+ * and close as for jn_provider_stream_open(). */
+jn_err_t jn_provider_upload_open(jn_provider_http_t *h, const jn_provider_target_t *target,
+                                 const jn_provider_call_t *call, long long content_length,
+                                 jn_provider_stream_t **out, char *why, size_t why_len);
+/* Sends the next piece; returns once the transfer took it (or the provider already answered). */
+jn_err_t jn_provider_upload_write(jn_provider_stream_t *s, const char *data, size_t len);
+/* Ends the body and waits for the status and headers. */
+jn_err_t jn_provider_upload_finish(jn_provider_stream_t *s, char *why, size_t why_len);
+
 /* A whole response in memory, for small answers (scripts, verification). */
 typedef struct {
     long status;

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 #include <json-c/json.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,6 +403,82 @@ static void test_100mb_download_streams(void **state)
     assert_true(after_kb - before_kb < 16 * 1024);
 }
 
+typedef struct {
+    unsigned long long sent, size;
+    EVP_MD_CTX *sha;
+} upload_src_t;
+
+static size_t produce(char *buf, size_t size, size_t nitems, void *ud)
+{
+    upload_src_t *u = ud;
+    size_t n = size * nitems;
+    if (n > u->size - u->sent)
+        n = (size_t)(u->size - u->sent);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)((u->sent + i) * 7 % 256);
+    EVP_DigestUpdate(u->sha, buf, n);
+    u->sent += n;
+    return n;
+}
+
+/* A 24 MiB upload streams through the proxy to the provider: the provider sees every
+ * byte, and the gateway's memory does not grow by the body. */
+static void test_large_upload_streams(void **state)
+{
+    (void)state;
+    long before_kb = gateway_peak_rss_kb();
+    const unsigned long long size = 24ull * 1024 * 1024;
+    char url[256], auth[200], *answer = NULL;
+    size_t answer_len = 0;
+    snprintf(url, sizeof url, "%s/proxy/api/echo", gw.url);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", gw.dev_key);
+    struct curl_slist *h = NULL;
+    h = curl_slist_append(h, auth);
+    h = curl_slist_append(h, "Connection-Id: c1");
+    h = curl_slist_append(h, "Provider-Config-Key: fake");
+    h = curl_slist_append(h, "Content-Type: application/octet-stream");
+    h = curl_slist_append(h, "Expect:");
+    upload_src_t src = {0, size, EVP_MD_CTX_new()};
+    EVP_DigestInit_ex(src.sha, EVP_sha256(), NULL);
+    FILE *sink = open_memstream(&answer, &answer_len);
+    CURL *curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "POST");
+    curl_easy_setopt(curl, CURLOPT_READFUNCTION, produce);
+    curl_easy_setopt(curl, CURLOPT_READDATA, &src);
+    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 120L);
+    CURLcode rc = curl_easy_perform(curl);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    curl_slist_free_all(h);
+    fclose(sink);
+    unsigned char digest[32];
+    unsigned int dlen = 0;
+    EVP_DigestFinal_ex(src.sha, digest, &dlen);
+    EVP_MD_CTX_free(src.sha);
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    assert_int_equal(rc, CURLE_OK);
+    if (status != 200)
+        fail_msg("upload answered %ld: %s", status, answer);
+    json_object *o = json_tokener_parse(answer);
+    assert_string_equal(jn_test_json_str(o, "method"), "POST");
+    assert_true(strtoull(jn_test_json_str(o, "body_length"), NULL, 10) == size);
+    assert_string_equal(jn_test_json_str(o, "body_sha256"), hex);
+    json_object_put(o);
+    free(answer);
+    long after_kb = gateway_peak_rss_kb();
+    printf("proxy: 24 MiB upload; gateway peak RSS %ld KiB before, %ld KiB after\n", before_kb,
+           after_kb);
+    assert_true(after_kb - before_kb < 8 * 1024);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_injection_and_pass_through),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_100mb_download_streams),
+        cmocka_unit_test(test_large_upload_streams),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
