@@ -16,6 +16,7 @@
 #include "integrations.h"
 
 #define MAX_ID 255
+#define MAX_TAGS 64
 #define MAX_SECRET 8192
 
 static json_object *deep_copy(json_object *o)
@@ -24,6 +25,84 @@ static json_object *deep_copy(json_object *o)
     if (o && json_object_deep_copy(o, &c, NULL) != 0)
         abort();
     return c;
+}
+
+char *jn_api_new_connection_id(void)
+{
+    unsigned char b[16];
+    jn_crypto_random(b, sizeof b);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char hex[33];
+    jn_hex_encode(b, sizeof b, hex);
+    char *id = malloc(37);
+    if (!id)
+        abort();
+    snprintf(id, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+    return id;
+}
+
+static jn_err_t check_tags(json_object *tags, const char *path, jn_field_error_t *e)
+{
+    if (!json_object_is_type(tags, json_type_object))
+        return jn_field_error(e, path, "must be an object of strings");
+    if (json_object_object_length(tags) > MAX_TAGS)
+        return jn_field_error(e, path, "at most %d tags", MAX_TAGS);
+    json_object_object_foreach(tags, k, v)
+    {
+        char p[160];
+        snprintf(p, sizeof p, "%s.%s", path, k);
+        if (strlen(k) > 64)
+            return jn_field_error(e, p, "tag names are at most 64 characters");
+        if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) > 255)
+            return jn_field_error(e, p, "must be a string of at most 255 characters");
+    }
+    return JN_OK;
+}
+
+jn_err_t jn_api_check_end_user(json_object *end_user, jn_field_error_t *e)
+{
+    static const char *const fields[] = {"id",   "email",        "display_name",
+                                         "tags", "organization", NULL};
+    if (!json_object_is_type(end_user, json_type_object))
+        return jn_field_error(e, "end_user", "must be an object");
+    jn_err_t err = jn_json_only_keys(end_user, fields, "end_user", e);
+    const char *s;
+    if (!err)
+        err = jn_json_string(end_user, "id", true, MAX_ID, &s, e);
+    if (!err)
+        err = jn_json_string(end_user, "email", false, MAX_ID, &s, e);
+    if (!err)
+        err = jn_json_string(end_user, "display_name", false, MAX_ID, &s, e);
+    if (err) {
+        jn_field_error_nest(e, "end_user");
+        return err;
+    }
+    json_object *v = NULL;
+    if (json_object_object_get_ex(end_user, "tags", &v) && v &&
+        (err = check_tags(v, "end_user.tags", e)))
+        return err;
+    if (json_object_object_get_ex(end_user, "organization", &v) && v) {
+        static const char *const org_fields[] = {"id", "display_name", NULL};
+        if (!json_object_is_type(v, json_type_object))
+            return jn_field_error(e, "end_user.organization", "must be an object");
+        if ((err = jn_json_only_keys(v, org_fields, "end_user.organization", e)) ||
+            (err = jn_json_string(v, "id", true, MAX_ID, &s, e)) ||
+            (err = jn_json_string(v, "display_name", false, MAX_ID, &s, e))) {
+            if (strncmp(e->path, "end_user", 8) != 0)
+                jn_field_error_nest(e, "end_user.organization");
+            return err;
+        }
+    }
+    return JN_OK;
+}
+
+jn_err_t jn_api_check_tags(json_object *body, jn_field_error_t *e)
+{
+    json_object *tags = NULL;
+    if (json_object_object_get_ex(body, "tags", &tags) && tags)
+        return check_tags(tags, "tags", e);
+    return JN_OK;
 }
 
 /* ISO 8601 ("2026-11-28T18:00:00Z", fractions and offsets allowed) or unix seconds. */

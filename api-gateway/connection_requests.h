@@ -48,10 +48,11 @@ bool jn_api_save_connection(jn_gateway_t *gw, PGconn *conn, const jn_environment
 jn_err_t jn_api_check_connection_config(json_object *provider, json_object *config,
                                         bool require_all, jn_field_error_t *e);
 
-/* Helpers shared by the connection routes (connections_api.c). */
+/* A new connection id: a version-4 UUID (new string; caller frees). */
 char *jn_api_new_connection_id(void);
+/* Checks an end_user object ({id, email?, display_name?, tags?, organization?}). */
 jn_err_t jn_api_check_end_user(json_object *end_user, jn_field_error_t *e);
+/* Checks body's optional "tags": an object of at most 64 short strings. */
 jn_err_t jn_api_check_tags(json_object *body, jn_field_error_t *e);
-json_object *jn_api_connection_full(const jn_connection_t *c, bool with_refresh_token);
 
 #endif

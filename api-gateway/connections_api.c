@@ -25,88 +25,7 @@
 #include "token_refresh.h"
 
 #define MAX_ID 255
-#define MAX_TAGS 64
 #define MAX_LIST_IDS 100
-
-/* ---- shared helpers (also used by connect_api.c through routes.h) ---- */
-
-char *jn_api_new_connection_id(void)
-{
-    unsigned char b[16];
-    jn_crypto_random(b, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    char hex[33];
-    jn_hex_encode(b, sizeof b, hex);
-    char *id = malloc(37);
-    if (!id)
-        abort();
-    snprintf(id, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
-    return id;
-}
-
-static jn_err_t check_tags(json_object *tags, const char *path, jn_field_error_t *e)
-{
-    if (!json_object_is_type(tags, json_type_object))
-        return jn_field_error(e, path, "must be an object of strings");
-    if (json_object_object_length(tags) > MAX_TAGS)
-        return jn_field_error(e, path, "at most %d tags", MAX_TAGS);
-    json_object_object_foreach(tags, k, v)
-    {
-        char p[160];
-        snprintf(p, sizeof p, "%s.%s", path, k);
-        if (strlen(k) > 64)
-            return jn_field_error(e, p, "tag names are at most 64 characters");
-        if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) > 255)
-            return jn_field_error(e, p, "must be a string of at most 255 characters");
-    }
-    return JN_OK;
-}
-
-jn_err_t jn_api_check_end_user(json_object *end_user, jn_field_error_t *e)
-{
-    static const char *const fields[] = {"id",   "email",        "display_name",
-                                         "tags", "organization", NULL};
-    if (!json_object_is_type(end_user, json_type_object))
-        return jn_field_error(e, "end_user", "must be an object");
-    jn_err_t err = jn_json_only_keys(end_user, fields, "end_user", e);
-    const char *s;
-    if (!err)
-        err = jn_json_string(end_user, "id", true, MAX_ID, &s, e);
-    if (!err)
-        err = jn_json_string(end_user, "email", false, MAX_ID, &s, e);
-    if (!err)
-        err = jn_json_string(end_user, "display_name", false, MAX_ID, &s, e);
-    if (err) {
-        jn_field_error_nest(e, "end_user");
-        return err;
-    }
-    json_object *v = NULL;
-    if (json_object_object_get_ex(end_user, "tags", &v) && v &&
-        (err = check_tags(v, "end_user.tags", e)))
-        return err;
-    if (json_object_object_get_ex(end_user, "organization", &v) && v) {
-        static const char *const org_fields[] = {"id", "display_name", NULL};
-        if (!json_object_is_type(v, json_type_object))
-            return jn_field_error(e, "end_user.organization", "must be an object");
-        if ((err = jn_json_only_keys(v, org_fields, "end_user.organization", e)) ||
-            (err = jn_json_string(v, "id", true, MAX_ID, &s, e)) ||
-            (err = jn_json_string(v, "display_name", false, MAX_ID, &s, e))) {
-            if (strncmp(e->path, "end_user", 8) != 0)
-                jn_field_error_nest(e, "end_user.organization");
-            return err;
-        }
-    }
-    return JN_OK;
-}
-
-jn_err_t jn_api_check_tags(json_object *body, jn_field_error_t *e)
-{
-    json_object *tags = NULL;
-    if (json_object_object_get_ex(body, "tags", &tags) && tags)
-        return check_tags(tags, "tags", e);
-    return JN_OK;
-}
 
 static json_object *copy_or_null(json_object *o)
 {
@@ -160,8 +79,8 @@ static void strip_refresh_tokens(json_object *creds)
         json_object_object_del(raw, "refresh_token");
 }
 
-/* The single shape (ApiPublicConnectionFull). credentials may be NULL ({}). */
-json_object *jn_api_connection_full(const jn_connection_t *c, bool with_refresh_token)
+/* The single shape (ApiPublicConnectionFull). */
+static json_object *connection_full(const jn_connection_t *c, bool with_refresh_token)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_int64(c->id));
@@ -268,7 +187,7 @@ static void get_connection(const jn_http_request_t *req, jn_http_response_t *res
         jn_connection_t plain;
         json_object *payload = json_object_new_object();
         if (jn_connections_get_by_id(conn, &gw->keyring, row, false, &plain) == JN_OK) {
-            json_object_object_add(payload, "connection", jn_api_connection_full(&plain, false));
+            json_object_object_add(payload, "connection", connection_full(&plain, false));
             jn_connection_cleanup(&plain);
         }
         jn_api_db_release(gw, conn);
@@ -292,7 +211,7 @@ static void get_connection(const jn_http_request_t *req, jn_http_response_t *res
     jn_pg_exec(conn, "UPDATE connections SET last_fetched_at = now() WHERE id = $1", 1, params,
                NULL);
     jn_api_db_release(gw, conn);
-    json_object *body = jn_api_connection_full(&c, with_refresh);
+    json_object *body = connection_full(&c, with_refresh);
     jn_connection_cleanup(&c);
     jn_http_respond_json(res, 200, body);
 }
@@ -546,7 +465,7 @@ static void import_connection(const jn_http_request_t *req, jn_http_response_t *
     jn_connection_t c;
     bool created = false;
     if (jn_api_save_connection(gw, conn, &env, &cr, res, &c, &created)) {
-        json_object *full = jn_api_connection_full(&c, true);
+        json_object *full = connection_full(&c, true);
         jn_connection_cleanup(&c);
         jn_http_respond_json(res, created ? 201 : 200, full);
     }

@@ -349,52 +349,61 @@ jn_err_t jn_oauth_refresh(json_object *provider, const jn_oauth_client_t *client
     return e;
 }
 
+typedef struct {
+    char *data;
+    size_t len;
+} scope_text_t;
+
+static void scope_add(scope_text_t *t, const char *sep, const char *scope, size_t n)
+{
+    while (n > 0 && *scope == ' ') {
+        scope++;
+        n--;
+    }
+    while (n > 0 && scope[n - 1] == ' ')
+        n--;
+    if (n == 0)
+        return;
+    size_t extra = (t->len ? strlen(sep) : 0) + n;
+    t->data = realloc(t->data, t->len + extra + 1);
+    if (!t->data)
+        abort();
+    if (t->len) {
+        memcpy(t->data + t->len, sep, strlen(sep));
+        t->len += strlen(sep);
+    }
+    memcpy(t->data + t->len, scope, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+}
+
+/* The scope parameter: the integration's comma-separated scopes, or the provider's
+ * default_scopes, joined with the provider's separator. New string ("" when none). */
 static char *join_scopes(json_object *provider, const char *scopes)
 {
     const char *sep = provider_string(provider, "scope_separator", " ");
-    char *out = calloc(1, 1);
-    size_t len = 0;
-    const char *items = scopes;
+    scope_text_t t = {0};
     json_object *defaults = NULL;
-    char *from_defaults = NULL;
-    if (!items && json_object_object_get_ex(provider, "default_scopes", &defaults)) {
-        size_t total = 1;
-        for (size_t i = 0; i < json_object_array_length(defaults); i++)
-            total += strlen(json_object_get_string(json_object_array_get_idx(defaults, i))) + 1;
-        from_defaults = calloc(1, total);
+    if (scopes) {
+        for (const char *p = scopes; *p;) {
+            size_t n = strcspn(p, ",");
+            scope_add(&t, sep, p, n);
+            p += n;
+            if (*p == ',')
+                p++;
+        }
+    } else if (json_object_object_get_ex(provider, "default_scopes", &defaults)) {
         for (size_t i = 0; i < json_object_array_length(defaults); i++) {
-            if (i)
-                strncat(from_defaults, ",", total - strlen(from_defaults) - 1);
-            strncat(from_defaults, json_object_get_string(json_object_array_get_idx(defaults, i)),
-                    total - strlen(from_defaults) - 1);
+            const char *scope = json_object_get_string(json_object_array_get_idx(defaults, i));
+            scope_add(&t, sep, scope, strlen(scope));
         }
-        items = from_defaults;
     }
-    for (const char *p = items; p && *p;) {
-        const char *comma = strchr(p, ',');
-        size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        while (n > 0 && *p == ' ') {
-            p++;
-            n--;
-        }
-        if (n > 0) {
-            out = realloc(out, len + n + strlen(sep) + 1);
-            if (!out)
-                abort();
-            if (len) {
-                memcpy(out + len, sep, strlen(sep));
-                len += strlen(sep);
-            }
-            memcpy(out + len, p, n);
-            len += n;
-            out[len] = '\0';
-        }
-        p += n;
-        if (*p == ',')
-            p++;
+    if (!t.data) {
+        t.data = strdup("");
+        if (!t.data)
+            abort();
     }
-    free(from_defaults);
-    return out;
+    return t.data;
 }
 
 jn_err_t jn_oauth_client_credentials(json_object *provider, const jn_oauth_client_t *client,
