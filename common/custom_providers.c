@@ -1,12 +1,88 @@
 /*
  * custom_providers.c - the custom_providers table (migration 0002) and provider lookup.
+ *
+ * Lookups sit on the proxy's hot path, so definitions are cached per process for
+ * CACHE_TTL_S seconds (as text: json-c objects must not be shared between threads). A
+ * change made through this process is seen at once; one made through another gateway
+ * within CACHE_TTL_S.
  */
 #include "custom_providers.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pg.h"
+
+#define CACHE_SLOTS 256
+#define CACHE_TTL_S 2
+
+typedef struct {
+    long long env_id;
+    char name[72];
+    char *definition;
+    time_t fetched;
+} cache_slot_t;
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static cache_slot_t cache[CACHE_SLOTS];
+
+static json_object *cache_get(long long env_id, const char *name)
+{
+    json_object *found = NULL;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&cache_lock);
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        cache_slot_t *c = &cache[i];
+        if (c->definition && c->env_id == env_id && strcmp(c->name, name) == 0 &&
+            now - c->fetched < CACHE_TTL_S) {
+            found = json_tokener_parse(c->definition);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return found;
+}
+
+static void cache_put(long long env_id, const char *name, const char *definition)
+{
+    if (strlen(name) >= sizeof cache[0].name)
+        return;
+    char *copy = strdup(definition);
+    if (!copy)
+        abort();
+    pthread_mutex_lock(&cache_lock);
+    int slot = 0;
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        if (!cache[i].definition ||
+            (cache[i].env_id == env_id && strcmp(cache[i].name, name) == 0)) {
+            slot = i;
+            break;
+        }
+        if (cache[i].fetched < cache[slot].fetched)
+            slot = i; /* the oldest, if nothing is free */
+    }
+    free(cache[slot].definition);
+    cache[slot].env_id = env_id;
+    snprintf(cache[slot].name, sizeof cache[slot].name, "%s", name);
+    cache[slot].definition = copy;
+    cache[slot].fetched = time(NULL);
+    pthread_mutex_unlock(&cache_lock);
+}
+
+static void cache_forget(long long env_id, const char *name)
+{
+    pthread_mutex_lock(&cache_lock);
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        if (cache[i].definition && cache[i].env_id == env_id && strcmp(cache[i].name, name) == 0) {
+            free(cache[i].definition);
+            cache[i].definition = NULL;
+        }
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
 
 jn_err_t jn_providers_lookup(const jn_catalog_t *catalog, PGconn *conn, long long env_id,
                              const char *name, json_object **out)
@@ -20,6 +96,8 @@ jn_err_t jn_providers_lookup(const jn_catalog_t *catalog, PGconn *conn, long lon
             return JN_ERR_NOMEM;
         return JN_OK;
     }
+    if ((*out = cache_get(env_id, name)) != NULL)
+        return JN_OK;
     char env[24];
     snprintf(env, sizeof env, "%lld", env_id);
     const char *params[] = {env, name};
@@ -34,6 +112,7 @@ jn_err_t jn_providers_lookup(const jn_catalog_t *catalog, PGconn *conn, long lon
         PQclear(r);
         return JN_ERR_NOT_FOUND;
     }
+    cache_put(env_id, name, PQgetvalue(r, 0, 0));
     *out = json_tokener_parse(PQgetvalue(r, 0, 0));
     PQclear(r);
     return *out ? JN_OK : JN_ERR_INTERNAL;
@@ -63,6 +142,7 @@ jn_err_t jn_custom_providers_put(const jn_catalog_t *catalog, PGconn *conn, long
         return err;
     *created = PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
+    cache_forget(env_id, name);
     return JN_OK;
 }
 
@@ -114,5 +194,6 @@ jn_err_t jn_custom_providers_delete(PGconn *conn, long long env_id, const char *
         return err;
     bool found = PQntuples(r) > 0;
     PQclear(r);
+    cache_forget(env_id, name);
     return found ? JN_OK : JN_ERR_NOT_FOUND;
 }

@@ -17,7 +17,8 @@
 #include "err.h"
 
 /* Resolves name for env_id: *out is a new reference (json_object_put it).
- * JN_ERR_NOT_FOUND when neither the environment nor the catalog has it. */
+ * JN_ERR_NOT_FOUND when neither the environment nor the catalog has it. Custom
+ * definitions are cached for 2 s: another process's change shows within that time. */
 jn_err_t jn_providers_lookup(const jn_catalog_t *catalog, PGconn *conn, long long env_id,
                              const char *name, json_object **out);
 
