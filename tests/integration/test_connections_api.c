@@ -472,6 +472,45 @@ static void test_connect_session_api_key(void **state)
     assert_int_equal(jn_test_http("GET", url, headers, NULL, 0, NULL), 401);
 }
 
+/* A reconnect session renews one existing connection and nothing else. */
+static void test_reconnect_session(void **state)
+{
+    (void)state;
+    json_object *resp = NULL;
+    ok(api("POST", "/connections", gw.dev_key,
+           "{\"provider_config_key\":\"stripe\",\"connection_id\":\"renew-me\","
+           "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"old-key\"}}",
+           &resp),
+       201, resp, "import");
+    json_object_put(resp);
+    ok(api("POST", "/connect/sessions/reconnect", gw.dev_key,
+           "{\"connection_id\":\"renew-me\",\"integration_id\":\"stripe\"}", &resp),
+       201, resp, "reconnect session");
+    char token[128];
+    snprintf(token, sizeof token, "%s", jn_test_json_str(resp, "data.token"));
+    json_object_put(resp);
+
+    char path[256];
+    snprintf(path, sizeof path, "/api-auth/api-key/stripe?connect_session_token=%s", token);
+    ok(api("POST", path, NULL, "{\"apiKey\":\"new-key\"}", &resp), 200, resp, "renew");
+    assert_string_equal(jn_test_json_str(resp, "connectionId"), "renew-me");
+    json_object_put(resp);
+    ok(api("GET", "/connections/renew-me?provider_config_key=stripe", gw.dev_key, NULL, &resp), 200,
+       resp, "renewed");
+    assert_string_equal(jn_test_json_str(resp, "credentials.apiKey"), "new-key");
+    json_object_put(resp);
+    /* The session may not touch another integration. */
+    snprintf(path, sizeof path, "/api-auth/basic/freshdesk?connect_session_token=%s", token);
+    ok(api("POST", path, NULL, "{\"username\":\"u\",\"password\":\"p\"}", &resp), 400, resp,
+       "other integration");
+    assert_string_equal(jn_test_json_str(resp, "error.code"), "integration_not_allowed");
+    json_object_put(resp);
+    char *n = jn_test_sql_value(
+        gw.db_url, "SELECT count(*) FROM connections WHERE connection_id = 'renew-me'");
+    assert_string_equal(n, "1");
+    free(n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_environments_isolated),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_connect_session_api_key),
+        cmocka_unit_test(test_reconnect_session),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
