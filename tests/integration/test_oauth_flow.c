@@ -269,7 +269,11 @@ static void test_full_dance_and_replay(void **state)
     const char *headers[] = {auth, NULL};
     assert_int_equal(jn_test_http("GET", url, headers, NULL, 0, NULL), 200);
 
-    /* Nothing in the row is plaintext. */
+    /* Neither the gateway's log nor the row holds the token in plaintext. */
+    char *gw_log = jn_test_read_log(&gw.proc);
+    assert_null(strstr(gw_log, token));
+    assert_null(strstr(gw_log, "test-secret"));
+    free(gw_log);
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM connections c WHERE c::text LIKE '%%%s%%'",
              token);

@@ -110,7 +110,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    /* Invariant: credentials never reach the logs. */
+    char *log = jn_test_read_log(&gw.proc);
+    bool leaked = strstr(log, "k-123") != NULL;
+    free(log);
     jn_test_gateway_stop(&gw);
+    if (leaked)
+        fail_msg("the API key appears in the gateway's log");
     jn_test_signal(&fake, SIGTERM);
     jn_test_process_wait(&fake, 10000);
     jn_test_process_kill(&fake);
