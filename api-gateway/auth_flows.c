@@ -297,13 +297,6 @@ static void client_credentials_route(const jn_http_request_t *req, jn_http_respo
 
 /* ---- the authorization-code flow ---- */
 
-static void hash_state(const char *state, char hex[65])
-{
-    unsigned char d[32];
-    jn_crypto_sha256(state, strlen(state), d);
-    jn_hex_encode(d, sizeof d, hex);
-}
-
 static bool provider_bool(json_object *provider, const char *field)
 {
     json_object *v = NULL;
@@ -347,7 +340,7 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
     jn_crypto_random(random, sizeof random);
     char state[65], state_hash[65], verifier[64], challenge[64];
     jn_hex_encode(random, sizeof random, state);
-    hash_state(state, state_hash);
+    jn_crypto_sha256_hex(state, state_hash);
     bool pkce = provider_bool(f.provider, "pkce");
     if (pkce)
         jn_oauth_pkce(verifier, challenge);
@@ -524,7 +517,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     if (!conn)
         return;
     char state_hash[65];
-    hash_state(state, state_hash);
+    jn_crypto_sha256_hex(state, state_hash);
     const char *params[] = {state_hash};
     PGresult *r = NULL;
     /* Claim the attempt: only one callback can ever get this row back. */
@@ -628,11 +621,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
                      scratch.status);
             err = JN_ERR_INVALID;
         }
-        free(scratch.body);
-        for (int i = 0; i < scratch.header_count; i++) {
-            free(scratch.header_names[i]);
-            free(scratch.header_values[i]);
-        }
+        jn_http_response_cleanup(&scratch);
         jn_api_connection_request_cleanup(&cr);
     }
     if (err) {

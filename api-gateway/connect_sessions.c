@@ -10,13 +10,6 @@
 #include "crypto.h"
 #include "pg.h"
 
-static void hash_token(const char *token, char hex[65])
-{
-    unsigned char d[32];
-    jn_crypto_sha256(token, strlen(token), d);
-    jn_hex_encode(d, sizeof d, hex);
-}
-
 bool jn_connect_token_well_formed(const char *token)
 {
     size_t prefix = sizeof JN_CONNECT_TOKEN_PREFIX - 1;
@@ -45,7 +38,7 @@ jn_err_t jn_connect_sessions_create(PGconn *conn, long long env_id,
     jn_hex_encode(random, sizeof random, hex);
     snprintf(token, JN_CONNECT_TOKEN_LEN + 1, "%s%s", JN_CONNECT_TOKEN_PREFIX, hex);
     char hash[65], env[24], ttl[16], reconnect[24];
-    hash_token(token, hash);
+    jn_crypto_sha256_hex(token, hash);
     snprintf(env, sizeof env, "%lld", env_id);
     snprintf(ttl, sizeof ttl, "%d", JN_CONNECT_SESSION_TTL_S);
     snprintf(reconnect, sizeof reconnect, "%lld", in->reconnect_connection_id);
@@ -129,7 +122,7 @@ jn_err_t jn_connect_sessions_find(PGconn *conn, const char *token, jn_connect_se
     if (!jn_connect_token_well_formed(token))
         return JN_ERR_NOT_FOUND;
     char hash[65];
-    hash_token(token, hash);
+    jn_crypto_sha256_hex(token, hash);
     return find_where(conn, "s.token_hash = $1", hash, out);
 }
 
@@ -143,7 +136,7 @@ jn_err_t jn_connect_sessions_find_by_id(PGconn *conn, long long id, jn_connect_s
 jn_err_t jn_connect_sessions_delete(PGconn *conn, const char *token)
 {
     char hash[65];
-    hash_token(token, hash);
+    jn_crypto_sha256_hex(token, hash);
     const char *params[] = {hash};
     return jn_pg_exec(conn, "DELETE FROM connect_sessions WHERE token_hash = $1", 1, params, NULL);
 }

@@ -29,16 +29,10 @@ static json_object *deep_copy(json_object *o)
 
 char *jn_api_new_connection_id(void)
 {
-    unsigned char b[16];
-    jn_crypto_random(b, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    char hex[33];
-    jn_hex_encode(b, sizeof b, hex);
     char *id = malloc(37);
     if (!id)
         abort();
-    snprintf(id, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+    jn_crypto_uuid4(id);
     return id;
 }
 

@@ -32,33 +32,12 @@ struct jn_env_cache {
     time_t loaded_at;
 };
 
-static void hash_key(const char *key, char hex[65])
-{
-    unsigned char digest[32];
-    jn_crypto_sha256(key, strlen(key), digest);
-    jn_hex_encode(digest, sizeof digest, hex);
-}
-
-/* A version-4 UUID, the shape of Nango's secret keys. */
-static void generate_key(char out[37])
-{
-    unsigned char b[16];
-    jn_crypto_random(b, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    char hex[33];
-    jn_hex_encode(b, sizeof b, hex);
-    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
-    jn_secure_wipe(hex, sizeof hex);
-    jn_secure_wipe(b, sizeof b);
-}
-
 static jn_err_t ensure_one(PGconn *conn, const char *name, const char *configured,
                            const char *variable)
 {
     char hex[65];
     if (configured[0]) {
-        hash_key(configured, hex);
+        jn_crypto_sha256_hex(configured, hex);
         const char *params[] = {name, hex};
         jn_err_t err = jn_pg_exec(
             conn,
@@ -74,8 +53,8 @@ static jn_err_t ensure_one(PGconn *conn, const char *name, const char *configure
         return err;
     }
     char key[37];
-    generate_key(key);
-    hash_key(key, hex);
+    jn_crypto_uuid4(key);
+    jn_crypto_sha256_hex(key, hex);
     const char *params[] = {name, hex};
     PGresult *r = NULL;
     jn_err_t err = jn_pg_exec(conn,

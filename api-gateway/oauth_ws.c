@@ -229,17 +229,6 @@ void jn_oauth_ws_free(jn_oauth_ws_t *ws)
     free(ws);
 }
 
-static void new_client_id(char out[40])
-{
-    unsigned char b[16];
-    jn_crypto_random(b, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    char hex[33];
-    jn_hex_encode(b, sizeof b, hex);
-    snprintf(out, 40, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
-}
-
 /* Runs on an MHD thread once the 101 is sent: acknowledge, then hand over. */
 static void upgraded(void *ud, int sock, const char *extra, size_t extra_len, void *handle)
 {
@@ -247,7 +236,7 @@ static void upgraded(void *ud, int sock, const char *extra, size_t extra_len, vo
     (void)extra;
     (void)extra_len;
     client_t c = {.sock = sock, .handle = handle, .since = time(NULL)};
-    new_client_id(c.id);
+    jn_crypto_uuid4(c.id);
     char ack[128];
     int n = snprintf(ack, sizeof ack,
                      "{\"message_type\":\"connection_ack\",\"ws_client_id\":\"%s\"}", c.id);

@@ -428,11 +428,7 @@ static void upload_close(void *sink)
 {
     upload_t *u = sink;
     jn_provider_stream_close(u->stream);
-    free(u->early.body);
-    for (int i = 0; i < u->early.header_count; i++) {
-        free(u->early.header_names[i]);
-        free(u->early.header_values[i]);
-    }
+    jn_http_response_cleanup(&u->early);
     job_cleanup(&u->job);
     free(u);
 }

@@ -308,19 +308,6 @@ jn_err_t jn_connections_list(PGconn *conn, long long env_id, const jn_connection
     return JN_OK;
 }
 
-/* Runs an UPDATE/DELETE addressed by (env, unique_key, connection_id) in $1..$3 that
- * RETURNs the id; JN_ERR_NOT_FOUND when no row matched. */
-static jn_err_t change_one(PGconn *conn, const char *sql, int nparams, const char *const *params)
-{
-    PGresult *r = NULL;
-    jn_err_t err = jn_pg_exec(conn, sql, nparams, params, &r);
-    if (err)
-        return err;
-    bool found = PQntuples(r) > 0;
-    PQclear(r);
-    return found ? JN_OK : JN_ERR_NOT_FOUND;
-}
-
 #define ADDRESSED_BY                                                                               \
     "environment_id = $1 AND connection_id = $3 AND integration_id = "                             \
     "(SELECT id FROM integrations WHERE environment_id = $1 AND unique_key = $2)"
@@ -338,13 +325,13 @@ jn_err_t jn_connections_patch(PGconn *conn, long long env_id, const char *provid
                             text_or_null(tags),
                             has_webhook ? "true" : "false",
                             webhook_url_override};
-    return change_one(conn,
-                      "UPDATE connections SET end_user = coalesce($4::jsonb, end_user), "
-                      "tags = coalesce($5::jsonb, tags), "
-                      "webhook_url_override = CASE WHEN $6::bool THEN $7 ELSE "
-                      "webhook_url_override END, updated_at = now() WHERE " ADDRESSED_BY
-                      " RETURNING id",
-                      7, params);
+    return jn_pg_exec_found(conn,
+                            "UPDATE connections SET end_user = coalesce($4::jsonb, end_user), "
+                            "tags = coalesce($5::jsonb, tags), "
+                            "webhook_url_override = CASE WHEN $6::bool THEN $7 ELSE "
+                            "webhook_url_override END, updated_at = now() WHERE " ADDRESSED_BY
+                            " RETURNING id",
+                            7, params);
 }
 
 jn_err_t jn_connections_delete(PGconn *conn, long long env_id, const char *provider_config_key,
@@ -353,8 +340,8 @@ jn_err_t jn_connections_delete(PGconn *conn, long long env_id, const char *provi
     char env[24];
     snprintf(env, sizeof env, "%lld", env_id);
     const char *params[] = {env, provider_config_key, connection_id};
-    return change_one(conn, "DELETE FROM connections WHERE " ADDRESSED_BY " RETURNING id", 3,
-                      params);
+    return jn_pg_exec_found(conn, "DELETE FROM connections WHERE " ADDRESSED_BY " RETURNING id", 3,
+                            params);
 }
 
 jn_err_t jn_connections_set_metadata(PGconn *conn, long long env_id,
@@ -364,10 +351,11 @@ jn_err_t jn_connections_set_metadata(PGconn *conn, long long env_id,
     char env[24];
     snprintf(env, sizeof env, "%lld", env_id);
     const char *params[] = {env, provider_config_key, connection_id, text_or_null(metadata)};
-    return change_one(conn,
-                      merge ? "UPDATE connections SET metadata = metadata || $4::jsonb, "
-                              "updated_at = now() WHERE " ADDRESSED_BY " RETURNING id"
-                            : "UPDATE connections SET metadata = $4::jsonb, updated_at = now() "
-                              "WHERE " ADDRESSED_BY " RETURNING id",
-                      4, params);
+    return jn_pg_exec_found(conn,
+                            merge
+                                ? "UPDATE connections SET metadata = metadata || $4::jsonb, "
+                                  "updated_at = now() WHERE " ADDRESSED_BY " RETURNING id"
+                                : "UPDATE connections SET metadata = $4::jsonb, updated_at = now() "
+                                  "WHERE " ADDRESSED_BY " RETURNING id",
+                            4, params);
 }

@@ -172,6 +172,26 @@ void jn_crypto_sha256(const void *msg, size_t msg_len, unsigned char out[32])
     SHA256(msg, msg_len, out);
 }
 
+void jn_crypto_sha256_hex(const char *text, char out[65])
+{
+    unsigned char digest[32];
+    jn_crypto_sha256(text, strlen(text), digest);
+    jn_hex_encode(digest, sizeof digest, out);
+}
+
+void jn_crypto_uuid4(char out[37])
+{
+    unsigned char b[16];
+    jn_crypto_random(b, sizeof b);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char hex[33];
+    jn_hex_encode(b, sizeof b, hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+    jn_secure_wipe(hex, sizeof hex);
+    jn_secure_wipe(b, sizeof b);
+}
+
 bool jn_crypto_equal(const void *a, const void *b, size_t len)
 {
     return CRYPTO_memcmp(a, b, len) == 0;

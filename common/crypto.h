@@ -61,6 +61,14 @@ void jn_crypto_sha1(const void *msg, size_t msg_len, unsigned char out[20]);
 /* SHA-256 of msg into out (32 bytes). */
 void jn_crypto_sha256(const void *msg, size_t msg_len, unsigned char out[32]);
 
+/* Lowercase hex SHA-256 of a string (how secret keys, session tokens and OAuth states are
+ * stored). */
+void jn_crypto_sha256_hex(const char *text, char out[65]);
+
+/* A random version-4 UUID, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" (secret keys,
+ * connection ids, WebSocket client ids). */
+void jn_crypto_uuid4(char out[37]);
+
 /* Compares in time that depends only on len. */
 bool jn_crypto_equal(const void *a, const void *b, size_t len);
 

@@ -186,14 +186,11 @@ jn_err_t jn_custom_providers_delete(PGconn *conn, long long env_id, const char *
     PQclear(r);
     if (in_use)
         return JN_ERR_CONFLICT;
-    err = jn_pg_exec(conn,
-                     "DELETE FROM custom_providers WHERE environment_id = $1 AND name = $2 "
-                     "RETURNING id",
-                     2, params, &r);
-    if (err)
-        return err;
-    bool found = PQntuples(r) > 0;
-    PQclear(r);
-    cache_forget(env_id, name);
-    return found ? JN_OK : JN_ERR_NOT_FOUND;
+    err = jn_pg_exec_found(conn,
+                           "DELETE FROM custom_providers WHERE environment_id = $1 AND name = $2 "
+                           "RETURNING id",
+                           2, params);
+    if (err == JN_OK)
+        cache_forget(env_id, name);
+    return err;
 }

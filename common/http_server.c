@@ -366,7 +366,7 @@ void jn_http_add_header(jn_http_response_t *res, const char *name, const char *v
     res->header_values[res->header_count++] = xstrdup(value);
 }
 
-static void response_cleanup(jn_http_response_t *res)
+void jn_http_response_cleanup(jn_http_response_t *res)
 {
     /* A stream never handed to MHD is released here. */
     if (res->stream && res->stream_free)
@@ -554,7 +554,7 @@ static enum MHD_Result dispatch(jn_http_server_t *srv, struct MHD_Connection *co
     }
     enum MHD_Result ok = send_response(conn, &res);
     count_request(route_label, res.status, &ctx->started);
-    response_cleanup(&res);
+    jn_http_response_cleanup(&res);
     return ok;
 }
 
@@ -632,7 +632,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
             ctx->answered = true;
             enum MHD_Result ok = send_response(conn, &res);
             count_request("unmatched", 413, &ctx->started);
-            response_cleanup(&res);
+            jn_http_response_cleanup(&res);
             return ok;
         }
         return MHD_YES;
@@ -648,7 +648,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         ctx->sink_route->sink->finish(ctx->sink, &ctx->sink_req, &res);
         enum MHD_Result ok = send_response(conn, &res);
         count_request(ctx->sink_route->pattern, res.status, &ctx->started);
-        response_cleanup(&res);
+        jn_http_response_cleanup(&res);
         return ok;
     }
 
@@ -685,7 +685,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                               "the request body is larger than %zu bytes", srv->opts.max_body);
         enum MHD_Result ok = send_response(conn, &res);
         count_request("unmatched", 413, &ctx->started);
-        response_cleanup(&res);
+        jn_http_response_cleanup(&res);
         return ok;
     }
     return dispatch(srv, conn, url, method, ctx);

@@ -148,6 +148,10 @@ void jn_http_respond_upgrade(jn_http_response_t *res, jn_http_upgrade_fn fn, voi
 /* Closes a connection handed over by an upgrade. */
 void jn_http_upgraded_close(void *handle);
 
+/* Frees what a response holds (body, headers, an unsent stream), for a response a
+ * handler built but does not answer with. The server does this itself for answers. */
+void jn_http_response_cleanup(jn_http_response_t *res);
+
 /* Adds a response header (copied). Ignored past JN_HTTP_MAX_HEADERS. */
 void jn_http_add_header(jn_http_response_t *res, const char *name, const char *value);
 

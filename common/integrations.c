@@ -278,14 +278,8 @@ jn_err_t jn_integrations_delete(PGconn *conn, long long env_id, const char *uniq
     char env[24];
     snprintf(env, sizeof env, "%lld", env_id);
     const char *params[] = {env, unique_key};
-    PGresult *r = NULL;
-    jn_err_t err = jn_pg_exec(conn,
-                              "DELETE FROM integrations WHERE environment_id = $1 AND "
-                              "unique_key = $2 RETURNING id",
-                              2, params, &r);
-    if (err)
-        return err;
-    bool found = PQntuples(r) > 0;
-    PQclear(r);
-    return found ? JN_OK : JN_ERR_NOT_FOUND;
+    return jn_pg_exec_found(conn,
+                            "DELETE FROM integrations WHERE environment_id = $1 AND "
+                            "unique_key = $2 RETURNING id",
+                            2, params);
 }

@@ -278,3 +278,14 @@ char *jn_pg_dup(const PGresult *r, int row, int col)
         abort();
     return s;
 }
+
+jn_err_t jn_pg_exec_found(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+    PGresult *r = NULL;
+    jn_err_t err = jn_pg_exec(conn, sql, nparams, params, &r);
+    if (err)
+        return err;
+    bool found = PQntuples(r) > 0;
+    PQclear(r);
+    return found ? JN_OK : JN_ERR_NOT_FOUND;
+}

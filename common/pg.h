@@ -42,6 +42,10 @@ jn_err_t jn_pg_ping(jn_pg_pool_t *pool);
 jn_err_t jn_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
                     PGresult **out);
 
+/* Runs a statement that RETURNs a row per row it touched (UPDATE/DELETE … RETURNING):
+ * JN_ERR_NOT_FOUND when it touched none. */
+jn_err_t jn_pg_exec_found(PGconn *conn, const char *sql, int nparams, const char *const *params);
+
 /* Runs one or more statements without parameters and without a result. */
 jn_err_t jn_pg_exec_script(PGconn *conn, const char *sql);
 

@@ -58,14 +58,13 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static json_object *check(const char *what, jn_err_t err, double seconds)
+static json_object *check(jn_err_t err, double seconds)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "status", json_object_new_string(err ? "down" : "ok"));
     json_object_object_add(o, "latency_ms", json_object_new_int((int)(seconds * 1000)));
     if (err)
         json_object_object_add(o, "error", json_object_new_string(jn_err_str(err)));
-    (void)what;
     return o;
 }
 
@@ -94,8 +93,8 @@ static void handle_health(const jn_http_request_t *req, jn_http_response_t *res,
     jn_metric_set(jn_metrics_gauge("jn_up", "1 when PostgreSQL and Kafka are reachable", NULL),
                   ok ? 1 : 0);
     json_object *checks = json_object_new_object();
-    json_object_object_add(checks, "postgres", check("postgres", pg_err, pg_s));
-    json_object_object_add(checks, "kafka", check("kafka", kafka_err, kafka_s));
+    json_object_object_add(checks, "postgres", check(pg_err, pg_s));
+    json_object_object_add(checks, "kafka", check(kafka_err, kafka_s));
     json_object *root = json_object_new_object();
     json_object_object_add(root, "status",
                            json_object_new_string(ok                      ? "ok"
