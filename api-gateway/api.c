@@ -7,8 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "log.h"
-#include "metrics.h"
+#include "core/log.h"
+#include "core/metrics.h"
 
 #define DB_WAIT_MS 5000
 

@@ -12,13 +12,13 @@
 
 #include <stdbool.h>
 
-#include "catalog.h"
-#include "crypto.h"
+#include "providers/catalog.h"
+#include "core/crypto.h"
 #include "environments.h"
-#include "http_server.h"
-#include "json_util.h"
-#include "provider_http.h"
-#include "service.h"
+#include "net/http_server.h"
+#include "core/json_util.h"
+#include "providers/provider_http.h"
+#include "net/service.h"
 
 typedef struct {
     jn_service_t *svc;

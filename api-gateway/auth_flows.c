@@ -21,11 +21,11 @@
 
 #include "connect_sessions.h"
 #include "connection_requests.h"
-#include "connections.h"
-#include "custom_providers.h"
-#include "integrations.h"
-#include "log.h"
-#include "oauth.h"
+#include "store/connections.h"
+#include "providers/custom_providers.h"
+#include "store/integrations.h"
+#include "core/log.h"
+#include "providers/oauth.h"
 #include "oauth_ws.h"
 
 #define MAX_KEY 255

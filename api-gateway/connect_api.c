@@ -13,7 +13,7 @@
 
 #include "connect_sessions.h"
 #include "connection_requests.h"
-#include "connections.h"
+#include "store/connections.h"
 
 #define MAX_KEY 255
 

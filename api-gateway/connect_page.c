@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "connect_sessions.h"
-#include "custom_providers.h"
-#include "integrations.h"
+#include "providers/custom_providers.h"
+#include "store/integrations.h"
 
 typedef struct {
     char *data;

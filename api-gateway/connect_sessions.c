@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto.h"
-#include "pg.h"
+#include "core/crypto.h"
+#include "store/pg.h"
 
 bool jn_connect_token_well_formed(const char *token)
 {

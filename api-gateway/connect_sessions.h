@@ -13,7 +13,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-#include "err.h"
+#include "core/err.h"
 
 #define JN_CONNECT_SESSION_TTL_S 1800
 #define JN_CONNECT_TOKEN_PREFIX "nango_connect_session_"

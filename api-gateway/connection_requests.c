@@ -9,11 +9,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "custom_providers.h"
-#include "egress.h"
-#include "log.h"
-#include "provider_http.h"
-#include "integrations.h"
+#include "providers/custom_providers.h"
+#include "providers/egress.h"
+#include "core/log.h"
+#include "providers/provider_http.h"
+#include "store/integrations.h"
 
 #define MAX_ID 255
 #define MAX_TAGS 64

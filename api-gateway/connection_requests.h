@@ -10,7 +10,7 @@
 #define JN_GATEWAY_CONNECTION_REQUESTS_H
 
 #include "api.h"
-#include "connections.h"
+#include "store/connections.h"
 
 typedef struct {
     const char *provider_config_key;

@@ -9,7 +9,7 @@
  *   POST   /connections/metadata                replace metadata (one id or a list)
  *   PATCH  /connections/metadata                shallow-merge metadata
  * Reading a connection refreshes an OAuth token that is about to expire (or when asked),
- * through the single-flight refresh in common/token_refresh.c.
+ * through the single-flight refresh in common/providers/token_refresh.c.
  */
 #include "routes.h"
 
@@ -19,10 +19,10 @@
 #include <time.h>
 
 #include "connection_requests.h"
-#include "connections.h"
-#include "custom_providers.h"
-#include "integrations.h"
-#include "token_refresh.h"
+#include "store/connections.h"
+#include "providers/custom_providers.h"
+#include "store/integrations.h"
+#include "providers/token_refresh.h"
 
 #define MAX_ID 255
 #define MAX_LIST_IDS 100

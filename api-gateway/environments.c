@@ -13,8 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "crypto.h"
-#include "log.h"
+#include "core/crypto.h"
+#include "core/log.h"
 
 #define RELOAD_SECONDS 5
 #define MAX_ENVIRONMENTS 64

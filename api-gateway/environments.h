@@ -15,9 +15,9 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-#include "config.h"
-#include "err.h"
-#include "pg.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "store/pg.h"
 
 typedef struct {
     long long id;

@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "custom_providers.h"
-#include "integrations.h"
+#include "providers/custom_providers.h"
+#include "store/integrations.h"
 
 #define MAX_KEY 255
 #define MAX_NAME 255

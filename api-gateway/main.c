@@ -6,10 +6,10 @@
 #include <stdlib.h>
 
 #include "api.h"
-#include "log.h"
+#include "core/log.h"
 #include "oauth_ws.h"
 #include "routes.h"
-#include "service.h"
+#include "net/service.h"
 
 static void load_catalog(jn_gateway_t *gw)
 {

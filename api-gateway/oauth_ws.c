@@ -18,9 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "crypto.h"
-#include "log.h"
-#include "pg.h"
+#include "core/crypto.h"
+#include "core/log.h"
+#include "store/pg.h"
 
 #define MAX_CLIENTS 1024
 #define CLIENT_TTL_S 1800

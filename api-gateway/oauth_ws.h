@@ -16,8 +16,8 @@
 #include <json-c/json.h>
 #include <libpq-fe.h>
 
-#include "err.h"
-#include "http_server.h"
+#include "core/err.h"
+#include "net/http_server.h"
 
 typedef struct jn_oauth_ws jn_oauth_ws_t;
 

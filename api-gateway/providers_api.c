@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "custom_providers.h"
+#include "providers/custom_providers.h"
 
 #define MAX_SEARCH 255
 #define MAX_PROVIDER_NAME 64

@@ -17,12 +17,12 @@
 #include <strings.h>
 #include <time.h>
 
-#include "connections.h"
-#include "custom_providers.h"
-#include "egress.h"
-#include "log.h"
-#include "provider_http.h"
-#include "token_refresh.h"
+#include "store/connections.h"
+#include "providers/custom_providers.h"
+#include "providers/egress.h"
+#include "core/log.h"
+#include "providers/provider_http.h"
+#include "providers/token_refresh.h"
 
 #define MAX_FORWARDED 48
 #define MAX_KEY 255

@@ -5,11 +5,11 @@
  */
 #include <stdlib.h>
 
-#include "catalog.h"
-#include "crypto.h"
-#include "log.h"
-#include "service.h"
-#include "token_refresh.h"
+#include "providers/catalog.h"
+#include "core/crypto.h"
+#include "core/log.h"
+#include "net/service.h"
+#include "providers/token_refresh.h"
 
 #define SWEEP_BATCH 100
 

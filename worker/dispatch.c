@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
-#include "metrics.h"
+#include "core/log.h"
+#include "core/metrics.h"
 
 #define DLQ_TIMEOUT_MS 30000
 

@@ -8,7 +8,7 @@
 #ifndef JN_WORKER_DISPATCH_H
 #define JN_WORKER_DISPATCH_H
 
-#include "service.h"
+#include "net/service.h"
 
 /* Consumes until jn_service_stopping(); returns 0, or 1 when the consumer cannot start. */
 int jn_dispatch_run(jn_service_t *svc);

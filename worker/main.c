@@ -3,7 +3,7 @@
  * more of them.
  */
 #include "dispatch.h"
-#include "service.h"
+#include "net/service.h"
 
 int main(void)
 {

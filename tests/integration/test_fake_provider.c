@@ -22,9 +22,9 @@
 #include <strings.h>
 #include <time.h>
 
-#include "crypto.h"
+#include "core/crypto.h"
 #include "harness.h"
-#include "json_util.h"
+#include "core/json_util.h"
 
 #define ITEMS 250
 #define BASIC_DEFAULT                                                                              \

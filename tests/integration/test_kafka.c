@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "core/config.h"
 #include "harness.h"
-#include "kafka.h"
-#include "log.h"
+#include "net/kafka.h"
+#include "core/log.h"
 
 static jn_config_t cfg;
 

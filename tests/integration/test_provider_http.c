@@ -1,6 +1,6 @@
 /*
- * Integration: the provider HTTP layer (common/provider_http.c) and the pagination
- * strategies (common/paginate.c) driven together against the fake provider, without a
+ * Integration: the provider HTTP layer (common/providers/provider_http.c) and the pagination
+ * strategies (common/providers/paginate.c) driven together against the fake provider, without a
  * gateway: every strategy walks all pages, a network error is retried and then reported,
  * a slow drip arrives whole, and the egress policy refuses a DNS name that resolves to
  * loopback.
@@ -16,11 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "egress.h"
+#include "providers/egress.h"
 #include "harness.h"
-#include "log.h"
-#include "paginate.h"
-#include "provider_http.h"
+#include "core/log.h"
+#include "providers/paginate.h"
+#include "providers/provider_http.h"
 
 static jn_test_process_t fake;
 static char fake_url[64];

@@ -20,10 +20,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "crypto.h"
+#include "core/crypto.h"
 #include "fake_provider.h"
-#include "json_util.h"
-#include "log.h"
+#include "core/json_util.h"
+#include "core/log.h"
 
 static volatile sig_atomic_t stop_requested;
 

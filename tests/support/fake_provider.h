@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "http_server.h"
+#include "net/http_server.h"
 
 #define JN_FAKE_CLIENT_ID "test-client"
 #define JN_FAKE_CLIENT_SECRET "test-secret"

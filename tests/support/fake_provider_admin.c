@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "fake_provider.h"
-#include "json_util.h"
+#include "core/json_util.h"
 
 #define MAX_LATENCY_MS 120000
 #define MAX_ITEMS 1000000

@@ -19,7 +19,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "crypto.h"
+#include "core/crypto.h"
 #include "fake_provider.h"
 
 #define DEFAULT_PAGE 50

@@ -16,9 +16,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "crypto.h"
+#include "core/crypto.h"
 #include "fake_provider.h"
-#include "json_util.h"
+#include "core/json_util.h"
 
 /* A growable string; aborts when out of memory. */
 typedef struct {

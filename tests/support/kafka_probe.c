@@ -13,9 +13,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "config.h"
-#include "kafka.h"
-#include "log.h"
+#include "core/config.h"
+#include "net/kafka.h"
+#include "core/log.h"
 
 static long now_ms(void)
 {

@@ -6,9 +6,9 @@
  */
 #include <stdio.h>
 
-#include "log.h"
-#include "migrate.h"
-#include "pg.h"
+#include "core/log.h"
+#include "store/migrate.h"
+#include "store/pg.h"
 
 int main(int argc, char **argv)
 {

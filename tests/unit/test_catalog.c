@@ -1,5 +1,5 @@
-/* Unit tests for common/catalog.c: the built-in catalog, lookups, and one test per kind of
- * defect the validator must catch, each made from a valid entry with one change. */
+/* Unit tests for common/providers/catalog.c: the built-in catalog, lookups, and one test per kind
+ * of defect the validator must catch, each made from a valid entry with one change. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "catalog.h"
+#include "providers/catalog.h"
 
 /* ---- valid base entries, one per auth mode ---- */
 

@@ -1,4 +1,4 @@
-/* Unit tests for common/config.c: every variable's parsing and its one-line errors. */
+/* Unit tests for common/core/config.c: every variable's parsing and its one-line errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "config.h"
+#include "core/config.h"
 
 typedef struct {
     const char *names[32];

@@ -1,4 +1,4 @@
-/* Unit tests for common/crypto.c: sealing, tamper detection, rotation, encodings. */
+/* Unit tests for common/core/crypto.c: sealing, tamper detection, rotation, encodings. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto.h"
+#include "core/crypto.h"
 
 static const unsigned char key_a[32] = "0123456789abcdef0123456789abcdef";
 static const unsigned char key_b[32] = "fedcba9876543210fedcba9876543210";

@@ -1,4 +1,4 @@
-/* Unit tests for common/egress.c: which addresses outbound requests may reach. */
+/* Unit tests for common/providers/egress.c: which addresses outbound requests may reach. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "egress.h"
+#include "providers/egress.h"
 
 typedef struct {
     const char *ip;

@@ -1,4 +1,4 @@
-/* Unit tests for common/json_util.c: the rules every untrusted JSON input passes. */
+/* Unit tests for common/core/json_util.c: the rules every untrusted JSON input passes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "json_util.h"
+#include "core/json_util.h"
 
 static jn_err_t parse(const char *text, size_t len, json_object **out, jn_field_error_t *e)
 {

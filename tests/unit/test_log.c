@@ -1,4 +1,4 @@
-/* Unit tests for common/log.c: each line is one valid JSON object, escaped and capped. */
+/* Unit tests for common/core/log.c: each line is one valid JSON object, escaped and capped. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "core/log.h"
 
 /* Runs the logger with stderr redirected to a pipe and returns what it wrote. */
 static char *capture(void (*emit)(void))

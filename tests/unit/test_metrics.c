@@ -1,4 +1,4 @@
-/* Unit tests for common/metrics.c: Prometheus text rendering. */
+/* Unit tests for common/core/metrics.c: Prometheus text rendering. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "core/metrics.h"
 
 static void test_counter_and_gauge(void **state)
 {

@@ -1,4 +1,4 @@
-/* Unit tests for the ordering rules of common/migrate.c (no database needed). */
+/* Unit tests for the ordering rules of common/store/migrate.c (no database needed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "migrate.h"
+#include "store/migrate.h"
 
 static void test_parse_name(void **state)
 {

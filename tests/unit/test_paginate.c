@@ -1,4 +1,4 @@
-/* Unit tests for common/paginate.c: each strategy walked over canned pages, stop
+/* Unit tests for common/providers/paginate.c: each strategy walked over canned pages, stop
  * conditions, the Link header parser, config merging and errors. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "paginate.h"
+#include "providers/paginate.h"
 
 static json_object *json(const char *text)
 {

@@ -1,4 +1,4 @@
-/* Unit tests for common/provider_request.c: URLs, credential injection per auth mode,
+/* Unit tests for common/providers/provider_request.c: URLs, credential injection per auth mode,
  * which caller headers may override which provider headers, and refused headers. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "provider_request.h"
+#include "providers/provider_request.h"
 
 static const char *header(const jn_built_request_t *r, const char *name)
 {

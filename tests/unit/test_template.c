@@ -1,4 +1,5 @@
-/* Unit tests for common/template.c: placeholders, fallbacks, base64(), syntax errors, caps. */
+/* Unit tests for common/providers/template.c: placeholders, fallbacks, base64(), syntax errors,
+ * caps. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "template.h"
+#include "providers/template.h"
 
 /* name=value pairs, ended by a NULL name. */
 typedef struct {

@@ -1,0 +1,69 @@
+/*
+ * config.h - process configuration from JUNCTION_* environment variables.
+ *
+ * Every program loads one jn_config_t at start-up. A missing or malformed value is
+ * reported as one line naming the variable, and the program exits: a half-configured
+ * process never starts. The environment is read through a callback so tests can feed
+ * any set of variables.
+ */
+#ifndef JN_CONFIG_H
+#define JN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/log.h"
+
+typedef enum {
+    JN_PROGRAM_GATEWAY,
+    JN_PROGRAM_SCHEDULER,
+    JN_PROGRAM_WORKER,
+    JN_PROGRAM_TOOL, /* test and admin tools: no HTTP port, no encryption key needed */
+} jn_program_t;
+
+typedef struct {
+    char database_url[1024];          /* JUNCTION_DATABASE_URL (required) */
+    char kafka_brokers[512];          /* JUNCTION_KAFKA_BROKERS (required), host:port[,host:port] */
+    char topic_prefix[101];           /* JUNCTION_TOPIC_PREFIX, default "junction" */
+    int topic_partitions;             /* JUNCTION_TOPIC_PARTITIONS, default 12, 1..1000 */
+    int topic_replication;            /* JUNCTION_TOPIC_REPLICATION, default 1, 1..10 */
+    uint16_t port;                    /* the program's HTTP port: JUNCTION_PORT (gateway, 3003),
+                                         JUNCTION_SCHEDULER_PORT (3004), JUNCTION_WORKER_PORT (3005) */
+    char bind_address[64];            /* JUNCTION_BIND_ADDRESS, default 0.0.0.0 */
+    jn_log_level_t log_level;         /* JUNCTION_LOG_LEVEL, default info */
+    int pg_pool_size;                 /* JUNCTION_PG_POOL_SIZE, default 8, 1..200 */
+    long max_body_bytes;              /* JUNCTION_MAX_BODY_BYTES: largest request body the
+                                         gateway reads; default 75 MiB, 1 KiB..1 GiB */
+    unsigned char encryption_key[32]; /* JUNCTION_ENCRYPTION_KEY, base64 of 32 bytes */
+    bool has_encryption_key;          /* required for the three services, optional for tools */
+    unsigned char retired_keys[7][32]; /* JUNCTION_ENCRYPTION_KEYS_RETIRED: comma-separated
+                                          base64 keys that still open old ciphertexts */
+    int retired_key_count;
+    int refresh_sweep_seconds; /* JUNCTION_REFRESH_SWEEP_SECONDS: how often the scheduler
+                                  refreshes expiring tokens; default 60, 1..3600 */
+    char secret_key_dev[257];  /* JUNCTION_SECRET_KEY_DEV, optional */
+    char secret_key_prod[257]; /* JUNCTION_SECRET_KEY_PROD, optional */
+    char server_url[256];      /* JUNCTION_SERVER_URL: the gateway's public base URL, used in
+                                  links it hands out (webhook and connect URLs); default
+                                  http://localhost:<JUNCTION_PORT> */
+    char instance_id[128];     /* JUNCTION_INSTANCE_ID, default <hostname>-<pid> */
+} jn_config_t;
+
+/* Returns the value of an environment variable or NULL; ud is passed through. */
+typedef const char *(*jn_config_getenv_fn)(const char *name, void *ud);
+
+/* Fills cfg for the given program. On error returns JN_ERR_INVALID and writes one line
+ * naming the variable and what is wrong into why (never the secret value itself). */
+jn_err_t jn_config_load(jn_config_t *cfg, jn_program_t program, jn_config_getenv_fn getenv_fn,
+                        void *ud, char *why, size_t why_len);
+
+/* jn_config_load with the process environment; on error prints the line to stderr as
+ * JSON and exits with status 2. */
+void jn_config_load_or_exit(jn_config_t *cfg, jn_program_t program);
+
+/* Wipes the secrets held in cfg. */
+void jn_config_cleanup(jn_config_t *cfg);
+
+#endif

@@ -1,0 +1,436 @@
+/*
+ * kafka.c - librdkafka wrappers: idempotent producer, group consumer, topic admin.
+ *
+ * The producer's delivery reports are served by one thread per producer calling
+ * rd_kafka_poll(); each message carries a small heap record with the caller's callback,
+ * freed in the report. librdkafka's own log and error callbacks are routed into our
+ * JSON log so operators see broker trouble in one place.
+ */
+#include "net/kafka.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/metrics.h"
+
+const char *const jn_kafka_topic_kinds[] = {"actions",    "syncs",   "webhooks",
+                                            "deliveries", "records", "dlq"};
+const size_t jn_kafka_topic_kind_count =
+    sizeof jn_kafka_topic_kinds / sizeof jn_kafka_topic_kinds[0];
+
+struct jn_kafka_producer {
+    rd_kafka_t *rk;
+    pthread_t poller;
+    atomic_bool stop;
+};
+
+struct jn_kafka_consumer {
+    rd_kafka_t *rk;
+};
+
+typedef struct {
+    jn_kafka_delivery_fn fn;
+    void *opaque;
+} delivery_t;
+
+void jn_kafka_topic_name(const jn_config_t *cfg, const char *kind, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.%s", cfg->topic_prefix, kind);
+}
+
+static jn_err_t classify(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR: return JN_OK;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT: return JN_ERR_KAFKA_UNAVAILABLE;
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT: return JN_ERR_TIMEOUT;
+    default: return JN_ERR_KAFKA;
+    }
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    /* Connection failures also arrive through error_cb; say them once. */
+    if (strcmp(fac, "FAIL") == 0)
+        return;
+    /* syslog levels: 0-3 error, 4 warning, 5-6 notice/info, 7 debug */
+    jn_log_level_t ours = level <= 3   ? JN_LOG_ERROR
+                          : level == 4 ? JN_LOG_WARN
+                          : level <= 6 ? JN_LOG_INFO
+                                       : JN_LOG_DEBUG;
+    jn_log(ours, "kafka", "%s: %s", fac, buf);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    jn_metric_inc(
+        jn_metrics_counter("jn_kafka_errors_total", "Errors reported by librdkafka", NULL));
+    jn_log_warn("kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    delivery_t *d = msg->_private;
+    if (msg->err) {
+        jn_metric_inc(jn_metrics_counter("jn_kafka_delivery_failures_total",
+                                         "Messages Kafka did not accept", NULL));
+        jn_log_warn("kafka", "delivery to %s failed: %s", rd_kafka_topic_name(msg->rkt),
+                    rd_kafka_err2str(msg->err));
+    } else {
+        jn_metric_inc(jn_metrics_counter("jn_kafka_messages_delivered_total",
+                                         "Messages acknowledged by Kafka", NULL));
+    }
+    if (d) {
+        if (d->fn)
+            d->fn(classify(msg->err), d->opaque);
+        free(d);
+    }
+}
+
+static bool set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+    char why[256];
+    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) != RD_KAFKA_CONF_OK) {
+        jn_log_error("kafka", "configuration %s=%s refused: %s", name, value, why);
+        return false;
+    }
+    return true;
+}
+
+static rd_kafka_conf_t *base_conf(const jn_config_t *cfg, const char *client_id)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    if (!set(conf, "bootstrap.servers", cfg->kafka_brokers) || !set(conf, "client.id", client_id) ||
+        /* Reconnect quickly after a broker restart, without hammering it. */
+        !set(conf, "reconnect.backoff.ms", "100") ||
+        !set(conf, "reconnect.backoff.max.ms", "2000") ||
+        /* A down broker is a health state, not log spam. */
+        !set(conf, "log.connection.close", "false")) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+static void *poll_loop(void *arg)
+{
+    jn_kafka_producer_t *p = arg;
+    while (!atomic_load(&p->stop))
+        rd_kafka_poll(p->rk, 100);
+    return NULL;
+}
+
+jn_kafka_producer_t *jn_kafka_producer_new(const jn_config_t *cfg, const char *client_id)
+{
+    rd_kafka_conf_t *conf = base_conf(cfg, client_id);
+    if (!conf)
+        return NULL;
+    rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
+    if (!set(conf, "enable.idempotence", "true") || !set(conf, "acks", "all") ||
+        !set(conf, "compression.codec", "lz4") || !set(conf, "linger.ms", "5") ||
+        !set(conf, "message.timeout.ms", "300000")) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    char why[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    if (!rk) {
+        jn_log_error("kafka", "cannot create producer: %s", why);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    jn_kafka_producer_t *p = calloc(1, sizeof *p);
+    if (!p)
+        abort();
+    p->rk = rk;
+    atomic_init(&p->stop, false);
+    if (pthread_create(&p->poller, NULL, poll_loop, p) != 0)
+        abort();
+    return p;
+}
+
+void jn_kafka_producer_free(jn_kafka_producer_t *p, int timeout_ms)
+{
+    if (!p)
+        return;
+    rd_kafka_resp_err_t e = rd_kafka_flush(p->rk, timeout_ms);
+    if (e)
+        jn_log_warn("kafka", "%d message(s) not delivered at shutdown: %s",
+                    rd_kafka_outq_len(p->rk), rd_kafka_err2str(e));
+    atomic_store(&p->stop, true);
+    pthread_join(p->poller, NULL);
+    rd_kafka_destroy(p->rk);
+    free(p);
+}
+
+jn_err_t jn_kafka_produce(jn_kafka_producer_t *p, const char *topic, const void *key,
+                          size_t key_len, const void *value, size_t value_len,
+                          jn_kafka_delivery_fn on_delivery, void *opaque)
+{
+    delivery_t *d = malloc(sizeof *d);
+    if (!d)
+        abort();
+    d->fn = on_delivery;
+    d->opaque = opaque;
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    if (e) {
+        free(d);
+        jn_log_warn("kafka", "cannot queue a message for %s: %s", topic, rd_kafka_err2str(e));
+        return classify(e);
+    }
+    return JN_OK;
+}
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    jn_err_t err;
+    atomic_int refs; /* the waiter and the delivery report each hold one */
+} sync_wait_t;
+
+static void sync_release(sync_wait_t *w)
+{
+    if (atomic_fetch_sub(&w->refs, 1) == 1) {
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+        free(w);
+    }
+}
+
+static void sync_delivered(jn_err_t err, void *opaque)
+{
+    sync_wait_t *w = opaque;
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    w->err = err;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    sync_release(w);
+}
+
+jn_err_t jn_kafka_produce_sync(jn_kafka_producer_t *p, const char *topic, const void *key,
+                               size_t key_len, const void *value, size_t value_len, int timeout_ms)
+{
+    /* Heap-allocated and reference-counted: when we time out, the report may still come
+     * later and must find the record alive. */
+    sync_wait_t *w = calloc(1, sizeof *w);
+    if (!w)
+        abort();
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    atomic_init(&w->refs, 2);
+    jn_err_t err = jn_kafka_produce(p, topic, key, key_len, value, value_len, sync_delivered, w);
+    if (err) {
+        atomic_fetch_sub(&w->refs, 1);
+        sync_release(w);
+        return err;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->lock);
+    int rc = 0;
+    while (!w->done && rc == 0)
+        rc = pthread_cond_timedwait(&w->cond, &w->lock, &deadline);
+    err = w->done ? w->err : JN_ERR_TIMEOUT;
+    pthread_mutex_unlock(&w->lock);
+    sync_release(w);
+    return err;
+}
+
+jn_err_t jn_kafka_flush(jn_kafka_producer_t *p, int timeout_ms)
+{
+    return classify(rd_kafka_flush(p->rk, timeout_ms));
+}
+
+jn_err_t jn_kafka_ping(jn_kafka_producer_t *p, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
+    if (e)
+        return JN_ERR_KAFKA_UNAVAILABLE; /* whatever the cause, no broker answered */
+    bool has_brokers = md->broker_cnt > 0;
+    rd_kafka_metadata_destroy(md);
+    return has_brokers ? JN_OK : JN_ERR_KAFKA_UNAVAILABLE;
+}
+
+jn_err_t jn_kafka_create_topic(jn_kafka_producer_t *p, const char *topic, int partitions,
+                               int replication, int timeout_ms)
+{
+    char why[512];
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(topic, partitions, replication, why, sizeof why);
+    if (!nt) {
+        jn_log_error("kafka", "topic %s: %s", topic, why);
+        return JN_ERR_INVALID;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(p->rk);
+    rd_kafka_AdminOptions_t *opts =
+        rd_kafka_AdminOptions_new(p->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, why, sizeof why);
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, why, sizeof why);
+    rd_kafka_CreateTopics(p->rk, &nt, 1, opts, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    jn_err_t err = JN_OK;
+    if (!ev) {
+        err = JN_ERR_TIMEOUT;
+        jn_log_warn("kafka", "creating topic %s timed out", topic);
+    } else if (rd_kafka_event_error(ev)) {
+        err = classify(rd_kafka_event_error(ev));
+        jn_log_warn("kafka", "creating topic %s: %s", topic, rd_kafka_event_error_string(ev));
+    } else {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t n = 0;
+        const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(res, &n);
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_resp_err_t te = rd_kafka_topic_result_error(results[i]);
+            if (te == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                jn_log_info("kafka", "created topic %s (%d partitions)", topic, partitions);
+            } else if (te != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                err = classify(te);
+                jn_log_error("kafka", "creating topic %s: %s", topic,
+                             rd_kafka_topic_result_error_string(results[i]));
+            }
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+    return err;
+}
+
+jn_err_t jn_kafka_ensure_topics(jn_kafka_producer_t *p, const jn_config_t *cfg, int timeout_ms)
+{
+    for (size_t i = 0; i < jn_kafka_topic_kind_count; i++) {
+        char topic[160];
+        jn_kafka_topic_name(cfg, jn_kafka_topic_kinds[i], topic, sizeof topic);
+        jn_err_t err = jn_kafka_create_topic(p, topic, cfg->topic_partitions,
+                                             cfg->topic_replication, timeout_ms);
+        if (err)
+            return err;
+    }
+    return JN_OK;
+}
+
+jn_kafka_consumer_t *jn_kafka_consumer_new(const jn_config_t *cfg, const char *group_id,
+                                           const char *const *topics, size_t topic_count)
+{
+    char client_id[192];
+    snprintf(client_id, sizeof client_id, "%s-%s", group_id, cfg->instance_id);
+    rd_kafka_conf_t *conf = base_conf(cfg, client_id);
+    if (!conf)
+        return NULL;
+    if (!set(conf, "group.id", group_id) || !set(conf, "enable.auto.offset.store", "false") ||
+        !set(conf, "enable.auto.commit", "true") || !set(conf, "auto.offset.reset", "earliest") ||
+        !set(conf, "partition.assignment.strategy", "cooperative-sticky")) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    char why[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!rk) {
+        jn_log_error("kafka", "cannot create consumer: %s", why);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)topic_count);
+    for (size_t i = 0; i < topic_count; i++)
+        rd_kafka_topic_partition_list_add(list, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (e) {
+        jn_log_error("kafka", "cannot subscribe: %s", rd_kafka_err2str(e));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    jn_kafka_consumer_t *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->rk = rk;
+    return c;
+}
+
+jn_err_t jn_kafka_consumer_poll(jn_kafka_consumer_t *c, int timeout_ms, jn_kafka_message_t *msg)
+{
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout_ms);
+    if (!m)
+        return JN_ERR_TIMEOUT;
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            jn_log_warn("kafka", "consumer: %s", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return JN_ERR_TIMEOUT;
+    }
+    msg->topic = rd_kafka_topic_name(m->rkt);
+    msg->partition = (int)m->partition;
+    msg->offset = (long long)m->offset;
+    msg->key = m->key;
+    msg->key_len = m->key_len;
+    msg->value = m->payload;
+    msg->value_len = m->len;
+    msg->handle = m;
+    return JN_OK;
+}
+
+void jn_kafka_consumer_done(jn_kafka_consumer_t *c, jn_kafka_message_t *msg)
+{
+    rd_kafka_message_t *m = msg->handle;
+    rd_kafka_resp_err_t e = rd_kafka_offset_store(m->rkt, m->partition, m->offset);
+    if (e)
+        jn_log_warn("kafka", "cannot store offset %lld of %s[%d]: %s", msg->offset, msg->topic,
+                    msg->partition, rd_kafka_err2str(e));
+    (void)c;
+    rd_kafka_message_destroy(m);
+    msg->handle = NULL;
+}
+
+void jn_kafka_consumer_release(jn_kafka_message_t *msg)
+{
+    rd_kafka_message_destroy(msg->handle);
+    msg->handle = NULL;
+}
+
+void jn_kafka_consumer_free(jn_kafka_consumer_t *c)
+{
+    if (!c)
+        return;
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
+    if (e)
+        jn_log_warn("kafka", "consumer close: %s", rd_kafka_err2str(e));
+    rd_kafka_destroy(c->rk);
+    free(c);
+}

@@ -1,0 +1,100 @@
+/*
+ * kafka.h - Kafka producer, consumer-group consumer and topic set-up (librdkafka).
+ *
+ * Producer: idempotent, acks=all, lz4; delivery reports are served by a background
+ * thread, so jn_kafka_produce_sync() can wait for the broker's acknowledgement.
+ * Consumer: a consumer-group member with cooperative-sticky assignment; offsets are
+ * stored only when the caller says a message is done (at-least-once: a crash before
+ * that redelivers the message).
+ * Topics: <prefix>.actions, .syncs, .webhooks, .deliveries, .records, .dlq, created at
+ * start-up if missing.
+ * All handles are thread-safe as librdkafka's are, except a consumer, which belongs to
+ * the thread that polls it.
+ */
+#ifndef JN_KAFKA_H
+#define JN_KAFKA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/config.h"
+#include "core/err.h"
+
+typedef struct jn_kafka_producer jn_kafka_producer_t;
+typedef struct jn_kafka_consumer jn_kafka_consumer_t;
+
+/* The topic kinds; the full name is "<prefix>.<kind>". */
+extern const char *const jn_kafka_topic_kinds[];
+extern const size_t jn_kafka_topic_kind_count;
+
+/* Writes "<prefix>.<kind>" into out. */
+void jn_kafka_topic_name(const jn_config_t *cfg, const char *kind, char *out, size_t cap);
+
+/* Creates a producer for cfg's brokers. NULL (and a log line) when librdkafka refuses
+ * the configuration; brokers need not be up yet. */
+jn_kafka_producer_t *jn_kafka_producer_new(const jn_config_t *cfg, const char *client_id);
+
+/* Flushes outstanding messages for up to timeout_ms, then frees. NULL is fine. */
+void jn_kafka_producer_free(jn_kafka_producer_t *p, int timeout_ms);
+
+/* Called once per message from the delivery thread: err JN_OK when the broker stored it. */
+typedef void (*jn_kafka_delivery_fn)(jn_err_t err, void *opaque);
+
+/* Queues a message (copied). JN_ERR_KAFKA_UNAVAILABLE when the local queue is full,
+ * JN_ERR_KAFKA on an unknown topic or oversize message. on_delivery may be NULL. */
+jn_err_t jn_kafka_produce(jn_kafka_producer_t *p, const char *topic, const void *key,
+                          size_t key_len, const void *value, size_t value_len,
+                          jn_kafka_delivery_fn on_delivery, void *opaque);
+
+/* Produces and waits up to timeout_ms for the acknowledgement. JN_OK means the broker
+ * has the message; JN_ERR_TIMEOUT means it may still arrive. */
+jn_err_t jn_kafka_produce_sync(jn_kafka_producer_t *p, const char *topic, const void *key,
+                               size_t key_len, const void *value, size_t value_len, int timeout_ms);
+
+/* Waits until every queued message is delivered or timeout_ms passes. */
+jn_err_t jn_kafka_flush(jn_kafka_producer_t *p, int timeout_ms);
+
+/* Asks the cluster for its metadata within timeout_ms: JN_OK when a broker answers. */
+jn_err_t jn_kafka_ping(jn_kafka_producer_t *p, int timeout_ms);
+
+/* Creates the job and event topics that do not exist yet, with cfg's partition count and
+ * replication factor. Existing topics are left as they are. */
+jn_err_t jn_kafka_ensure_topics(jn_kafka_producer_t *p, const jn_config_t *cfg, int timeout_ms);
+
+/* Creates one topic if missing (used by tests and ensure_topics). */
+jn_err_t jn_kafka_create_topic(jn_kafka_producer_t *p, const char *topic, int partitions,
+                               int replication, int timeout_ms);
+
+/* A message borrowed from the consumer; valid until jn_kafka_consumer_done(). */
+typedef struct {
+    const char *topic;
+    int partition;
+    long long offset;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    void *handle; /* rd_kafka_message_t */
+} jn_kafka_message_t;
+
+/* Joins group_id and subscribes to topics. NULL with a log line on bad configuration. */
+jn_kafka_consumer_t *jn_kafka_consumer_new(const jn_config_t *cfg, const char *group_id,
+                                           const char *const *topics, size_t topic_count);
+
+/* Waits up to timeout_ms for a message. JN_OK and *msg filled; JN_ERR_TIMEOUT when
+ * nothing came; transient errors are logged and reported as JN_ERR_TIMEOUT. */
+jn_err_t jn_kafka_consumer_poll(jn_kafka_consumer_t *c, int timeout_ms, jn_kafka_message_t *msg);
+
+/* Marks msg processed (its offset will be committed) and releases it. */
+void jn_kafka_consumer_done(jn_kafka_consumer_t *c, jn_kafka_message_t *msg);
+
+/* Releases msg without storing its offset. Only safe while no later message of the same
+ * partition is marked done (offsets commit as a high-water mark): the job layer uses it
+ * when it is about to stop consuming, so the message is delivered again after a restart
+ * or rebalance. */
+void jn_kafka_consumer_release(jn_kafka_message_t *msg);
+
+/* Commits stored offsets, leaves the group and frees. NULL is fine. */
+void jn_kafka_consumer_free(jn_kafka_consumer_t *c);
+
+#endif
