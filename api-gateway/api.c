@@ -12,6 +12,45 @@
 
 #define DB_WAIT_MS 5000
 
+void jn_gateway_init(jn_gateway_t *gw, jn_engine_t *engine)
+{
+    gw->engine = engine;
+    gw->catalog = engine->catalog;
+    gw->keyring = engine->keyring;
+    gw->envs = engine->envs;
+    gw->provider_http = engine->provider_http;
+}
+
+void jn_gateway_cleanup(jn_gateway_t *gw)
+{
+    jn_crypto_keyring_cleanup(&gw->keyring);
+}
+
+/* The secret key of an "Authorization: Bearer <key>" header, or NULL. */
+static const char *bearer_key(const jn_http_request_t *req)
+{
+    const char *auth = jn_http_header(req, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return NULL;
+    const char *key = auth + 7;
+    while (*key == ' ')
+        key++;
+    return *key ? key : NULL;
+}
+
+bool jn_api_gate(const jn_http_request_t *req, size_t *max_body, jn_http_response_t *res, void *ud)
+{
+    (void)res;
+    jn_gateway_t *gw = ud;
+    const char *key = bearer_key(req);
+    jn_environment_t env;
+    if (key && jn_env_cache_authenticate(gw->envs, key, &env) == JN_OK)
+        return true;
+    if (*max_body > JN_API_ANONYMOUS_MAX_BODY)
+        *max_body = JN_API_ANONYMOUS_MAX_BODY;
+    return true;
+}
+
 bool jn_api_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_response_t *res,
                   jn_environment_t *env)
 {
@@ -49,7 +88,7 @@ bool jn_api_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_respon
 PGconn *jn_api_db(jn_gateway_t *gw, jn_http_response_t *res)
 {
     jn_err_t err;
-    PGconn *conn = jn_pg_acquire(gw->svc->pg, DB_WAIT_MS, &err);
+    PGconn *conn = jn_pg_acquire(gw->engine->pg, DB_WAIT_MS, &err);
     if (!conn)
         jn_http_respond_error(res, 503, "service_unavailable",
                               "the database is unavailable; retry shortly");
@@ -58,7 +97,7 @@ PGconn *jn_api_db(jn_gateway_t *gw, jn_http_response_t *res)
 
 void jn_api_db_release(jn_gateway_t *gw, PGconn *conn)
 {
-    jn_pg_release(gw->svc->pg, conn);
+    jn_pg_release(gw->engine->pg, conn);
 }
 
 json_object *jn_api_body_object(const jn_http_request_t *req, jn_http_response_t *res)

@@ -14,22 +14,32 @@
 
 #include "providers/catalog.h"
 #include "core/crypto.h"
-#include "environments.h"
 #include "net/http_server.h"
 #include "core/json_util.h"
 #include "providers/provider_http.h"
-#include "net/service.h"
+#include "engine/engine.h"
 
 typedef struct {
-    jn_service_t *svc;
-    jn_catalog_t *catalog;
-    jn_crypto_keyring_t keyring;
-    jn_env_cache_t *envs;
-    jn_provider_http_t *provider_http;
+    jn_engine_t *engine;
+    jn_catalog_t *catalog;             /* the engine's */
+    jn_crypto_keyring_t keyring;       /* a copy of the engine's, wiped at exit */
+    jn_env_cache_t *envs;              /* the engine's */
+    jn_provider_http_t *provider_http; /* the engine's */
 } jn_gateway_t;
 
+/* Binds the gateway to a started engine. */
+void jn_gateway_init(jn_gateway_t *gw, jn_engine_t *engine);
+void jn_gateway_cleanup(jn_gateway_t *gw);
+
+/* The public server's gate (jn_http_gate_fn): a request that presents an environment's
+ * secret key may send its route's whole body cap; any other request at most
+ * JN_API_ANONYMOUS_MAX_BODY bytes, so unauthenticated clients cannot make the gateway
+ * buffer large bodies. Memory only: it never blocks. */
+#define JN_API_ANONYMOUS_MAX_BODY (64 * 1024)
+bool jn_api_gate(const jn_http_request_t *req, size_t *max_body, jn_http_response_t *res, void *ud);
+
 /* Authenticates the request (Authorization: Bearer <secret key>). On failure answers 401
- * (or 503 when the keys cannot be loaded) and returns false. */
+ * (or 503 when the keys cannot be loaded) and returns false. Memory only. */
 bool jn_api_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_response_t *res,
                   jn_environment_t *env);
 

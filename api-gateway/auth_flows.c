@@ -345,7 +345,7 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
     if (pkce)
         jn_oauth_pkce(verifier, challenge);
     char redirect[512];
-    snprintf(redirect, sizeof redirect, "%s/oauth/callback", gw->svc->config.server_url);
+    snprintf(redirect, sizeof redirect, "%s/oauth/callback", gw->engine->config.server_url);
     char *url = NULL, why[512];
     jn_err_t err =
         jn_oauth_authorize_url(f.provider, f.integration.client_id, f.integration.scopes, config,

@@ -137,8 +137,8 @@ static void create_session(const jn_http_request_t *req, jn_http_response_t *res
             jn_api_store_error(res, err, "connect session");
         } else {
             char link[768];
-            snprintf(link, sizeof link, "%s/connect?session_token=%s", gw->svc->config.server_url,
-                     token);
+            snprintf(link, sizeof link, "%s/connect?session_token=%s",
+                     gw->engine->config.server_url, token);
             json_object *data = json_object_new_object();
             json_object_object_add(data, "token", json_object_new_string(token));
             json_object_object_add(data, "connect_link", json_object_new_string(link));

@@ -336,10 +336,6 @@ static bool verify_credentials(jn_gateway_t *gw, const jn_environment_t *env, co
         !json_object_object_get_ex(verification, "endpoints", &endpoints))
         return true;
     json_object_object_get_ex(verification, "method", &method);
-    jn_egress_policy_t *egress = NULL;
-    char ewhy[128];
-    if (jn_egress_policy_new(env->egress_allowlist, &egress, ewhy, sizeof ewhy) != JN_OK)
-        jn_egress_policy_new(NULL, &egress, ewhy, sizeof ewhy);
     jn_provider_target_t target = {name, provider, cr->credentials, cr->connection_config};
     bool accepted = false;
     size_t n = json_object_array_length(endpoints);
@@ -350,12 +346,12 @@ static bool verify_credentials(jn_gateway_t *gw, const jn_environment_t *env, co
             .endpoint = endpoint,
             .timeout_ms = 15000,
             .retries = 1,
-            .egress = egress,
+            .egress = env->egress,
         };
         jn_provider_response_t res;
         char cwhy[512];
-        jn_err_t err = jn_provider_fetch(gw->provider_http, &target, &call, 1024 * 1024, &res, cwhy,
-                                         sizeof cwhy);
+        jn_err_t err = jn_provider_fetch(gw->provider_http, env->id, &target, &call, 1024 * 1024,
+                                         &res, cwhy, sizeof cwhy);
         if (err) {
             snprintf(why, why_len, "the credentials could not be verified: %s", cwhy);
             break;
@@ -367,7 +363,6 @@ static bool verify_credentials(jn_gateway_t *gw, const jn_environment_t *env, co
                      res.status, call.method, endpoint);
         jn_provider_response_cleanup(&res);
     }
-    jn_egress_policy_free(egress);
     return accepted;
 }
 

@@ -314,7 +314,7 @@ static void get_integration(const jn_http_request_t *req, jn_http_response_t *re
         json_object_object_add(data, "credentials", api_credentials(&it));
     if (inc.webhook) {
         char url[768];
-        snprintf(url, sizeof url, "%s/webhook/%s/%s", gw->svc->config.server_url, env.uuid,
+        snprintf(url, sizeof url, "%s/webhook/%s/%s", gw->engine->config.server_url, env.uuid,
                  it.unique_key);
         json_object_object_add(data, "webhook_url", json_object_new_string(url));
     }

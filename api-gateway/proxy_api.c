@@ -5,48 +5,98 @@
  *
  * Request headers: Retries (0..10), Retry-On (comma-separated statuses), Decompress,
  * Base-Url-Override, Forward-Headers-On-Redirect, and Nango-Proxy-<Name> forwarded as
- * <Name> (Content-Type is forwarded as is). The query string passes through.
- * Also here: GET/PATCH /junction/environment, where an environment's egress allow-list
- * (internal addresses its providers may live at) is read and set.
+ * <Name> (Content-Type is forwarded as is). The path after /proxy is passed on exactly as
+ * sent (percent-encoded; dot segments refused); the query string passes through.
+ *
+ * Everything runs on the event loop and never blocks: the connection comes from a
+ * provider session (memory, or PostgreSQL on the task pool), the call from the
+ * asynchronous transport, and the answer streams to the client as the provider sends it.
+ * A client that goes away ends the provider call.
  */
 #include "routes.h"
 
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include "store/connections.h"
-#include "providers/custom_providers.h"
-#include "providers/egress.h"
 #include "core/log.h"
-#include "providers/provider_http.h"
-#include "providers/token_refresh.h"
+#include "providers/session.h"
 
-#define MAX_FORWARDED 48
 #define MAX_KEY 255
+#define MAX_FORWARDED 48
+
+/* Bodies up to this size are buffered, so the call can be retried; larger ones stream
+ * through and are sent once. */
+#define STREAM_UPLOAD_ABOVE (1024 * 1024)
+
+/* ---- request headers ---- */
+
+/* Headers that belong to one hop (RFC 9110 §7.6.1) or frame the message: a caller may not
+ * set them on the provider request, whatever it names them. */
+static bool hop_header(const char *name)
+{
+    static const char *const hop[] = {
+        "connection", "keep-alive",     "te",   "trailer", "transfer-encoding",
+        "upgrade",    "content-length", "host", "expect",  "proxy-connection",
+        NULL};
+    for (int i = 0; hop[i]; i++) {
+        if (strcasecmp(name, hop[i]) == 0)
+            return true;
+    }
+    return strncasecmp(name, "proxy-", 6) == 0;
+}
+
+static bool token_name(const char *name)
+{
+    if (!*name)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *p)))
+            return false;
+    }
+    return true;
+}
 
 typedef struct {
     char *headers[MAX_FORWARDED + 1];
     int count;
     bool bad;
-    char bad_name[64];
+    char bad_name[96];
+    char bad_why[96];
 } forwarded_t;
 
+/* Keeps Content-Type and the Nango-Proxy-<Name> headers whose Name is a token and an
+ * end-to-end header; refuses the others. */
 static void collect_forwarded(const char *name, const char *value, void *ud)
 {
     forwarded_t *f = ud;
     const char *out_name = NULL;
-    if (strncasecmp(name, "Nango-Proxy-", 12) == 0 && name[12])
+    if (strncasecmp(name, "Nango-Proxy-", 12) == 0)
         out_name = name + 12;
     else if (strcasecmp(name, "Content-Type") == 0)
         out_name = name;
-    if (!out_name || f->count == MAX_FORWARDED)
+    if (!out_name || f->bad)
         return;
-    if (strpbrk(value, "\r\n") || strpbrk(out_name, "\r\n: ")) {
+    if (!token_name(out_name)) {
         f->bad = true;
-        snprintf(f->bad_name, sizeof f->bad_name, "%s", name);
+        snprintf(f->bad_name, sizeof f->bad_name, "%.80s", name);
+        snprintf(f->bad_why, sizeof f->bad_why, "does not name a header");
+        return;
+    }
+    if (hop_header(out_name)) {
+        f->bad = true;
+        snprintf(f->bad_name, sizeof f->bad_name, "%.80s", name);
+        snprintf(f->bad_why, sizeof f->bad_why,
+                 "names a hop-by-hop or framing header, which is never forwarded");
+        return;
+    }
+    if (f->count == MAX_FORWARDED) {
+        f->bad = true;
+        snprintf(f->bad_name, sizeof f->bad_name, "Nango-Proxy-*");
+        snprintf(f->bad_why, sizeof f->bad_why, "at most %d headers are forwarded", MAX_FORWARDED);
         return;
     }
     size_t n = strlen(out_name) + strlen(value) + 3;
@@ -61,6 +111,7 @@ static void forwarded_cleanup(forwarded_t *f)
 {
     for (int i = 0; i < f->count; i++)
         free(f->headers[i]);
+    f->count = 0;
 }
 
 /* Hop-by-hop and cross-origin headers are not passed back (RFC 9110 §7.6.1). */
@@ -82,45 +133,6 @@ static bool safe_response_header(const char *line, bool decompressed)
         return false;
     if (decompressed && n == 16 && strncasecmp(line, "content-encoding", 16) == 0)
         return false;
-    return true;
-}
-
-static long stream_body(void *ud, uint64_t pos, char *buf, size_t max)
-{
-    (void)pos;
-    return jn_provider_stream_read(ud, buf, max);
-}
-
-static void stream_free(void *ud)
-{
-    jn_provider_stream_close(ud);
-}
-
-typedef struct {
-    jn_gateway_t *gw;
-    long long connection_row;
-    json_object *credentials; /* the latest, owned */
-} refresh_ctx_t;
-
-/* After a 401: refresh now (single-flight), hand back the new credentials. */
-static bool refresh_after_401(void *ud, json_object **credentials)
-{
-    refresh_ctx_t *r = ud;
-    jn_err_t err;
-    PGconn *conn = jn_pg_acquire(r->gw->svc->pg, 5000, &err);
-    if (!conn)
-        return false;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    jn_connection_t c;
-    char why[512];
-    err = jn_token_refresh(conn, &r->gw->keyring, r->gw->catalog, r->connection_row, true,
-                           (double)now.tv_sec, &c, why, sizeof why);
-    jn_pg_release(r->gw->svc->pg, conn);
-    if (err)
-        return false;
-    *credentials = json_object_get(c.credentials);
-    jn_connection_cleanup(&c);
     return true;
 }
 
@@ -178,38 +190,101 @@ static bool valid_retry_on(const char *v)
     return true;
 }
 
-/* Everything one proxied request needs, from its headers and the connection. */
-typedef struct {
-    jn_gateway_t *gw;
-    jn_environment_t env;
-    forwarded_t fwd;
-    jn_egress_policy_t *policy;
-    jn_connection_t c;
-    json_object *provider;
-    char endpoint[4096];
-    char *query;
-    refresh_ctx_t refresh;
-    jn_provider_target_t target;
-    jn_provider_call_t call;
-} proxy_job_t;
-
-static void job_cleanup(proxy_job_t *job)
+/* An absolute http(s) URL with a host. */
+static bool valid_base_url(const char *v)
 {
-    free(job->query);
-    forwarded_cleanup(&job->fwd);
-    jn_connection_cleanup(&job->c);
-    json_object_put(job->provider);
-    jn_egress_policy_free(job->policy);
-    memset(job, 0, sizeof *job);
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    bool ok = curl_url_set(u, CURLUPART_URL, v, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host &&
+              (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
 }
 
-/* Authenticates, checks the headers, loads the connection (refreshing an expiring token)
- * and builds the call. False when res was answered with an error. */
+/* The path after /proxy must not walk out of the provider's base path: no "." or ".."
+ * segment, however it is encoded. */
+static bool path_stays_below(const char *raw)
+{
+    for (const char *p = raw; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        char seg[16];
+        size_t k = 0;
+        for (size_t i = 0; i < n && k < sizeof seg - 1; i++) {
+            if (p[i] == '%' && i + 2 < n + 1 && strncasecmp(p + i, "%2e", 3) == 0) {
+                seg[k++] = '.';
+                i += 2;
+            } else {
+                seg[k++] = p[i];
+            }
+        }
+        seg[k] = '\0';
+        if (n < sizeof seg && (strcmp(seg, ".") == 0 || strcmp(seg, "..") == 0))
+            return false;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    return true;
+}
+
+/* ---- one proxied request ---- */
+
+typedef struct {
+    jn_gateway_t *gw;
+    const jn_http_request_t *req;
+    jn_http_response_t *res;
+    jn_http_pending_t *pending;
+    jn_environment_t env;
+    forwarded_t fwd;
+    char endpoint[8192];
+    char *query;
+    jn_provider_call_t call;
+    jn_session_t *session;
+    jn_provider_stream_t *stream;
+    bool opening;      /* the session is being opened: on_session owns what happens next */
+    bool gone;         /* the client left */
+    bool head_in;      /* the provider's head arrived */
+    jn_err_t head_err; /* and how */
+    char head_why[512];
+    /* an upload */
+    bool upload;
+    bool body_ended;
+    bool owned_by_response;   /* the streamed answer frees the job */
+    jn_http_response_t early; /* an upload refused before its body was read */
+    bool refused;
+} proxy_job_t;
+
+static void job_free(void *ud)
+{
+    proxy_job_t *job = ud;
+    jn_provider_stream_close(job->stream);
+    jn_session_close(job->session);
+    forwarded_cleanup(&job->fwd);
+    jn_http_response_cleanup(&job->early);
+    free(job->query);
+    free(job);
+}
+
+/* Frees a job whose answer does not own it; an upload's job goes with its sink. */
+static void job_done(proxy_job_t *job)
+{
+    if (!job->upload)
+        job_free(job);
+}
+
+/* Parses and checks the request's headers and path into job. False when res was answered
+ * with an error. Memory only. */
 static bool job_prepare(proxy_job_t *job, jn_gateway_t *gw, const jn_http_request_t *req,
                         jn_http_response_t *res)
 {
-    memset(job, 0, sizeof *job);
     job->gw = gw;
+    job->req = req;
+    job->res = res;
     if (!jn_api_begin(gw, req, res, &job->env))
         return false;
     const char *cid = jn_http_header(req, "Connection-Id");
@@ -235,90 +310,111 @@ static bool job_prepare(proxy_job_t *job, jn_gateway_t *gw, const jn_http_reques
         return false;
     }
     call->retry_on = retry_on;
-    call->base_url_override = jn_http_header(req, "Base-Url-Override");
+    const char *base = jn_http_header(req, "Base-Url-Override");
+    if (base && *base && !valid_base_url(base)) {
+        jn_field_error(&e, "Base-Url-Override", "must be an absolute http or https URL");
+        jn_api_invalid(res, "invalid_headers", &e);
+        return false;
+    }
+    call->base_url_override = base && *base ? base : NULL;
     jn_http_header_each(req, collect_forwarded, &job->fwd);
     if (job->fwd.bad) {
-        jn_field_error(&e, job->fwd.bad_name, "header values may not contain CR or LF");
+        jn_field_error(&e, job->fwd.bad_name, "%s", job->fwd.bad_why);
         jn_api_invalid(res, "invalid_headers", &e);
-        job_cleanup(job);
-        return false;
-    }
-    char why[512];
-    if (jn_egress_policy_new(job->env.egress_allowlist, &job->policy, why, sizeof why) != JN_OK) {
-        jn_http_respond_error(res, 500, "server_error",
-                              "the environment's egress allow-list is invalid");
-        job_cleanup(job);
-        return false;
-    }
-    PGconn *conn = jn_api_db(gw, res);
-    if (!conn) {
-        job_cleanup(job);
-        return false;
-    }
-    /* One read for the connection and its credentials; the row lock and the token request
-     * happen only when the token is about to expire. */
-    jn_err_t err = jn_connections_get(conn, &gw->keyring, job->env.id, pck, cid, true, &job->c);
-    if (!err)
-        err = jn_providers_lookup(gw->catalog, conn, job->env.id, job->c.provider, &job->provider);
-    if (!err && jn_token_expiring(&job->c, job->provider)) {
-        jn_connection_t fresh;
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        /* A failed refresh keeps the old credentials: the provider then decides. */
-        if (jn_token_refresh(conn, &gw->keyring, gw->catalog, job->c.id, false, (double)now.tv_sec,
-                             &fresh, why, sizeof why) == JN_OK) {
-            jn_connection_cleanup(&job->c);
-            job->c = fresh;
-        }
-    }
-    jn_api_db_release(gw, conn);
-    if (err) {
-        char what[600];
-        snprintf(what, sizeof what, "connection '%s' of integration '%s'", cid, pck);
-        jn_api_store_error(res, err, what);
-        job_cleanup(job);
         return false;
     }
     const char *rest = jn_http_param(req, "*");
-    snprintf(job->endpoint, sizeof job->endpoint, "/%s", rest ? rest : "");
+    if (!rest)
+        rest = "";
+    if (!path_stays_below(rest)) {
+        jn_field_error(&e, "path", "may not contain '.' or '..' segments");
+        jn_api_invalid(res, "invalid_uri_params", &e);
+        return false;
+    }
+    if (strlen(rest) + 2 > sizeof job->endpoint) {
+        jn_field_error(&e, "path", "is too long");
+        jn_api_invalid(res, "invalid_uri_params", &e);
+        return false;
+    }
+    snprintf(job->endpoint, sizeof job->endpoint, "/%s", rest);
     job->query = jn_http_query_string(req);
-    job->refresh = (refresh_ctx_t){gw, job->c.id, NULL};
-    job->target = (jn_provider_target_t){job->c.provider, job->provider, job->c.credentials,
-                                         job->c.connection_config};
     call->endpoint = job->endpoint;
     call->query = job->query;
     call->headers = (const char *const *)job->fwd.headers;
     call->body = req->body_len ? req->body : NULL;
     call->body_len = req->body_len;
-    call->egress = job->policy;
-    bool oauth = strcmp(job->c.credentials_type, "OAUTH2") == 0 ||
-                 strcmp(job->c.credentials_type, "OAUTH2_CC") == 0;
-    call->refresh = oauth ? refresh_after_401 : NULL;
-    call->refresh_ud = &job->refresh;
     return true;
+}
+
+static void job_answer(proxy_job_t *job)
+{
+    jn_http_pending_finish(job->pending);
 }
 
 static void respond_error(jn_http_response_t *res, jn_err_t err, const char *why)
 {
-    if (err == JN_ERR_INVALID)
-        jn_http_respond_error(res, 400, "invalid_proxy_request", "%s", why);
-    else
-        jn_http_respond_error(res, err == JN_ERR_TIMEOUT ? 504 : 502, "upstream_unavailable", "%s",
-                              why);
+    switch (err) {
+    case JN_ERR_INVALID: jn_http_respond_error(res, 400, "invalid_proxy_request", "%s", why); break;
+    case JN_ERR_TIMEOUT: jn_http_respond_error(res, 504, "upstream_timeout", "%s", why); break;
+    case JN_ERR_BUSY:
+        jn_http_add_header(res, "Retry-After", "1");
+        jn_http_respond_error(res, 429, "too_many_requests", "%s", why);
+        break;
+    default: jn_http_respond_error(res, 502, "upstream_unavailable", "%s", why); break;
+    }
 }
 
-/* Status, safe headers, then the body as it arrives; the response takes the stream. The
- * content type points into the stream, which lives until the response is finished. */
-static void respond_stream(jn_http_response_t *res, jn_provider_stream_t *stream, bool decompressed)
+static void respond_session_error_into(jn_http_response_t *res, jn_err_t err, const char *why)
 {
+    switch (err) {
+    case JN_ERR_NOT_FOUND: jn_http_respond_error(res, 404, "unknown_connection", "%s", why); break;
+    case JN_ERR_BUSY:
+    case JN_ERR_DB_UNAVAILABLE:
+    case JN_ERR_TIMEOUT:
+        jn_http_add_header(res, "Retry-After", "1");
+        jn_http_respond_error(res, 503, "service_unavailable", "%s", why);
+        break;
+    default:
+        jn_log_error("proxy", "opening the connection failed: %s (%s)", why, jn_err_str(err));
+        jn_http_respond_error(res, 500, "server_error", "an internal error occurred");
+        break;
+    }
+}
+
+static void on_provider_data(void *ud)
+{
+    proxy_job_t *job = ud;
+    jn_http_wake(job->req, 0);
+}
+
+static long stream_body(void *ud, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    proxy_job_t *job = ud;
+    long n = jn_provider_stream_read(job->stream, buf, max);
+    return n == JN_PROVIDER_AGAIN ? JN_HTTP_STREAM_AGAIN : n;
+}
+
+/* Status, safe headers, then the body as it arrives; the answer now owns the job. */
+static void respond_stream(proxy_job_t *job)
+{
+    jn_provider_stream_t *stream = job->stream;
+    bool decompressed = job->call.decompress;
     const char *type = jn_provider_stream_header_get(stream, "content-type");
     long long length = -1;
     const char *cl = jn_provider_stream_header_get(stream, "content-length");
-    if (cl && !decompressed)
-        length = strtoll(cl, NULL, 10);
+    if (cl && !decompressed && strcmp(job->req->method, "HEAD") != 0) {
+        char *end = NULL;
+        long long v = strtoll(cl, &end, 10);
+        if (end != cl && *end == '\0' && v >= 0)
+            length = v;
+    }
     long status = jn_provider_stream_status(stream);
+    jn_http_response_t *res = job->res;
+    /* The content type points into the stream, which lives as long as the answer. */
     jn_http_respond_stream(res, (int)status, type ? type : "application/octet-stream", length,
-                           stream_body, stream, stream_free);
+                           stream_body, job, job_free);
+    job->owned_by_response = true;
     for (int i = 0; i < jn_provider_stream_header_count(stream); i++) {
         const char *line = jn_provider_stream_header(stream, i);
         if (!safe_response_header(line, decompressed) ||
@@ -335,38 +431,106 @@ static void respond_stream(jn_http_response_t *res, jn_provider_stream_t *stream
             value++;
         jn_http_add_header(res, name, value);
     }
+    jn_provider_stream_on_data(stream, on_provider_data, job);
+}
+
+/* The provider's answer is in (or the call failed): answer the client. */
+static void finish_with_head(proxy_job_t *job)
+{
+    if (job->head_err) {
+        respond_error(job->res, job->head_err, job->head_why);
+        job_answer(job);
+        job_done(job);
+        return;
+    }
+    respond_stream(job);
+    job_answer(job);
+}
+
+static void on_head(jn_provider_stream_t *s, jn_err_t err, const char *why, void *ud)
+{
+    (void)s;
+    proxy_job_t *job = ud;
+    job->head_in = true;
+    job->head_err = err;
+    if (why)
+        snprintf(job->head_why, sizeof job->head_why, "%s", why);
+    /* An upload answers once its body is in; until then the rest of it is discarded. */
+    if (job->upload && !job->body_ended) {
+        jn_http_sink_resume(job->req);
+        return;
+    }
+    finish_with_head(job);
+}
+
+static void on_upload_room(void *ud)
+{
+    proxy_job_t *job = ud;
+    jn_http_sink_resume(job->req);
+}
+
+static void on_session(jn_session_t *s, jn_err_t err, const char *why, void *ud)
+{
+    proxy_job_t *job = ud;
+    job->opening = false;
+    if (job->gone) {
+        /* The client left while the connection was looked up. */
+        jn_session_close(s);
+        if (!job->upload)
+            job_answer(job);
+        job_free(job);
+        return;
+    }
+    if (err) {
+        if (job->upload) {
+            /* The body is still arriving: answer once it is in. */
+            job->refused = true;
+            respond_session_error_into(&job->early, err, why);
+            jn_http_sink_resume(job->req);
+            return;
+        }
+        respond_session_error_into(job->res, err, why);
+        job_answer(job);
+        job_free(job);
+        return;
+    }
+    job->session = s;
+    jn_session_call(s, &job->call, on_head, job, &job->stream);
+    if (job->upload && !job->head_in) {
+        jn_provider_stream_on_data(job->stream, on_upload_room, job);
+        jn_http_sink_resume(job->req);
+    }
+}
+
+/* The client went away while its answer was awaited: abandon the provider call. */
+static void on_gone(void *ud)
+{
+    proxy_job_t *job = ud;
+    job->gone = true;
+    if (job->opening)
+        return; /* on_session cleans up */
+    job_answer(job);
+    job_done(job);
 }
 
 static void proxy(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
 {
-    proxy_job_t job;
-    if (!job_prepare(&job, ud, req, res))
-        return;
-    jn_provider_stream_t *stream = NULL;
-    char why[512];
-    jn_err_t err = jn_provider_stream_open(job.gw->provider_http, &job.target, &job.call, &stream,
-                                           why, sizeof why);
-    bool decompressed = job.call.decompress;
-    job_cleanup(&job);
-    if (err) {
-        respond_error(res, err, why);
+    proxy_job_t *job = calloc(1, sizeof *job);
+    if (!job)
+        abort();
+    if (!job_prepare(job, ud, req, res)) {
+        job_free(job);
         return;
     }
-    respond_stream(res, stream, decompressed);
+    job->pending = jn_http_defer(req);
+    jn_http_pending_on_gone(job->pending, on_gone, job);
+    job->opening = true;
+    jn_session_open(&job->gw->engine->sessions, &job->env,
+                    jn_http_header(req, "Provider-Config-Key"),
+                    jn_http_header(req, "Connection-Id"), on_session, job);
 }
 
 /* ---- large uploads: the request body streams to the provider ---- */
-
-/* Bodies up to this size are buffered, so the call can be retried; larger ones stream
- * through and are sent once. */
-#define STREAM_UPLOAD_ABOVE (1024 * 1024)
-
-typedef struct {
-    proxy_job_t job;
-    jn_provider_stream_t *stream;
-    jn_http_response_t early; /* an error found before the body arrived */
-    bool failed;
-} upload_t;
 
 static void *upload_open(const jn_http_request_t *req, void *ud)
 {
@@ -381,117 +545,80 @@ static void *upload_open(const jn_http_request_t *req, void *ud)
     } else if (!encoding || strcasecmp(encoding, "chunked") != 0) {
         return NULL;
     }
-    upload_t *u = calloc(1, sizeof *u);
-    if (!u)
+    proxy_job_t *job = calloc(1, sizeof *job);
+    if (!job)
         abort();
-    if (!job_prepare(&u->job, ud, req, &u->early)) {
-        u->failed = true;
-        return u;
+    job->upload = true;
+    if (!job_prepare(job, ud, req, &job->early)) {
+        /* The body is still read (and dropped); finish answers with this error. */
+        job->refused = true;
+        return job;
     }
-    char why[512];
-    jn_err_t err = jn_provider_upload_open(u->job.gw->provider_http, &u->job.target, &u->job.call,
-                                           size, &u->stream, why, sizeof why);
-    if (err) {
-        respond_error(&u->early, err, why);
-        u->failed = true;
-    }
-    return u;
+    job->call.body = NULL;
+    job->call.body_len = 0;
+    job->call.upload = true;
+    job->call.upload_length = size;
+    job->call.retries = 0;
+    job->opening = true;
+    jn_session_open(&job->gw->engine->sessions, &job->env,
+                    jn_http_header(req, "Provider-Config-Key"),
+                    jn_http_header(req, "Connection-Id"), on_session, job);
+    return job;
 }
 
-static void upload_write(void *sink, const char *data, size_t len)
+static size_t upload_write(void *sink, const char *data, size_t len)
 {
-    upload_t *u = sink;
-    if (!u->failed)
-        jn_provider_upload_write(u->stream, data, len);
+    proxy_job_t *job = sink;
+    if (job->refused || job->head_in)
+        return len; /* refused or answered already: the rest is not needed */
+    if (!job->stream)
+        return 0; /* the session is still opening: jn_http_sink_resume() follows */
+    return jn_provider_upload_write(job->stream, data, len);
 }
 
 static void upload_finish(void *sink, const jn_http_request_t *req, jn_http_response_t *res)
 {
-    upload_t *u = sink;
-    (void)req;
-    if (u->failed) {
-        *res = u->early;
-        memset(&u->early, 0, sizeof u->early);
+    proxy_job_t *job = sink;
+    job->res = res;
+    job->req = req;
+    job->body_ended = true;
+    if (job->refused) {
+        *res = job->early;
+        memset(&job->early, 0, sizeof job->early);
         return;
     }
-    char why[512];
-    jn_err_t err = jn_provider_upload_finish(u->stream, why, sizeof why);
-    if (err) {
-        respond_error(res, err, why);
-        return;
-    }
-    respond_stream(res, u->stream, u->job.call.decompress);
-    u->stream = NULL; /* the response owns it now */
+    job->pending = jn_http_defer(req);
+    jn_http_pending_on_gone(job->pending, on_gone, job);
+    if (job->stream)
+        jn_provider_upload_end(job->stream);
+    if (job->head_in)
+        finish_with_head(job);
+    /* Otherwise on_head answers. */
 }
 
 static void upload_close(void *sink)
 {
-    upload_t *u = sink;
-    jn_provider_stream_close(u->stream);
-    jn_http_response_cleanup(&u->early);
-    job_cleanup(&u->job);
-    free(u);
+    proxy_job_t *job = sink;
+    if (job->owned_by_response)
+        return; /* the answer's stream frees it */
+    if (job->opening) {
+        job->gone = true; /* on_session frees it */
+        return;
+    }
+    job_free(job);
 }
 
 static const jn_http_body_sink_t upload_sink = {upload_open, upload_write, upload_finish,
                                                 upload_close};
 
-static json_object *environment_json(const jn_environment_t *env)
-{
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "name", json_object_new_string(env->name));
-    json_object_object_add(o, "uuid", json_object_new_string(env->uuid));
-    json_object_object_add(o, "egress_allowlist", json_object_new_string(env->egress_allowlist));
-    return o;
-}
-
-static void get_environment(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
-{
-    jn_gateway_t *gw = ud;
-    jn_environment_t env;
-    if (!jn_api_begin(gw, req, res, &env))
-        return;
-    jn_api_data(res, environment_json(&env));
-}
-
-static void patch_environment(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
-{
-    static const char *const fields[] = {"egress_allowlist", NULL};
-    jn_gateway_t *gw = ud;
-    jn_environment_t env;
-    if (!jn_api_begin(gw, req, res, &env))
-        return;
-    json_object *body = jn_api_body_object(req, res);
-    if (!body)
-        return;
-    jn_field_error_t e;
-    const char *list = NULL;
-    jn_egress_policy_t *policy = NULL;
-    char why[256];
-    if (jn_json_only_keys(body, fields, "", &e) ||
-        jn_json_string(body, "egress_allowlist", true, sizeof env.egress_allowlist - 1, &list,
-                       &e)) {
-        jn_api_invalid(res, "invalid_body", &e);
-    } else if (jn_egress_policy_new(list, &policy, why, sizeof why) != JN_OK) {
-        jn_field_error(&e, "egress_allowlist", "%s", why);
-        jn_api_invalid(res, "invalid_body", &e);
-    } else {
-        jn_err_t err = jn_env_cache_set_allowlist(gw->envs, env.id, list);
-        if (err) {
-            jn_api_store_error(res, err, "environment");
-        } else {
-            snprintf(env.egress_allowlist, sizeof env.egress_allowlist, "%s", list);
-            jn_log_info("egress", "environment %s: egress allow-list set to '%s'", env.name, list);
-            jn_api_data(res, environment_json(&env));
-        }
-    }
-    jn_egress_policy_free(policy);
-    json_object_put(body);
-}
-
 void jn_routes_proxy(jn_gateway_t *gw, jn_http_server_t *http)
 {
-    jn_http_route_with_sink(http, "*", "/proxy/*", proxy, &upload_sink, gw);
-    jn_http_route(http, "GET", "/junction/environment", get_environment, gw);
-    jn_http_route(http, "PATCH", "/junction/environment", patch_environment, gw);
+    jn_http_route_t r = {.method = "*",
+                         .pattern = "/proxy/*",
+                         .handler = proxy,
+                         .ud = gw,
+                         .where = JN_HTTP_ON_LOOP,
+                         .max_body = (size_t)gw->engine->config.max_body_bytes,
+                         .sink = &upload_sink};
+    jn_http_route_add(http, &r);
 }

@@ -25,7 +25,10 @@ void jn_routes_auth_flows(jn_gateway_t *gw, jn_http_server_t *http);
 /* GET /connect?session_token=…: the page a connect_link opens. */
 void jn_routes_connect_page(jn_gateway_t *gw, jn_http_server_t *http);
 
-/* ALL /proxy/..., and GET/PATCH /junction/environment (the egress allow-list). */
+/* ALL /proxy/... */
 void jn_routes_proxy(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* GET/PATCH /junction/environment (the egress allow-list). */
+void jn_routes_environment(jn_gateway_t *gw, jn_http_server_t *http);
 
 #endif

@@ -3,27 +3,22 @@
  * recovers work whose lease expired, and refreshes OAuth tokens before they expire.
  * Several replicas may run at once: every task here is safe to run concurrently.
  */
-#include <stdlib.h>
-
-#include "providers/catalog.h"
-#include "core/crypto.h"
 #include "core/log.h"
-#include "net/service.h"
+#include "engine/engine.h"
 #include "providers/token_refresh.h"
 
 #define SWEEP_BATCH 100
 
 /* Refreshes tokens about to expire, so a sync or proxy call never waits on a refresh. */
-static void refresh_sweep(jn_service_t *svc, const jn_crypto_keyring_t *ring,
-                          const jn_catalog_t *catalog)
+static void refresh_sweep(jn_engine_t *e)
 {
     jn_err_t err;
-    PGconn *conn = jn_pg_acquire(svc->pg, 5000, &err);
+    PGconn *conn = jn_pg_acquire(e->pg, 5000, &err);
     if (!conn)
         return;
     int refreshed = 0, failed = 0;
-    err = jn_token_refresh_sweep(conn, ring, catalog, SWEEP_BATCH, &refreshed, &failed);
-    jn_pg_release(svc->pg, conn);
+    err = jn_token_refresh_sweep(conn, &e->keyring, e->catalog, SWEEP_BATCH, &refreshed, &failed);
+    jn_pg_release(e->pg, conn);
     if (err)
         jn_log_warn("refresh", "token refresh sweep stopped early: %s", jn_err_str(err));
     else if (refreshed || failed)
@@ -32,22 +27,12 @@ static void refresh_sweep(jn_service_t *svc, const jn_crypto_keyring_t *ring,
 
 int main(void)
 {
-    jn_service_t svc;
-    jn_service_start(&svc, "scheduler", JN_PROGRAM_SCHEDULER, 64 * 1024);
-    jn_catalog_t *catalog = NULL;
-    char why[512];
-    if (jn_catalog_load_builtin(&catalog, why, sizeof why) != JN_OK) {
-        jn_log_error("catalog", "%s", why);
-        exit(2);
-    }
-    jn_crypto_keyring_t ring;
-    jn_service_keyring(&svc, &ring);
-    jn_service_listen(&svc);
+    jn_engine_t engine;
+    jn_engine_start(&engine, "scheduler", JN_PROGRAM_SCHEDULER);
+    jn_engine_listen(&engine);
     do
-        refresh_sweep(&svc, &ring, catalog);
-    while (!jn_service_wait_for_stop(svc.config.refresh_sweep_seconds * 1000));
-    jn_service_stop(&svc);
-    jn_catalog_free(catalog);
-    jn_crypto_keyring_cleanup(&ring);
+        refresh_sweep(&engine);
+    while (!jn_service_wait_for_stop(engine.config.refresh_sweep_seconds * 1000));
+    jn_engine_stop(&engine);
     return 0;
 }

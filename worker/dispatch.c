@@ -43,7 +43,7 @@ static const char *job_problem(const jn_kafka_message_t *msg)
     return problem;
 }
 
-static jn_err_t dead_letter(jn_service_t *svc, const jn_kafka_message_t *msg, const char *reason)
+static jn_err_t dead_letter(jn_engine_t *svc, const jn_kafka_message_t *msg, const char *reason)
 {
     char dlq[160];
     jn_kafka_topic_name(&svc->config, "dlq", dlq, sizeof dlq);
@@ -64,7 +64,7 @@ static jn_err_t dead_letter(jn_service_t *svc, const jn_kafka_message_t *msg, co
     return err;
 }
 
-int jn_dispatch_run(jn_service_t *svc)
+int jn_dispatch_run(jn_engine_t *svc)
 {
     char actions[160], syncs[160], webhooks[160];
     jn_kafka_topic_name(&svc->config, "actions", actions, sizeof actions);

@@ -8,9 +8,9 @@
 #ifndef JN_WORKER_DISPATCH_H
 #define JN_WORKER_DISPATCH_H
 
-#include "net/service.h"
+#include "engine/engine.h"
 
 /* Consumes until jn_service_stopping(); returns 0, or 1 when the consumer cannot start. */
-int jn_dispatch_run(jn_service_t *svc);
+int jn_dispatch_run(jn_engine_t *svc);
 
 #endif

@@ -3,14 +3,14 @@
  * more of them.
  */
 #include "dispatch.h"
-#include "net/service.h"
+#include "engine/engine.h"
 
 int main(void)
 {
-    jn_service_t svc;
-    jn_service_start(&svc, "worker", JN_PROGRAM_WORKER, 64 * 1024);
-    jn_service_listen(&svc);
-    int rc = jn_dispatch_run(&svc);
-    jn_service_stop(&svc);
+    jn_engine_t engine;
+    jn_engine_start(&engine, "worker", JN_PROGRAM_WORKER);
+    jn_engine_listen(&engine);
+    int rc = jn_dispatch_run(&engine);
+    jn_engine_stop(&engine);
     return rc;
 }

@@ -151,6 +151,51 @@ static const char *port_variable(jn_program_t program, long *dflt)
     return NULL;
 }
 
+/* The limits and ports of the engine's event loop, HTTP servers and provider calls. */
+static jn_err_t read_engine_settings(reader_t *r, jn_program_t program, jn_config_t *cfg)
+{
+    jn_err_t err;
+    long n;
+    cfg->admin_port = cfg->port;
+    if (program == JN_PROGRAM_GATEWAY) {
+        long dflt = cfg->port <= 65532 ? cfg->port + 3 : 3006;
+        if ((err = read_int(r, "JUNCTION_ADMIN_PORT", dflt, 1, 65535, &n)))
+            return err;
+        if (n == cfg->port)
+            return fail(r, "JUNCTION_ADMIN_PORT", "must differ from JUNCTION_PORT");
+        cfg->admin_port = (uint16_t)n;
+    }
+    if ((err = read_string(r, "JUNCTION_ADMIN_BIND_ADDRESS", cfg->bind_address,
+                           cfg->admin_bind_address, sizeof cfg->admin_bind_address)))
+        return err;
+    if ((err = read_int(r, "JUNCTION_TASK_THREADS", cfg->pg_pool_size, 1, 256, &n)))
+        return err;
+    cfg->task_threads = (int)n;
+    if ((err = read_int(r, "JUNCTION_HTTP_MAX_CONNECTIONS", 10000, 16, 1000000, &n)))
+        return err;
+    cfg->http_max_connections = (int)n;
+    if ((err = read_int(r, "JUNCTION_HTTP_MAX_CONNECTIONS_PER_ADDRESS", 1024, 1, 1000000, &n)))
+        return err;
+    cfg->http_max_connections_per_address = (int)n;
+    if ((err = read_int(r, "JUNCTION_HTTP_HEAD_TIMEOUT_MS", 10000, 100, 600000, &n)))
+        return err;
+    cfg->http_head_timeout_ms = (int)n;
+    if ((err = read_int(r, "JUNCTION_HTTP_IDLE_TIMEOUT_MS", 60000, 100, 3600000, &n)))
+        return err;
+    cfg->http_idle_timeout_ms = (int)n;
+    if ((err = read_int(r, "JUNCTION_MAX_JSON_BODY_BYTES", 1024L * 1024, 1024, 64L * 1024 * 1024,
+                        &n)))
+        return err;
+    cfg->max_json_body_bytes = n;
+    if ((err = read_int(r, "JUNCTION_PROVIDER_MAX_IN_FLIGHT", 512, 1, 100000, &n)))
+        return err;
+    cfg->provider_max_in_flight = (int)n;
+    if ((err = read_int(r, "JUNCTION_PROVIDER_HEADERS_TIMEOUT_MS", 60000, 100, 3600000, &n)))
+        return err;
+    cfg->provider_headers_timeout_ms = (int)n;
+    return JN_OK;
+}
+
 jn_err_t jn_config_load(jn_config_t *cfg, jn_program_t program, jn_config_getenv_fn getenv_fn,
                         void *ud, char *why, size_t why_len)
 {
@@ -269,7 +314,7 @@ jn_err_t jn_config_load(jn_config_t *cfg, jn_program_t program, jn_config_getenv
         gethostname(host, sizeof host - 1);
         snprintf(cfg->instance_id, sizeof cfg->instance_id, "%s-%ld", host, (long)getpid());
     }
-    return JN_OK;
+    return read_engine_settings(&r, program, cfg);
 }
 
 static const char *process_getenv(const char *name, void *ud)

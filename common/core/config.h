@@ -49,6 +49,25 @@ typedef struct {
                                   links it hands out (webhook and connect URLs); default
                                   http://localhost:<JUNCTION_PORT> */
     char instance_id[128];     /* JUNCTION_INSTANCE_ID, default <hostname>-<pid> */
+    /* The operational endpoints (/health, /livez, /readyz, /metrics) listen apart from the
+     * public API: the gateway's on JUNCTION_ADMIN_PORT (default JUNCTION_PORT + 3) and
+     * JUNCTION_ADMIN_BIND_ADDRESS (default the bind address); the scheduler's and the
+     * worker's on their own port. */
+    uint16_t admin_port;
+    char admin_bind_address[64];
+    int task_threads;                     /* JUNCTION_TASK_THREADS: threads for blocking work
+                                             (database); default the pool size, 1..256 */
+    int http_max_connections;             /* JUNCTION_HTTP_MAX_CONNECTIONS, default 10000 */
+    int http_max_connections_per_address; /* JUNCTION_HTTP_MAX_CONNECTIONS_PER_ADDRESS,
+                                             default 1024 */
+    int http_head_timeout_ms;             /* JUNCTION_HTTP_HEAD_TIMEOUT_MS, default 10000 */
+    int http_idle_timeout_ms;             /* JUNCTION_HTTP_IDLE_TIMEOUT_MS, default 60000 */
+    long max_json_body_bytes;             /* JUNCTION_MAX_JSON_BODY_BYTES: the body cap of JSON
+                                             routes; default 1 MiB */
+    int provider_max_in_flight;           /* JUNCTION_PROVIDER_MAX_IN_FLIGHT: provider calls in
+                                             flight per environment; default 512 */
+    int provider_headers_timeout_ms;      /* JUNCTION_PROVIDER_HEADERS_TIMEOUT_MS: a provider's
+                                             time to answer's headers; default 60000 */
 } jn_config_t;
 
 /* Returns the value of an environment variable or NULL; ud is passed through. */

@@ -20,6 +20,7 @@ const char *jn_err_str(jn_err_t err)
     case JN_ERR_TIMEOUT: return "timeout";
     case JN_ERR_UPSTREAM: return "upstream";
     case JN_ERR_INTERNAL: return "internal";
+    case JN_ERR_BUSY: return "busy";
     }
     return "unknown";
 }
@@ -31,7 +32,8 @@ bool jn_err_retryable(jn_err_t err)
     case JN_ERR_KAFKA_UNAVAILABLE:
     case JN_ERR_TIMEOUT:
     case JN_ERR_IO:
-    case JN_ERR_UPSTREAM: return true;
+    case JN_ERR_UPSTREAM:
+    case JN_ERR_BUSY: return true;
     default: return false;
     }
 }

@@ -26,6 +26,7 @@ typedef enum {
     JN_ERR_TIMEOUT,           /* a deadline passed: retryable */
     JN_ERR_UPSTREAM,          /* an external provider failed */
     JN_ERR_INTERNAL,          /* a bug: an invariant did not hold */
+    JN_ERR_BUSY,              /* overloaded: a queue or a concurrency limit is full; retryable */
 } jn_err_t;
 
 /* Returns a static, stable, lowercase name for the code ("db_unavailable"). */

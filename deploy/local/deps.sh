@@ -13,14 +13,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PACKAGES=(
   gcc cmake make pkg-config git curl ca-certificates openssl procps iproute2
   librdkafka-dev libpq-dev libjson-c-dev libcurl4-openssl-dev libssl-dev
-  liblua5.4-dev libmicrohttpd-dev libcmocka-dev clang-format
+  liblua5.4-dev libcmocka-dev clang-format
   postgresql-15 postgresql-client-15 maven
 )
 JAVA_PACKAGE=openjdk-17-jre-headless
 
 # Non-Debian fallback: commands and pkg-config modules that must exist.
 COMMANDS=(gcc cmake make pkg-config git curl openssl clang-format psql java mvn)
-PC_MODULES=(rdkafka libpq json-c libcurl openssl lua5.4 libmicrohttpd cmocka)
+PC_MODULES=(rdkafka libpq json-c libcurl openssl lua5.4 cmocka)
 
 # missing_debs — print the Debian packages from PACKAGES (+ Java) not installed.
 missing_debs() {

@@ -13,12 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "harness.h"
 
 typedef struct {
     jn_test_process_t proc;
     char url[64];
+    char admin_url[64];
 } gateway_t;
 
 static char db[96], db_url[512];
@@ -26,23 +28,25 @@ static char db[96], db_url[512];
 static bool healthy(void *ud)
 {
     char url[96];
-    snprintf(url, sizeof url, "%s/health", ((gateway_t *)ud)->url);
+    snprintf(url, sizeof url, "%s/health", ((gateway_t *)ud)->admin_url);
     return jn_test_http("GET", url, NULL, NULL, 0, NULL) == 200;
 }
 
-/* Starts a gateway on the test database with the given key variables ("" = unset). */
-static void start(gateway_t *g, const char *dev_key, const char *prod_key, const char *log_name)
+/* Starts a gateway on the test database with the given key variables ("" = unset); with
+ * on_terminal, under script(1), so that its standard output is a terminal as on an
+ * operator's console. */
+static void start_with(gateway_t *g, const char *dev_key, const char *prod_key,
+                       const char *log_name, bool on_terminal)
 {
-    static char e_db[600], e_port[64], e_dev[160], e_prod[160], e_prefix[128];
-    int port = jn_test_free_port();
-    snprintf(g->url, sizeof g->url, "http://127.0.0.1:%d", port);
+    static char e_db[600], e_port[64], e_admin[64], e_dev[160], e_prod[160], e_prefix[128];
+    jn_test_gateway_ports(e_port, e_admin, g->url, g->admin_url);
     snprintf(e_db, sizeof e_db, "JUNCTION_DATABASE_URL=%s", db_url);
-    snprintf(e_port, sizeof e_port, "JUNCTION_PORT=%d", port);
     snprintf(e_dev, sizeof e_dev, "JUNCTION_SECRET_KEY_DEV=%s", dev_key);
     snprintf(e_prod, sizeof e_prod, "JUNCTION_SECRET_KEY_PROD=%s", prod_key);
     snprintf(e_prefix, sizeof e_prefix, "JUNCTION_TOPIC_PREFIX=%s", db);
     const char *env[] = {e_db,
                          e_port,
+                         e_admin,
                          e_dev,
                          e_prod,
                          e_prefix,
@@ -50,20 +54,47 @@ static void start(gateway_t *g, const char *dev_key, const char *prod_key, const
                          "JUNCTION_BIND_ADDRESS=127.0.0.1",
                          NULL};
     const char *argv[] = {GATEWAY_BIN, NULL};
+    const char *tty_argv[] = {"/usr/bin/script", "-q", "-e", "-c", GATEWAY_BIN, "/dev/null", NULL};
     char name[160];
     snprintf(name, sizeof name, "%s_%s", db, log_name);
-    jn_test_spawn(&g->proc, argv, env, name);
+    jn_test_spawn(&g->proc, on_terminal ? tty_argv : argv, env, name);
 }
 
-static void start_healthy(gateway_t *g, const char *dev_key, const char *prod_key,
-                          const char *log_name)
+static void start(gateway_t *g, const char *dev_key, const char *prod_key, const char *log_name)
 {
-    start(g, dev_key, prod_key, log_name);
+    start_with(g, dev_key, prod_key, log_name, false);
+}
+
+/* The pid of the gateway that script(1) started (its only child), or 0. */
+static pid_t terminal_child(const gateway_t *g)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)g->proc.pid, (int)g->proc.pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    long pid = 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    return (pid_t)pid;
+}
+
+static void start_healthy_with(gateway_t *g, const char *dev_key, const char *prod_key,
+                               const char *log_name, bool on_terminal)
+{
+    start_with(g, dev_key, prod_key, log_name, on_terminal);
     if (!jn_test_wait_until(healthy, g, 60000)) {
         char *log = jn_test_read_log(&g->proc);
         jn_test_process_kill(&g->proc);
         fail_msg("gateway not healthy:\n%s", log);
     }
+}
+
+static void start_healthy(gateway_t *g, const char *dev_key, const char *prod_key,
+                          const char *log_name)
+{
+    start_healthy_with(g, dev_key, prod_key, log_name, false);
 }
 
 static void stop(gateway_t *g)
@@ -102,8 +133,9 @@ static void test_generated_keys_then_rotation(void **state)
     jn_test_unique("jt_env", db, sizeof db);
     jn_test_create_database(db, db_url, sizeof db_url);
 
+    /* Generated keys are shown on a terminal, once. */
     gateway_t g;
-    start_healthy(&g, "", "", "first");
+    start_healthy_with(&g, "", "", "first", true);
     char *log = jn_test_read_log(&g.proc);
     char dev_key[80], prod_key[80];
     assert_true(printed_key(log, "dev", dev_key, sizeof dev_key));
@@ -125,7 +157,11 @@ static void test_generated_keys_then_rotation(void **state)
     n = jn_test_sql_value(db_url, "SELECT string_agg(name, ',' ORDER BY name) FROM environments");
     assert_string_equal(n, "dev,prod");
     free(n);
-    stop(&g);
+    pid_t child = terminal_child(&g);
+    assert_true(child > 0);
+    kill(child, SIGTERM);
+    assert_true(jn_test_process_wait(&g.proc, 20000));
+    assert_int_equal(g.proc.exit_status, 0);
 
     /* A second start prints nothing and keeps the keys. */
     start_healthy(&g, "", "", "second");
@@ -157,10 +193,31 @@ static void test_generated_keys_then_rotation(void **state)
     jn_test_drop_database(db);
 }
 
+/* Where standard output is collected (a container's log), a generated key is never
+ * written there: the operator is told to set the variable instead. */
+static void test_generated_key_never_reaches_a_log(void **state)
+{
+    (void)state;
+    jn_test_unique("jt_env", db, sizeof db);
+    jn_test_create_database(db, db_url, sizeof db_url);
+    gateway_t g;
+    start_healthy(&g, "", "", "collected");
+    char *log = jn_test_read_log(&g.proc);
+    assert_null(strstr(log, "created with secret key"));
+    assert_non_null(strstr(log, "set JUNCTION_SECRET_KEY_DEV and restart"));
+    free(log);
+    char *n = jn_test_sql_value(db_url, "SELECT count(*) FROM environments");
+    assert_string_equal(n, "2");
+    free(n);
+    stop(&g);
+    jn_test_drop_database(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generated_keys_then_rotation),
+        cmocka_unit_test(test_generated_key_never_reaches_a_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

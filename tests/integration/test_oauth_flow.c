@@ -349,14 +349,15 @@ static void test_concurrent_force_refresh_is_single_flight(void **state)
 {
     (void)state;
     /* A second gateway process on the same database. */
-    static char db_env[600], port_env[32], dev_env[200], prod_env[200];
-    int port = jn_test_free_port();
+    static char db_env[600], port_env[64], admin_env[64], dev_env[200], prod_env[200];
+    char second_url[64], second_admin[64], health[96];
+    jn_test_gateway_ports(port_env, admin_env, second_url, second_admin);
     snprintf(db_env, sizeof db_env, "JUNCTION_DATABASE_URL=%s", gw.db_url);
-    snprintf(port_env, sizeof port_env, "JUNCTION_PORT=%d", port);
     snprintf(dev_env, sizeof dev_env, "JUNCTION_SECRET_KEY_DEV=%s", gw.dev_key);
     snprintf(prod_env, sizeof prod_env, "JUNCTION_SECRET_KEY_PROD=%s", gw.prod_key);
     const char *env[] = {db_env,
                          port_env,
+                         admin_env,
                          dev_env,
                          prod_env,
                          "JUNCTION_BIND_ADDRESS=127.0.0.1",
@@ -365,9 +366,7 @@ static void test_concurrent_force_refresh_is_single_flight(void **state)
     const char *argv[] = {GATEWAY_BIN, NULL};
     jn_test_process_t second;
     jn_test_spawn(&second, argv, env, "oauth_second_gateway");
-    char second_url[64], health[96];
-    snprintf(second_url, sizeof second_url, "http://127.0.0.1:%d", port);
-    snprintf(health, sizeof health, "%s/health", second_url);
+    snprintf(health, sizeof health, "%s/health", second_admin);
     assert_true(jn_test_wait_until(url_answers_200, health, 60000));
 
     /* Slow token answers make the twenty requests overlap. */

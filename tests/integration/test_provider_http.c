@@ -20,10 +20,12 @@
 #include "harness.h"
 #include "core/log.h"
 #include "providers/paginate.h"
+#include "net/loop.h"
 #include "providers/provider_http.h"
 
 static jn_test_process_t fake;
 static char fake_url[64];
+static jn_loop_t *loop;
 static jn_provider_http_t *http;
 static jn_egress_policy_t *loopback_ok;
 
@@ -50,7 +52,10 @@ static int setup(void **state)
     jn_test_http("POST", url, (const char *[]){"Content-Type: application/json", NULL},
                  "{\"key\":\"k\"}", 11, &body);
     free(body);
-    http = jn_provider_http_new();
+    loop = jn_loop_new("test");
+    jn_loop_spawn(loop);
+    jn_provider_http_options_t opts = {.loop = loop};
+    http = jn_provider_http_new(&opts);
     char why[128];
     assert_int_equal(jn_egress_policy_new("127.0.0.0/8", &loopback_ok, why, sizeof why), JN_OK);
     return 0;
@@ -60,6 +65,8 @@ static int teardown(void **state)
 {
     (void)state;
     jn_provider_http_free(http);
+    jn_loop_stop(loop);
+    jn_loop_free(loop);
     jn_egress_policy_free(loopback_ok);
     jn_test_signal(&fake, SIGTERM);
     jn_test_process_wait(&fake, 10000);
@@ -109,7 +116,7 @@ static int walk(const char *paginate, const char *endpoint, int limit, int *page
                                    .base_url_override = next_url,
                                    .egress = loopback_ok};
         jn_provider_response_t res;
-        assert_int_equal(jn_provider_fetch(http, &target, &call, 1 << 20, &res, why, sizeof why),
+        assert_int_equal(jn_provider_fetch(http, 1, &target, &call, 1 << 20, &res, why, sizeof why),
                          JN_OK);
         assert_int_equal(res.status, 200);
         (*pages)++;
@@ -119,8 +126,8 @@ static int walk(const char *paginate, const char *endpoint, int limit, int *page
         free(next_url);
         next_url = NULL;
         jn_err_t err =
-            jn_paginator_next(p, (int)res.status, jn_provider_stream_header_get(res.stream, "link"),
-                              body, &records, &done, &next_url, &next_params, why, sizeof why);
+            jn_paginator_next(p, (int)res.status, jn_provider_response_header(&res, "link"), body,
+                              &records, &done, &next_url, &next_params, why, sizeof why);
         if (err)
             fail_msg("page %d: %s", *pages, why);
         for (size_t i = 0; records && i < json_object_array_length(records); i++) {
@@ -196,11 +203,10 @@ static void test_network_error_is_retried_then_reported(void **state)
                                .retries = 2,
                                .max_total_wait_ms = 20000,
                                .egress = loopback_ok};
-    jn_provider_stream_t *s = NULL;
+    jn_provider_response_t res;
     char why[256];
-    assert_int_equal(jn_provider_stream_open(http, &target, &call, &s, why, sizeof why),
+    assert_int_equal(jn_provider_fetch(http, 1, &target, &call, 4096, &res, why, sizeof why),
                      JN_ERR_UPSTREAM);
-    assert_null(s);
     assert_non_null(strstr(why, "did not answer"));
     json_object_put(provider);
 }
@@ -215,13 +221,14 @@ static void test_slow_drip_arrives_whole(void **state)
         .endpoint = "/api/drip", .query = "bytes=256&interval_ms=20", .egress = loopback_ok};
     jn_provider_response_t res;
     char why[256];
-    assert_int_equal(jn_provider_fetch(http, &target, &call, 4096, &res, why, sizeof why), JN_OK);
+    assert_int_equal(jn_provider_fetch(http, 1, &target, &call, 4096, &res, why, sizeof why),
+                     JN_OK);
     assert_int_equal(res.status, 200);
     assert_int_equal(res.body_len, 256);
     jn_provider_response_cleanup(&res);
     /* Over the cap: refused, not truncated silently. */
     call.query = "bytes=8192&interval_ms=1";
-    assert_int_equal(jn_provider_fetch(http, &target, &call, 4096, &res, why, sizeof why),
+    assert_int_equal(jn_provider_fetch(http, 1, &target, &call, 4096, &res, why, sizeof why),
                      JN_ERR_TOO_LARGE);
     json_object_put(provider);
     json_object_put(creds);
@@ -239,17 +246,18 @@ static void test_dns_name_to_loopback_is_refused(void **state)
     assert_int_equal(jn_egress_policy_new(NULL, &strict, why, sizeof why), JN_OK);
     jn_provider_call_t call = {
         .endpoint = "/api/me", .base_url_override = base, .retries = 3, .egress = strict};
-    jn_provider_stream_t *s = NULL;
-    assert_int_equal(jn_provider_stream_open(http, &target, &call, &s, why, sizeof why),
+    jn_provider_response_t res;
+    assert_int_equal(jn_provider_fetch(http, 1, &target, &call, 4096, &res, why, sizeof why),
                      JN_ERR_INVALID);
     assert_non_null(strstr(why, "loopback"));
     /* The pooled connection an allowed call leaves behind is not borrowed by a strict one. */
     call.egress = loopback_ok;
     call.retries = 0;
-    assert_int_equal(jn_provider_stream_open(http, &target, &call, &s, why, sizeof why), JN_OK);
-    jn_provider_stream_close(s);
+    assert_int_equal(jn_provider_fetch(http, 1, &target, &call, 1 << 20, &res, why, sizeof why),
+                     JN_OK);
+    jn_provider_response_cleanup(&res);
     call.egress = strict;
-    assert_int_equal(jn_provider_stream_open(http, &target, &call, &s, why, sizeof why),
+    assert_int_equal(jn_provider_fetch(http, 1, &target, &call, 4096, &res, why, sizeof why),
                      JN_ERR_INVALID);
     jn_egress_policy_free(strict);
     json_object_put(provider);

@@ -29,14 +29,23 @@ static bool answers_200(void *ud)
 /* Starts bin with its port variable set to a free port and a private topic prefix. */
 static void start_service(service_t *s, const char *bin, const char *port_var, const char *name)
 {
-    static char env_port[64], env_prefix[96], env_instance[96];
-    int port = jn_test_free_port();
-    snprintf(env_port, sizeof env_port, "%s=%d", port_var, port);
+    static char env_port[64], env_admin[64], env_prefix[96], env_instance[96];
+    char api_url[64];
+    if (strcmp(port_var, "JUNCTION_PORT") == 0) {
+        /* The gateway: its operational endpoints are on the admin port. */
+        jn_test_gateway_ports(env_port, env_admin, api_url, s->url);
+    } else {
+        int port = jn_test_free_port();
+        snprintf(env_port, sizeof env_port, "%s=%d", port_var, port);
+        snprintf(env_admin, sizeof env_admin, "JUNCTION_LOG_LEVEL=info");
+        snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", port);
+    }
     char prefix[64];
     jn_test_unique("jt_svc", prefix, sizeof prefix);
     snprintf(env_prefix, sizeof env_prefix, "JUNCTION_TOPIC_PREFIX=%s", prefix);
     snprintf(env_instance, sizeof env_instance, "JUNCTION_INSTANCE_ID=%s", name);
     const char *env[] = {env_port,
+                         env_admin,
                          env_prefix,
                          env_instance,
                          "JUNCTION_TOPIC_PARTITIONS=2",
@@ -46,7 +55,6 @@ static void start_service(service_t *s, const char *bin, const char *port_var, c
     char log_name[128];
     snprintf(log_name, sizeof log_name, "%s_%s", name, prefix);
     jn_test_spawn(&s->proc, argv, env, log_name);
-    snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", port);
 }
 
 static void stop_service(service_t *s)
@@ -166,13 +174,17 @@ static void test_oversize_body_gets_413(void **state)
     service_t s;
     start_service(&s, SCHEDULER_BIN, "JUNCTION_SCHEDULER_PORT", "scheduler_413");
     wait_healthy(&s);
-    size_t n = 256 * 1024; /* the scheduler accepts 64 KiB bodies */
+    size_t n = 256 * 1024; /* the admin port accepts 64 KiB bodies */
     char *big = malloc(n);
     memset(big, 'x', n);
     char url[96], *body = NULL;
     snprintf(url, sizeof url, "%s/health", s.url);
-    assert_int_equal(jn_test_http("POST", url, NULL, big, n, &body), 413);
+    assert_int_equal(jn_test_http("GET", url, NULL, big, n, &body), 413);
     assert_non_null(strstr(body, "\"code\":\"payload_too_large\""));
+    free(body);
+    /* A method the route does not take is refused on the head, before any body. */
+    assert_int_equal(jn_test_http("POST", url, NULL, big, n, &body), 405);
+    assert_non_null(strstr(body, "\"code\":\"method_not_allowed\""));
     free(body);
     free(big);
     /* Still serving afterwards. */

@@ -13,7 +13,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <microhttpd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,10 +74,8 @@ void jn_fake_count(json_object *map, const char *key)
     json_object_object_add(map, key, json_object_new_int64(v + 1));
 }
 
-static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  const char *value)
+static void add_header(const char *key, const char *value, void *cls)
 {
-    (void)kind;
     json_object *out = cls;
     char name[256];
     size_t n = 0;
@@ -99,20 +96,17 @@ static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char
     } else {
         json_object_object_add(out, name, json_object_new_string(value));
     }
-    return MHD_YES;
 }
 
 json_object *jn_fake_request_headers(const jn_http_request_t *req)
 {
     json_object *out = json_object_new_object();
-    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header, out);
+    jn_http_header_each(req, add_header, out);
     return out;
 }
 
-static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char *key,
-                                 const char *value)
+static void add_query(const char *key, const char *value, void *cls)
 {
-    (void)kind;
     json_object *out = cls;
     json_object *v = json_object_new_string(value ? value : "");
     json_object *prev = NULL;
@@ -126,13 +120,12 @@ static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char 
         json_object_array_add(arr, v);
         json_object_object_add(out, key, arr);
     }
-    return MHD_YES;
 }
 
 json_object *jn_fake_request_query(const jn_http_request_t *req)
 {
     json_object *out = json_object_new_object();
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query, out);
+    jn_http_query_all(req, add_query, out);
     return out;
 }
 

@@ -356,6 +356,8 @@ typedef struct {
     jn_fake_t *fp;
     uint64_t size;
     int64_t interval_ms; /* < 0: no pacing */
+    const jn_http_request_t *req;
+    int64_t next_at_ms; /* when the next drip is due */
 } pattern_stream_t;
 
 static long pattern_fill(uint64_t pos, char *buf, size_t n)
@@ -383,20 +385,21 @@ static long large_read(void *ud, uint64_t pos, char *buf, size_t max)
     return pattern_fill(pos, buf, n);
 }
 
+/* Runs on the server's loop: a drip that is not due yet asks to be called again when it
+ * is, instead of sleeping. */
 static long drip_read(void *ud, uint64_t pos, char *buf, size_t max)
 {
-    const pattern_stream_t *st = ud;
+    pattern_stream_t *st = ud;
     if (pos >= st->size)
         return 0;
-    if (pos > 0) {
-        /* Sleep in slices so that a shutdown is not held up by a slow drip. */
-        for (int64_t waited = 0; waited < st->interval_ms; waited += 50) {
-            if (atomic_load(&st->fp->stop))
-                return -1;
-            int64_t slice = st->interval_ms - waited;
-            jn_fake_sleep_ms(slice < 50 ? slice : 50);
-        }
+    if (atomic_load(&st->fp->stop))
+        return -1;
+    int64_t now = jn_fake_now_ms();
+    if (pos > 0 && now < st->next_at_ms) {
+        jn_http_wake(st->req, (uint64_t)(st->next_at_ms - now));
+        return JN_HTTP_STREAM_AGAIN;
     }
+    st->next_at_ms = now + st->interval_ms;
     uint64_t left = st->size - pos;
     size_t n = left < DRIP_CHUNK ? (size_t)left : DRIP_CHUNK;
     if (n > max)
@@ -404,13 +407,13 @@ static long drip_read(void *ud, uint64_t pos, char *buf, size_t max)
     return pattern_fill(pos, buf, n);
 }
 
-static void respond_pattern(jn_fake_t *fp, jn_http_response_t *res, uint64_t size,
-                            int64_t interval_ms)
+static void respond_pattern(jn_fake_t *fp, const jn_http_request_t *req, jn_http_response_t *res,
+                            uint64_t size, int64_t interval_ms)
 {
     pattern_stream_t *st = malloc(sizeof *st);
     if (!st)
         abort();
-    *st = (pattern_stream_t){fp, size, interval_ms};
+    *st = (pattern_stream_t){fp, size, interval_ms, req, 0};
     jn_http_respond_stream(res, 200, "application/octet-stream", (int64_t)size,
                            interval_ms < 0 ? large_read : drip_read, st, free);
 }
@@ -424,7 +427,7 @@ static void large(jn_fake_t *fp, const jn_http_request_t *req, jn_http_response_
         respond_message(res, 400, "bytes must be an integer from 0 to 2147483648");
         return;
     }
-    respond_pattern(fp, res, (uint64_t)bytes, -1);
+    respond_pattern(fp, req, res, (uint64_t)bytes, -1);
 }
 
 static void drip(jn_fake_t *fp, const jn_http_request_t *req, jn_http_response_t *res,
@@ -440,7 +443,7 @@ static void drip(jn_fake_t *fp, const jn_http_request_t *req, jn_http_response_t
         respond_message(res, 400, "interval_ms must be an integer from 0 to 60000");
         return;
     }
-    respond_pattern(fp, res, (uint64_t)bytes, interval);
+    respond_pattern(fp, req, res, (uint64_t)bytes, interval);
 }
 
 static void garbage(jn_fake_t *fp, const jn_http_request_t *req, jn_http_response_t *res,

@@ -270,10 +270,21 @@ char *jn_test_sql_value(const char *url, const char *sql)
 
 #include <json-c/json.h>
 
+void jn_test_gateway_ports(char *env_port, char *env_admin, char *url, char *admin_url)
+{
+    int port = jn_test_free_port(), admin = jn_test_free_port();
+    while (admin == port)
+        admin = jn_test_free_port();
+    snprintf(env_port, 64, "JUNCTION_PORT=%d", port);
+    snprintf(env_admin, 64, "JUNCTION_ADMIN_PORT=%d", admin);
+    snprintf(url, 64, "http://127.0.0.1:%d", port);
+    snprintf(admin_url, 64, "http://127.0.0.1:%d", admin);
+}
+
 static bool gateway_up(void *ud)
 {
     char url[96];
-    snprintf(url, sizeof url, "%s/health", ((jn_test_gateway_t *)ud)->url);
+    snprintf(url, sizeof url, "%s/health", ((jn_test_gateway_t *)ud)->admin_url);
     return jn_test_http("GET", url, NULL, NULL, 0, NULL) == 200;
 }
 
@@ -285,12 +296,9 @@ void jn_test_gateway_start(jn_test_gateway_t *gw, const char *gateway_bin,
     jn_test_create_database(gw->db, gw->db_url, sizeof gw->db_url);
     snprintf(gw->dev_key, sizeof gw->dev_key - 0, "test-dev-key-%s", gw->db);
     snprintf(gw->prod_key, sizeof gw->prod_key, "test-prod-key-%s", gw->db);
-    int port = jn_test_free_port();
-    snprintf(gw->url, sizeof gw->url, "http://127.0.0.1:%d", port);
-
-    static char e_db[600], e_port[64], e_dev[200], e_prod[200], e_prefix[128];
+    static char e_db[600], e_port[64], e_admin[64], e_dev[200], e_prod[200], e_prefix[128];
+    jn_test_gateway_ports(e_port, e_admin, gw->url, gw->admin_url);
     snprintf(e_db, sizeof e_db, "JUNCTION_DATABASE_URL=%s", gw->db_url);
-    snprintf(e_port, sizeof e_port, "JUNCTION_PORT=%d", port);
     snprintf(e_dev, sizeof e_dev, "JUNCTION_SECRET_KEY_DEV=%s", gw->dev_key);
     snprintf(e_prod, sizeof e_prod, "JUNCTION_SECRET_KEY_PROD=%s", gw->prod_key);
     snprintf(e_prefix, sizeof e_prefix, "JUNCTION_TOPIC_PREFIX=%s", gw->db);
@@ -299,10 +307,11 @@ void jn_test_gateway_start(jn_test_gateway_t *gw, const char *gateway_bin,
     /* The caller's variables come first: the first of two equal names wins. */
     const char *env[32];
     size_t n = 0;
-    for (size_t i = 0; extra_env && extra_env[i] && n < 23; i++)
+    for (size_t i = 0; extra_env && extra_env[i] && n < 22; i++)
         env[n++] = extra_env[i];
     const char *defaults[] = {e_db,
                               e_port,
+                              e_admin,
                               e_dev,
                               e_prod,
                               e_prefix,

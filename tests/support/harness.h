@@ -52,6 +52,11 @@ char *jn_test_read_log(const jn_test_process_t *p);
 long jn_test_http(const char *method, const char *url, const char *const *headers,
                   const char *req_body, size_t req_body_len, char **body);
 
+/* Picks free ports for a gateway's API and admin listeners: fills the two environment
+ * entries ("JUNCTION_PORT=…", "JUNCTION_ADMIN_PORT=…", 64 bytes each) and the two base
+ * URLs (64 bytes each). */
+void jn_test_gateway_ports(char *env_port, char *env_admin, char *url, char *admin_url);
+
 /* Polls fn(ud) every 100 ms until it returns true or timeout_ms passes. */
 bool jn_test_wait_until(bool (*fn)(void *ud), void *ud, int timeout_ms);
 
@@ -74,7 +79,8 @@ typedef struct {
     jn_test_process_t proc;
     char db[96];
     char db_url[512];
-    char url[64];
+    char url[64];       /* the public API */
+    char admin_url[64]; /* /health, /livez, /readyz, /metrics */
     char dev_key[128];
     char prod_key[128];
 } jn_test_gateway_t;
