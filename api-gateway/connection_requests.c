@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/iso8601.h"
 #include "providers/custom_providers.h"
 #include "providers/egress.h"
 #include "core/log.h"
@@ -99,30 +99,22 @@ jn_err_t jn_api_check_tags(json_object *body, jn_field_error_t *e)
     return JN_OK;
 }
 
-/* ISO 8601 ("2026-11-28T18:00:00Z", fractions and offsets allowed) or unix seconds. */
+/* An RFC 3339 date-time ("2026-11-28T18:00:00Z"; fractions and offsets allowed) or unix
+ * seconds. */
 static jn_err_t parse_expires_at(json_object *v, long long *out, jn_field_error_t *e)
 {
     if (json_object_is_type(v, json_type_int)) {
         *out = json_object_get_int64(v);
         return JN_OK;
     }
+    char why[96];
     if (!json_object_is_type(v, json_type_string))
-        return jn_field_error(e, "credentials.expires_at", "must be an ISO 8601 date");
-    struct tm tm = {0};
-    const char *rest = strptime(json_object_get_string(v), "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!rest)
-        return jn_field_error(e, "credentials.expires_at", "must be an ISO 8601 date");
-    if (*rest == '.')
-        for (rest++; *rest >= '0' && *rest <= '9'; rest++)
-            ;
-    long offset = 0;
-    if ((*rest == '+' || *rest == '-') && strlen(rest) == 6 && rest[3] == ':') {
-        offset = (strtol(rest + 1, NULL, 10) * 3600 + strtol(rest + 4, NULL, 10) * 60) *
-                 (*rest == '+' ? 1 : -1);
-    } else if (!(*rest == 'Z' && rest[1] == '\0') && *rest != '\0') {
-        return jn_field_error(e, "credentials.expires_at", "must be an ISO 8601 date");
-    }
-    *out = (long long)timegm(&tm) - offset;
+        return jn_field_error(e, "credentials.expires_at",
+                              "must be an ISO 8601 date-time or unix seconds");
+    if (jn_iso8601_parse(json_object_get_string(v), out, why, sizeof why) != JN_OK)
+        return jn_field_error(e, "credentials.expires_at",
+                              "must be an ISO 8601 date-time such as 2026-11-28T18:00:00Z: %s",
+                              why);
     return JN_OK;
 }
 

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "core/crypto.h"
+#include "core/iso8601.h"
 #include "core/log.h"
 #include "providers/template.h"
 
@@ -488,14 +489,6 @@ jn_err_t jn_oauth_authorize_url(json_object *provider, const char *client_id, co
     return JN_OK;
 }
 
-void jn_oauth_iso_time(long long unix_seconds, char out[32])
-{
-    time_t t = (time_t)unix_seconds;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
-}
-
 json_object *jn_oauth_credentials(const jn_oauth_token_t *t, const char *type,
                                   const jn_oauth_client_t *client)
 {
@@ -507,8 +500,8 @@ json_object *jn_oauth_credentials(const jn_oauth_token_t *t, const char *type,
     if (!cc && t->refresh_token)
         json_object_object_add(c, "refresh_token", json_object_new_string(t->refresh_token));
     if (t->expires_at > 0) {
-        char iso[32];
-        jn_oauth_iso_time(t->expires_at, iso);
+        char iso[JN_ISO8601_LEN];
+        jn_iso8601_format(t->expires_at, iso);
         json_object_object_add(c, "expires_at", json_object_new_string(iso));
     }
     if (cc && client) {
