@@ -43,7 +43,7 @@ static const char *const providers[][2] = {
      "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"BASIC\","
      "\"proxy\":{\"base_url\":\"https://${connectionConfig.subdomain}.example.com\"},"
      "\"connection_config\":{\"subdomain\":{\"type\":\"string\",\"title\":\"Subdomain\","
-     "\"pattern\":\"^[a-z0-9-]+$\"}},"
+     "\"pattern\":\"^[a-z0-9-]+$\",\"host_suffixes\":[\".example.com\"]}},"
      "\"credentials\":{\"username\":{\"type\":\"string\",\"title\":\"User\"},"
      "\"password\":{\"type\":\"string\",\"title\":\"Password\"}}}"},
     {"oauth-api", "{\"display_name\":\"OAuth API\",\"categories\":[\"dev-tools\"],"
