@@ -16,6 +16,7 @@
 #include "core/crypto.h"
 #include "core/iso8601.h"
 #include "core/log.h"
+#include "providers/connection_config.h"
 #include "providers/template.h"
 
 #define TOKEN_TIMEOUT_MS 15000L
@@ -33,10 +34,18 @@ static const char *config_lookup(const char *name, void *ud)
     return NULL;
 }
 
-/* Renders a template that must resolve completely (a URL). */
+/* Renders a template that must resolve completely (a URL). The config is checked first:
+ * a value the provider does not admit (a host outside its allow-list) never becomes the
+ * address that a client secret or an end user's browser is sent to. */
 static jn_err_t render_required(json_object *provider, const char *field, json_object *config,
                                 char **out, char *why, size_t why_len)
 {
+    jn_field_error_t fe;
+    *out = NULL;
+    if (jn_connection_config_check(provider, config, JN_CONNCFG_VALUES, &fe) != JN_OK) {
+        snprintf(why, why_len, "%s: %s", fe.path, fe.message);
+        return JN_ERR_INVALID;
+    }
     json_object *v = NULL;
     if (!json_object_object_get_ex(provider, field, &v) ||
         !json_object_is_type(v, json_type_string)) {
