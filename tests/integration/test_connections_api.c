@@ -624,6 +624,44 @@ static void test_end_user_cannot_choose_hosts(void **state)
     json_object_put(resp);
 }
 
+/* A connect session's defaults are the developer's: judged when the session is made,
+ * automated fields allowed, and the flow still starts from them. */
+static void test_session_defaults(void **state)
+{
+    (void)state;
+    json_object *resp = NULL;
+    char *before = snapshot();
+    long st = api("POST", "/connect/sessions", gw.dev_key,
+                  "{\"end_user\":{\"id\":\"u-d\"},\"integrations_config_defaults\":{\"sf\":"
+                  "{\"connection_config\":{\"hostname\":\"attacker.example.com\"}}}}",
+                  &resp);
+    ok(st, 400, resp, "bad default");
+    assert_string_equal(jn_test_json_str(resp, "error.code"), "invalid_body");
+    const char *message = jn_test_json_str(resp, "error.message");
+    if (!message || !strstr(message, "integrations_config_defaults.sf.connection_config.hostname"))
+        fail_msg("'%s' does not name the default", message ? message : "");
+    json_object_put(resp);
+    char *after = snapshot();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+
+    st = api("POST", "/connect/sessions", gw.dev_key,
+             "{\"end_user\":{\"id\":\"u-d\"},\"integrations_config_defaults\":{"
+             "\"sf\":{\"connection_config\":{\"hostname\":\"acme.my.salesforce.com\","
+             "\"instance_url\":\"https://acme.my.salesforce.com\"}},"
+             "\"not-yet\":{\"connection_config\":{\"anything\":\"x\"}}}}",
+             &resp);
+    ok(st, 201, resp, "good defaults");
+    char token[128], path[256];
+    snprintf(token, sizeof token, "%s", jn_test_json_str(resp, "data.token"));
+    json_object_put(resp);
+    snprintf(path, sizeof path, "/oauth/connect/sf?connect_session_token=%s", token);
+    st = api("GET", path, NULL, NULL, &resp);
+    ok(st, 302, resp, "flow from defaults");
+    json_object_put(resp);
+}
+
 /* The developer's import may set what a migration carries (automated fields), but only
  * keys and values the provider admits. */
 static void test_import_connection_config(void **state)
@@ -708,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_reconnect_session),
         cmocka_unit_test(test_end_user_cannot_choose_hosts),
         cmocka_unit_test(test_import_connection_config),
+        cmocka_unit_test(test_session_defaults),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
