@@ -381,6 +381,15 @@ static void test_bad_input(void **state)
          "{\"connection_id\":\"acme\",\"provider_config_key\":\"stripe\",\"metadata\":[1]}",
          "invalid_body", "metadata", 400},
         {"POST", "/connect/sessions", "{}", "invalid_body", "end_user", 400},
+        /* custom providers are held to the catalog's rules: a host field names its hosts */
+        {"PUT", "/junction/providers/any-host",
+         "{\"display_name\":\"Any host\",\"categories\":[\"crm\"],"
+         "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"OAUTH2\","
+         "\"authorization_url\":\"https://${connectionConfig.host}/authorize\","
+         "\"token_url\":\"https://${connectionConfig.host}/token\","
+         "\"proxy\":{\"base_url\":\"https://${connectionConfig.host}\"},"
+         "\"connection_config\":{\"host\":{\"type\":\"string\",\"pattern\":\"^[a-z.]+$\"}}}",
+         "invalid_body", "must declare enum or host_suffixes", 400},
         {"POST", "/connect/sessions",
          "{\"end_user\":{\"id\":\"u\"},\"allowed_integrations\":\"stripe\"}", "invalid_body",
          "allowed_integrations", 400},
