@@ -25,6 +25,7 @@
 #include "providers/custom_providers.h"
 #include "store/integrations.h"
 #include "core/log.h"
+#include "providers/connection_config.h"
 #include "providers/oauth.h"
 #include "oauth_ws.h"
 
@@ -141,10 +142,14 @@ static bool require_mode(flow_t *f, jn_http_response_t *res, const char *mode)
     return false;
 }
 
-/* connection_config from params[k]=v, over the session's defaults for the integration. */
-static json_object *flow_connection_config(const jn_http_request_t *req, const flow_t *f)
+/* connection_config for a flow: the defaults the developer put into the connect session
+ * for this integration (judged as the developer's), overridden by the end user's
+ * params[k]=v (judged as the end user's), with every required field given. Answers 400
+ * and returns NULL when not; otherwise a new object. */
+static json_object *flow_connection_config(const jn_http_request_t *req, const flow_t *f,
+                                           jn_http_response_t *res)
 {
-    json_object *config = json_object_new_object();
+    json_object *config = json_object_new_object(), *typed = json_object_new_object();
     json_object *defaults = NULL, *cc = NULL;
     if (f->session.integrations_config_defaults &&
         json_object_object_get_ex(f->session.integrations_config_defaults, f->pck, &defaults) &&
@@ -158,8 +163,52 @@ static json_object *flow_connection_config(const jn_http_request_t *req, const f
         }
     }
     if (req)
-        jn_http_query_bracketed(req, "params", config);
+        jn_http_query_bracketed(req, "params", typed);
+    jn_field_error_t e;
+    jn_err_t err = jn_connection_config_check(f->provider, config, JN_CONNCFG_DEVELOPER, &e);
+    if (err) {
+        char message[sizeof e.message];
+        snprintf(message, sizeof message, "the connect session's default: %.200s", e.message);
+        snprintf(e.message, sizeof e.message, "%s", message);
+    }
+    if (!err)
+        err = jn_connection_config_check(f->provider, typed, JN_CONNCFG_END_USER, &e);
+    if (!err) {
+        json_object_object_foreach(typed, k, v)
+        {
+            json_object_object_add(config, k, json_object_new_string(json_object_get_string(v)));
+        }
+        err = jn_connection_config_require(f->provider, config, &e);
+    }
+    json_object_put(typed);
+    if (err) {
+        jn_api_invalid(res, "invalid_query_params", &e);
+        json_object_put(config);
+        return NULL;
+    }
     return config;
+}
+
+/* Merges the provider's token_response_metadata from a token answer into config, after
+ * judging it as the provider's: a token endpoint does not choose where requests go either.
+ * False, with why, when a value is refused. */
+static bool merge_token_metadata(json_object *provider, json_object *answer, json_object *config,
+                                 char *why, size_t why_len)
+{
+    json_object *meta = jn_connection_config_from_token(provider, answer);
+    jn_field_error_t e;
+    bool ok = jn_connection_config_check(provider, meta, JN_CONNCFG_PROVIDER, &e) == JN_OK;
+    if (ok) {
+        json_object_object_foreach(meta, k, v)
+        {
+            json_object_object_add(config, k, json_object_new_string(json_object_get_string(v)));
+        }
+    } else {
+        snprintf(why, why_len, "the provider's token response was refused: %s: %s", e.path,
+                 e.message);
+    }
+    json_object_put(meta);
+    return ok;
 }
 
 /* The connection a flow writes: the reconnect target, or a new one. */
@@ -204,17 +253,18 @@ static void credentials_route(const jn_http_request_t *req, jn_http_response_t *
     }
     jn_connection_request_t cr = {0};
     jn_field_error_t e;
+    json_object *config = NULL;
     if (jn_api_read_credentials(body, mode, &cr, &e)) {
         jn_field_error_nest(&e, "");
         /* The frontend sends the credentials at the top level: name the field as sent. */
         if (strncmp(e.path, ".credentials.", 13) == 0)
             memmove(e.path, e.path + 13, strlen(e.path + 13) + 1);
         jn_api_invalid(res, "invalid_body", &e);
-    } else {
-        flow_request(&f, &cr, flow_connection_config(req, &f));
+    } else if ((config = flow_connection_config(req, &f, res)) != NULL) {
+        flow_request(&f, &cr, config);
         jn_connection_t c;
         bool created;
-        if (jn_api_save_connection(gw, f.conn, &f.env, &cr, res, &c, &created)) {
+        if (jn_api_save_connection(gw, f.conn, &f.env, &cr, JN_CONNCFG_VALUES, res, &c, &created)) {
             respond_created(res, &c);
             jn_connection_cleanup(&c);
         }
@@ -266,15 +316,18 @@ static void client_credentials_route(const jn_http_request_t *req, jn_http_respo
         flow_cleanup(gw, &f);
         return;
     }
-    json_object *config = flow_connection_config(req, &f);
+    json_object *config = flow_connection_config(req, &f, res);
     jn_oauth_token_t token = {0};
     jn_oauth_error_t oerr;
-    if (jn_api_check_connection_config(f.provider, config, true, &e)) {
-        jn_api_invalid(res, "invalid_query_params", &e);
-        json_object_put(config);
+    char why[512];
+    if (!config) {
+        /* answered */
     } else if (jn_oauth_client_credentials(f.provider, &client, config, f.integration.scopes,
                                            &token, &oerr)) {
         jn_http_respond_error(res, 400, "connection_test_failed", "%s", oerr.message);
+        json_object_put(config);
+    } else if (!merge_token_metadata(f.provider, token.raw, config, why, sizeof why)) {
+        jn_http_respond_error(res, 400, "connection_test_failed", "%s", why);
         json_object_put(config);
     } else {
         jn_connection_request_t cr = {0};
@@ -284,7 +337,7 @@ static void client_credentials_route(const jn_http_request_t *req, jn_http_respo
         cr.expires_at = token.expires_at;
         jn_connection_t c;
         bool created;
-        if (jn_api_save_connection(gw, f.conn, &f.env, &cr, res, &c, &created)) {
+        if (jn_api_save_connection(gw, f.conn, &f.env, &cr, JN_CONNCFG_VALUES, res, &c, &created)) {
             respond_created(res, &c);
             jn_connection_cleanup(&c);
         }
@@ -320,19 +373,16 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
         flow_cleanup(gw, &f);
         return;
     }
-    json_object *config = flow_connection_config(req, &f);
     jn_field_error_t e;
     const char *ws_client_id = jn_http_query(req, "ws_client_id");
     if (ws_client_id && !jn_oauth_ws_client_id_valid(ws_client_id)) {
         jn_field_error(&e, "ws_client_id", "is not an id this gateway handed out");
         jn_api_invalid(res, "invalid_query_params", &e);
-        json_object_put(config);
         flow_cleanup(gw, &f);
         return;
     }
-    if (jn_api_check_connection_config(f.provider, config, true, &e)) {
-        jn_api_invalid(res, "invalid_query_params", &e);
-        json_object_put(config);
+    json_object *config = flow_connection_config(req, &f, res);
+    if (!config) {
         flow_cleanup(gw, &f);
         return;
     }
@@ -460,27 +510,6 @@ static void callback_page(jn_http_response_t *res, const char *error, const char
     json_object_put(data);
 }
 
-/* Copies token_response_metadata paths from the token answer into connection_config. */
-static void copy_token_metadata(json_object *provider, json_object *raw, json_object *config)
-{
-    json_object *paths = NULL;
-    if (!json_object_object_get_ex(provider, "token_response_metadata", &paths))
-        return;
-    for (size_t i = 0; i < json_object_array_length(paths); i++) {
-        const char *path = json_object_get_string(json_object_array_get_idx(paths, i));
-        json_object *v = raw;
-        char copy[128];
-        snprintf(copy, sizeof copy, "%s", path);
-        char *save = NULL;
-        for (char *part = strtok_r(copy, ".", &save); part && v; part = strtok_r(NULL, ".", &save))
-            if (!json_object_object_get_ex(v, part, &v))
-                v = NULL;
-        if (v &&
-            (json_object_is_type(v, json_type_string) || json_object_is_type(v, json_type_boolean)))
-            json_object_object_add(config, path, json_object_new_string(json_object_get_string(v)));
-    }
-}
-
 /* Tells the frontend SDK's WebSocket (if the flow was started with one) how it ended, in
  * Nango's message shapes. */
 static void notify_frontend(PGconn *conn, const char *ws_client, const char *pck,
@@ -598,8 +627,9 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         if (err)
             snprintf(message, sizeof message, "%s", oerr.message);
     }
+    if (!err && !merge_token_metadata(f.provider, token.raw, config, message, sizeof message))
+        err = JN_ERR_UPSTREAM;
     if (!err) {
-        copy_token_metadata(f.provider, token.raw, config);
         jn_connection_request_t cr = {0};
         flow_request(&f, &cr, config);
         config = NULL; /* cr owns it now */
@@ -610,7 +640,8 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         jn_connection_t c;
         bool created;
         jn_http_response_t scratch = {0};
-        if (jn_api_save_connection(gw, conn, &f.env, &cr, &scratch, &c, &created)) {
+        if (jn_api_save_connection(gw, conn, &f.env, &cr, JN_CONNCFG_VALUES, &scratch, &c,
+                                   &created)) {
             callback_page(res, NULL, c.connection_id, c.provider_config_key);
             notify_frontend(conn, ws_client, c.provider_config_key, c.connection_id, NULL);
             jn_log_info("oauth", "connection %lld %s through OAuth", c.id,

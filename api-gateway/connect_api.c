@@ -13,7 +13,10 @@
 
 #include "connect_sessions.h"
 #include "connection_requests.h"
+#include "providers/connection_config.h"
+#include "providers/custom_providers.h"
 #include "store/connections.h"
+#include "store/integrations.h"
 
 #define MAX_KEY 255
 
@@ -95,6 +98,52 @@ static jn_err_t read_session_body(json_object *body, bool reconnect, jn_connect_
     return jn_json_string(body, "webhook_url_override", false, 2048, &in->webhook_url_override, e);
 }
 
+/* The connection_config defaults of each integration the session names, judged as the
+ * developer's against the integration's provider, so a bad default is the developer's 400
+ * now rather than the end user's later. Keys that name no integration (yet) are left to
+ * the flows, which judge the defaults again. False after answering res. */
+static bool check_config_defaults(jn_gateway_t *gw, PGconn *conn, const jn_environment_t *env,
+                                  json_object *defaults, jn_http_response_t *res)
+{
+    if (!defaults)
+        return true;
+    json_object_object_foreach(defaults, key, entry)
+    {
+        char path[160];
+        snprintf(path, sizeof path, "integrations_config_defaults.%.64s", key);
+        json_object *config = NULL;
+        jn_field_error_t e;
+        if (!json_object_is_type(entry, json_type_object)) {
+            jn_field_error(&e, path, "must be an object");
+            jn_api_invalid(res, "invalid_body", &e);
+            return false;
+        }
+        if (!json_object_object_get_ex(entry, "connection_config", &config) || !config)
+            continue;
+        jn_integration_t it;
+        jn_err_t err = jn_integrations_get(conn, &gw->keyring, env->id, key, false, &it);
+        if (err == JN_ERR_NOT_FOUND)
+            continue;
+        json_object *provider = NULL;
+        if (!err) {
+            err = jn_providers_lookup(gw->catalog, conn, env->id, it.provider, &provider);
+            jn_integration_cleanup(&it);
+        }
+        if (err) {
+            jn_api_store_error(res, err, "integration");
+            return false;
+        }
+        err = jn_connection_config_check(provider, config, JN_CONNCFG_DEVELOPER, &e);
+        json_object_put(provider);
+        if (err) {
+            jn_field_error_nest(&e, path);
+            jn_api_invalid(res, "invalid_body", &e);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void create_session(const jn_http_request_t *req, jn_http_response_t *res, jn_gateway_t *gw,
                            bool reconnect)
 {
@@ -118,6 +167,11 @@ static void create_session(const jn_http_request_t *req, jn_http_response_t *res
         return;
     }
     jn_err_t err = JN_OK;
+    if (!check_config_defaults(gw, conn, &env, in.integrations_config_defaults, res)) {
+        jn_api_db_release(gw, conn);
+        json_object_put(body);
+        return;
+    }
     if (reconnect) {
         jn_connection_t c;
         err = jn_connections_get(conn, &gw->keyring, env.id, pck, cid, false, &c);

@@ -3,12 +3,11 @@
  */
 #include "connection_requests.h"
 
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/iso8601.h"
 #include "providers/custom_providers.h"
 #include "providers/egress.h"
 #include "core/log.h"
@@ -18,6 +17,7 @@
 #define MAX_ID 255
 #define MAX_TAGS 64
 #define MAX_SECRET 8192
+#define MAX_CREDENTIAL_KEY 64
 
 static json_object *deep_copy(json_object *o)
 {
@@ -99,30 +99,22 @@ jn_err_t jn_api_check_tags(json_object *body, jn_field_error_t *e)
     return JN_OK;
 }
 
-/* ISO 8601 ("2026-11-28T18:00:00Z", fractions and offsets allowed) or unix seconds. */
+/* An RFC 3339 date-time ("2026-11-28T18:00:00Z"; fractions and offsets allowed) or unix
+ * seconds. */
 static jn_err_t parse_expires_at(json_object *v, long long *out, jn_field_error_t *e)
 {
     if (json_object_is_type(v, json_type_int)) {
         *out = json_object_get_int64(v);
         return JN_OK;
     }
+    char why[96];
     if (!json_object_is_type(v, json_type_string))
-        return jn_field_error(e, "credentials.expires_at", "must be an ISO 8601 date");
-    struct tm tm = {0};
-    const char *rest = strptime(json_object_get_string(v), "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!rest)
-        return jn_field_error(e, "credentials.expires_at", "must be an ISO 8601 date");
-    if (*rest == '.')
-        for (rest++; *rest >= '0' && *rest <= '9'; rest++)
-            ;
-    long offset = 0;
-    if ((*rest == '+' || *rest == '-') && strlen(rest) == 6 && rest[3] == ':') {
-        offset = (strtol(rest + 1, NULL, 10) * 3600 + strtol(rest + 4, NULL, 10) * 60) *
-                 (*rest == '+' ? 1 : -1);
-    } else if (!(*rest == 'Z' && rest[1] == '\0') && *rest != '\0') {
-        return jn_field_error(e, "credentials.expires_at", "must be an ISO 8601 date");
-    }
-    *out = (long long)timegm(&tm) - offset;
+        return jn_field_error(e, "credentials.expires_at",
+                              "must be an ISO 8601 date-time or unix seconds");
+    if (jn_iso8601_parse(json_object_get_string(v), out, why, sizeof why) != JN_OK)
+        return jn_field_error(e, "credentials.expires_at",
+                              "must be an ISO 8601 date-time such as 2026-11-28T18:00:00Z: %s",
+                              why);
     return JN_OK;
 }
 
@@ -177,10 +169,23 @@ jn_err_t jn_api_read_credentials(json_object *creds, const char *type, jn_connec
             json_object_object_add(stored, "raw", json_object_new_object());
         }
     } else if (strcmp(type, "API_KEY") == 0) {
-        static const char *const f[] = {"type", "apiKey", NULL};
-        if (!(err = jn_json_only_keys(creds, f, "credentials", e)) &&
-            !(err = str(creds, "apiKey", true, 1024, &a, e)))
-            json_object_object_add(stored, "apiKey", json_object_new_string(a));
+        /* apiKey and whatever else the provider declares (Datadog's applicationKey). */
+        err = JN_OK;
+        json_object_object_foreach(creds, key, value)
+        {
+            (void)value;
+            if (strcmp(key, "type") == 0)
+                continue;
+            if (strlen(key) > MAX_CREDENTIAL_KEY) {
+                err = jn_field_error(e, "credentials", "credential names are at most %d characters",
+                                     MAX_CREDENTIAL_KEY);
+                break;
+            }
+            if ((err = str(creds, key, false, MAX_SECRET, &a, e)))
+                break;
+            if (a)
+                json_object_object_add(stored, key, json_object_new_string(a));
+        }
     } else if (strcmp(type, "BASIC") == 0) {
         static const char *const f[] = {"type", "username", "password", NULL};
         if (!(err = jn_json_only_keys(creds, f, "credentials", e)) &&
@@ -289,41 +294,6 @@ void jn_api_connection_request_cleanup(jn_connection_request_t *cr)
     memset(cr, 0, sizeof *cr);
 }
 
-jn_err_t jn_api_check_connection_config(json_object *provider, json_object *config,
-                                        bool require_all, jn_field_error_t *e)
-{
-    json_object *specs = NULL;
-    if (!json_object_object_get_ex(provider, "connection_config", &specs))
-        return JN_OK;
-    json_object_object_foreach(specs, key, spec)
-    {
-        char path[160];
-        snprintf(path, sizeof path, "connection_config.%s", key);
-        json_object *value = NULL, *v = NULL;
-        bool given = config && json_object_object_get_ex(config, key, &value) && value &&
-                     json_object_get_string_len(value) > 0;
-        bool optional =
-            json_object_object_get_ex(spec, "optional", &v) && json_object_get_boolean(v);
-        bool automated =
-            json_object_object_get_ex(spec, "automated", &v) && json_object_get_boolean(v);
-        if (!given) {
-            if (require_all && !optional && !automated)
-                return jn_field_error(e, path, "is required by this provider");
-            continue;
-        }
-        if (!json_object_object_get_ex(spec, "pattern", &v))
-            continue;
-        regex_t re;
-        if (regcomp(&re, json_object_get_string(v), REG_EXTENDED | REG_NOSUB) != 0)
-            return jn_field_error(e, path, "the provider's pattern does not compile");
-        bool ok = regexec(&re, json_object_get_string(value), 0, NULL, 0) == 0;
-        regfree(&re);
-        if (!ok)
-            return jn_field_error(e, path, "must match %s", json_object_get_string(v));
-    }
-    return JN_OK;
-}
-
 /* Runs the provider's verification request with the new credentials. False (and the
  * reason in why) when the provider refuses them or cannot be asked. */
 static bool verify_credentials(jn_gateway_t *gw, const jn_environment_t *env, const char *name,
@@ -366,6 +336,41 @@ static bool verify_credentials(jn_gateway_t *gw, const jn_environment_t *env, co
     return accepted;
 }
 
+/* API_KEY credentials: only keys the provider declares, and every declared one that is
+ * neither optional nor defaulted. */
+static jn_err_t check_api_key_credentials(json_object *provider, json_object *creds,
+                                          jn_field_error_t *e)
+{
+    json_object *specs = NULL;
+    json_object_object_get_ex(provider, "credentials", &specs);
+    json_object_object_foreach(creds, key, value)
+    {
+        (void)value;
+        char path[128];
+        snprintf(path, sizeof path, "credentials.%s", key);
+        if (strcmp(key, "type") != 0 && (!specs || !json_object_object_get_ex(specs, key, NULL)))
+            return jn_field_error(e, path, "is not a credential of this provider");
+    }
+    if (!json_object_is_type(specs, json_type_object))
+        return JN_OK;
+    json_object_object_foreach(specs, name, spec)
+    {
+        json_object *v = NULL;
+        bool optional =
+                 json_object_object_get_ex(spec, "optional", &v) && json_object_get_boolean(v),
+             defaulted = json_object_object_get_ex(spec, "default", NULL);
+        json_object *given = NULL;
+        if (optional || defaulted ||
+            (json_object_object_get_ex(creds, name, &given) &&
+             json_object_get_string_len(given) > 0))
+            continue;
+        char path[128];
+        snprintf(path, sizeof path, "credentials.%s", name);
+        return jn_field_error(e, path, "is required by this provider");
+    }
+    return JN_OK;
+}
+
 static const char *auth_mode(json_object *provider)
 {
     json_object *v = NULL;
@@ -373,8 +378,8 @@ static const char *auth_mode(json_object *provider)
 }
 
 bool jn_api_save_connection(jn_gateway_t *gw, PGconn *conn, const jn_environment_t *env,
-                            jn_connection_request_t *cr, jn_http_response_t *res,
-                            jn_connection_t *out, bool *created)
+                            jn_connection_request_t *cr, jn_conncfg_source_t source,
+                            jn_http_response_t *res, jn_connection_t *out, bool *created)
 {
     jn_integration_t it;
     jn_err_t err =
@@ -400,7 +405,10 @@ bool jn_api_save_connection(jn_gateway_t *gw, PGconn *conn, const jn_environment
         jn_field_error(&e, "credentials.type", "integration '%s' uses %s, not %s",
                        cr->provider_config_key, mode, cr->credentials_type);
         jn_api_invalid(res, "invalid_body", &e);
-    } else if (jn_api_check_connection_config(provider, cr->connection_config, false, &e)) {
+    } else if (jn_connection_config_check(provider, cr->connection_config, source, &e)) {
+        jn_api_invalid(res, "invalid_body", &e);
+    } else if (strcmp(mode, "API_KEY") == 0 &&
+               check_api_key_credentials(provider, cr->credentials, &e)) {
         jn_api_invalid(res, "invalid_body", &e);
     } else if (!verify_credentials(gw, env, it.provider, provider, cr, why, sizeof why)) {
         jn_http_respond_error(res, 400, "connection_test_failed", "%s", why);

@@ -3,13 +3,15 @@
  * POST /connections, or an end user's API key / basic / client-credentials / OAuth
  * result) into a stored connection, with the same checks everywhere:
  * the credentials have the shape of their type, the type is the integration's auth mode,
- * and every connection_config value the provider declares matches its pattern (those
- * values end up in host names).
+ * an API key connection holds the credentials its provider declares, and connection_config
+ * passes common/providers/connection_config for where it came from (the HTTP mapping of
+ * that module's answers lives here).
  */
 #ifndef JN_GATEWAY_CONNECTION_REQUESTS_H
 #define JN_GATEWAY_CONNECTION_REQUESTS_H
 
 #include "api.h"
+#include "providers/connection_config.h"
 #include "store/connections.h"
 
 typedef struct {
@@ -31,22 +33,21 @@ jn_err_t jn_api_read_connection_request(json_object *body, bool import, jn_conne
                                         jn_field_error_t *e);
 
 /* Reads credentials of one type (the object sent by the frontend SDK for API key, basic,
- * client credentials) into cr->credentials. type is the auth mode. */
+ * client credentials) into cr->credentials. type is the auth mode. API_KEY credentials
+ * may carry more strings than apiKey; which ones the provider takes is checked on saving. */
 jn_err_t jn_api_read_credentials(json_object *creds, const char *type, jn_connection_request_t *cr,
                                  jn_field_error_t *e);
 
 void jn_api_connection_request_cleanup(jn_connection_request_t *cr);
 
-/* Resolves the integration, checks type and connection_config, and upserts. On failure
- * answers res itself (404, 400, 503) and returns false. */
+/* Resolves the integration, checks type, credentials and connection_config (as coming
+ * from source: JN_CONNCFG_DEVELOPER for an import; a connect flow, which judged the end
+ * user's part of the config itself, passes JN_CONNCFG_VALUES), verifies the credentials
+ * with the provider, and upserts. On failure answers res itself (404, 400, 503) and returns
+ * false. */
 bool jn_api_save_connection(jn_gateway_t *gw, PGconn *conn, const jn_environment_t *env,
-                            jn_connection_request_t *cr, jn_http_response_t *res,
-                            jn_connection_t *out, bool *created);
-
-/* Checks connection_config against the provider's declared fields (patterns, required
- * ones when require_all). */
-jn_err_t jn_api_check_connection_config(json_object *provider, json_object *config,
-                                        bool require_all, jn_field_error_t *e);
+                            jn_connection_request_t *cr, jn_conncfg_source_t source,
+                            jn_http_response_t *res, jn_connection_t *out, bool *created);
 
 /* A new connection id: a version-4 UUID (new string; caller frees). */
 char *jn_api_new_connection_id(void);

@@ -467,7 +467,7 @@ static void import_connection(const jn_http_request_t *req, jn_http_response_t *
     }
     jn_connection_t c;
     bool created = false;
-    if (jn_api_save_connection(gw, conn, &env, &cr, res, &c, &created)) {
+    if (jn_api_save_connection(gw, conn, &env, &cr, JN_CONNCFG_DEVELOPER, res, &c, &created)) {
         json_object *full = connection_full(&c, true);
         jn_connection_cleanup(&c);
         jn_http_respond_json(res, created ? 201 : 200, full);

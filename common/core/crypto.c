@@ -256,18 +256,23 @@ static int b64_value(char c)
 jn_err_t jn_base64_decode(const char *text, size_t text_len, unsigned char *out, size_t cap,
                           size_t *out_len)
 {
-    while (text_len > 0 && text[text_len - 1] == '=')
-        text_len--;
-    if (text_len % 4 == 1)
+    /* Canonical RFC 4648 only: whole quads, '=' only as the last one or two characters,
+     * and the bits the padding leaves over all zero. Any other text has a second encoding
+     * of the same bytes, or none. */
+    if (text_len % 4 != 0)
         return JN_ERR_INVALID;
+    size_t pad = 0;
+    if (text_len > 0 && text[text_len - 1] == '=')
+        pad = text_len > 1 && text[text_len - 2] == '=' ? 2 : 1;
+    size_t data_len = text_len - pad;
     size_t o = 0;
     unsigned acc = 0;
     int bits = 0;
-    for (size_t i = 0; i < text_len; i++) {
+    for (size_t i = 0; i < data_len; i++) {
         int v = b64_value(text[i]);
         if (v < 0)
             return JN_ERR_INVALID;
-        acc = (acc << 6) | (unsigned)v;
+        acc = ((acc << 6) | (unsigned)v) & 0xfff;
         bits += 6;
         if (bits >= 8) {
             bits -= 8;
@@ -276,6 +281,9 @@ jn_err_t jn_base64_decode(const char *text, size_t text_len, unsigned char *out,
             out[o++] = (unsigned char)(acc >> bits);
         }
     }
+    /* What is left over is 2 bits (one '=') or 4 bits (two): they must be zero. */
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
+        return JN_ERR_INVALID;
     *out_len = o;
     return JN_OK;
 }

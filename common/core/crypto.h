@@ -80,8 +80,9 @@ void jn_hex_encode(const unsigned char *bin, size_t len, char *out);
 
 /* Standard base64 with padding. encode: out capacity >= 4*((len+2)/3)+1. */
 void jn_base64_encode(const unsigned char *bin, size_t len, char *out);
-/* Decodes standard base64 (padding optional, no whitespace). JN_ERR_INVALID on a bad
- * character or length, JN_ERR_TOO_LARGE when the result exceeds cap. */
+/* Decodes canonical standard base64 (RFC 4648 section 3.5): padded to whole quads, '='
+ * only at the end, unused trailing bits zero, no whitespace. JN_ERR_INVALID on anything
+ * else, JN_ERR_TOO_LARGE when the result exceeds cap. */
 jn_err_t jn_base64_decode(const char *text, size_t text_len, unsigned char *out, size_t cap,
                           size_t *out_len);
 

@@ -3,6 +3,9 @@
  */
 #include "core/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *jn_err_str(jn_err_t err)
 {
     switch (err) {
@@ -36,4 +39,15 @@ bool jn_err_retryable(jn_err_t err)
     case JN_ERR_BUSY: return true;
     default: return false;
     }
+}
+
+jn_err_t jn_err_why(jn_err_t err, char *why, size_t why_len, const char *fmt, ...)
+{
+    if (why && why_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, why_len, fmt, ap);
+        va_end(ap);
+    }
+    return err;
 }

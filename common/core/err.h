@@ -10,6 +10,7 @@
 #define JN_ERR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum {
     JN_OK = 0,
@@ -34,5 +35,10 @@ const char *jn_err_str(jn_err_t err);
 
 /* True when the same operation may succeed if tried again later. */
 bool jn_err_retryable(jn_err_t err);
+
+/* Writes the printf-style reason into why (when why is not NULL and why_len > 0) and
+ * returns err: `return jn_err_why(JN_ERR_INVALID, why, why_len, "...", ...);`. */
+jn_err_t jn_err_why(jn_err_t err, char *why, size_t why_len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

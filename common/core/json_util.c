@@ -17,6 +17,19 @@ jn_err_t jn_field_error(jn_field_error_t *e, const char *path, const char *fmt, 
     return JN_ERR_INVALID;
 }
 
+const char *jn_shown(char dst[JN_SHOWN_CAP], const char *s, size_t n)
+{
+    size_t k = n > JN_SHOWN_MAX ? JN_SHOWN_MAX : n;
+    for (size_t i = 0; i < k; i++)
+        dst[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+    if (n > JN_SHOWN_MAX) {
+        memcpy(dst + k, "...", 3);
+        k += 3;
+    }
+    dst[k] = '\0';
+    return dst;
+}
+
 void jn_field_error_nest(jn_field_error_t *e, const char *prefix)
 {
     char nested[sizeof e->path + 64];

@@ -17,6 +17,8 @@
 #include "core/err.h"
 
 #define JN_JSON_MAX_DEPTH 32
+#define JN_SHOWN_MAX 64                 /* bytes of an input quoted in an error message */
+#define JN_SHOWN_CAP (JN_SHOWN_MAX + 4) /* room for them, "..." and the NUL */
 
 /* Where and why an input is wrong: path is the field ("credentials.client_id"), empty for
  * the document itself. */
@@ -28,6 +30,10 @@ typedef struct {
 /* Sets e (printf-style message) and returns JN_ERR_INVALID. */
 jn_err_t jn_field_error(jn_field_error_t *e, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Copies s[0..n) into dst for an error message: control characters become '?', and text
+ * beyond JN_SHOWN_MAX bytes becomes "...". Returns dst. */
+const char *jn_shown(char dst[JN_SHOWN_CAP], const char *s, size_t n);
 
 /* Prepends "prefix." to e->path, for errors found inside a nested object. */
 void jn_field_error_nest(jn_field_error_t *e, const char *prefix);

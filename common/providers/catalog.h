@@ -30,6 +30,7 @@
 
 #define JN_CATALOG_NAME_MAX 64          /* bytes of a provider name */
 #define JN_CATALOG_DISPLAY_NAME_MAX 128 /* characters of a display name */
+#define JN_CATALOG_MAX_TEMPLATES 32 /* entries of proxy.headers, proxy.query and each *_params */
 
 typedef struct jn_catalog jn_catalog_t;
 

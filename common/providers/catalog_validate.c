@@ -6,11 +6,13 @@
  * as one line: provider, field path, problem. It checks every level for unknown fields,
  * the types and value sets of each field, the rules of each auth mode, and every template:
  * its syntax, the names it uses (declared in this entry and allowed for its auth mode),
- * the shape of URLs and paths, and that a connection_config value placed in a URL has a
- * pattern. Patterns are compiled with POSIX regcomp, as the engine will match them; syntax
- * that POSIX and ECMAScript read differently (\d, a backslash inside [...]) is refused so
- * that the catalog means the same thing to Junction and to a browser.
- *
+ * the shape of URLs and paths, that a connection_config value placed in a URL has a
+ * pattern, and that one placed in a host name is held to an enum or to host_suffixes
+ * (where its hosts are judged by connection_config.c, as they will be at run time). A
+ * header or parameter that carries a credential may not use connection_config, which is
+ * not secret. Patterns are compiled with POSIX regcomp, as the engine will match them;
+ * syntax that POSIX and ECMAScript read differently (\d, a backslash inside [...]) is
+ * refused so that the catalog means the same thing to Junction and to a browser.
  */
 #include "providers/catalog.h"
 
@@ -22,12 +24,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "core/json_util.h"
+#include "providers/connection_config.h"
 #include "providers/template.h"
 
 #define PATH_CAP 256 /* a field path in a message */
-#define SHOWN_MAX 64 /* bytes of a value quoted in a message */
-#define SHOWN_CAP (SHOWN_MAX + 4)
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 typedef enum { MODE_OAUTH2, MODE_OAUTH2_CC, MODE_API_KEY, MODE_BASIC, MODE_NONE } auth_mode_t;
@@ -85,9 +88,9 @@ static const char *const cc_forbidden[] = {
     "authorization_url", "authorization_params", "pkce",
     "refresh_url",       "refresh_params",       "redirect_uri_metadata"};
 
-static const char *const conn_spec_fields[] = {"type",    "title",    "description", "example",
-                                               "pattern", "enum",     "prefix",      "suffix",
-                                               "format",  "optional", "automated"};
+static const char *const conn_spec_fields[] = {"type",    "title",    "description",   "example",
+                                               "pattern", "enum",     "prefix",        "suffix",
+                                               "format",  "optional", "host_suffixes", "automated"};
 static const char *const cred_spec_fields[] = {"type",    "title",   "description", "secret",
                                                "example", "pattern", "format",      "optional",
                                                "default", "hidden"};
@@ -126,28 +129,13 @@ static const paginate_type_t paginate_types[] = {
 typedef struct {
     char *why;
     size_t why_len;
-    char provider[SHOWN_CAP];
+    char provider[JN_SHOWN_CAP];
     auth_mode_t mode;
     json_object *conn;  /* connection_config, or NULL */
     json_object *creds; /* credentials, or NULL */
 } ctx_t;
 
 /* ---- messages ---- */
-
-/* Copies s[0..n) into dst (SHOWN_CAP bytes) for a message: control characters become '?',
- * and text beyond SHOWN_MAX bytes becomes "...". */
-static const char *shown(char *dst, const char *s, size_t n)
-{
-    size_t k = n > SHOWN_MAX ? SHOWN_MAX : n;
-    for (size_t i = 0; i < k; i++)
-        dst[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
-    if (n > SHOWN_MAX) {
-        memcpy(dst + k, "...", 3);
-        k += 3;
-    }
-    dst[k] = '\0';
-    return dst;
-}
 
 static jn_err_t fail(ctx_t *c, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -178,8 +166,8 @@ static const char *mark_cut(char *dst, int written)
 
 static const char *join(char *dst, const char *base, const char *key)
 {
-    char k[SHOWN_CAP];
-    shown(k, key, strlen(key));
+    char k[JN_SHOWN_CAP];
+    jn_shown(k, key, strlen(key));
     return mark_cut(dst, snprintf(dst, PATH_CAP, "%s%s%s", base, *base ? "." : "", k));
 }
 
@@ -219,8 +207,8 @@ static bool starts_with(const char *s, size_t n, const char *prefix)
 /* Edit distance of two short strings, or SIZE_MAX when one is too long to bother. */
 static size_t distance(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b), row[SHOWN_MAX + 1];
-    if (la > SHOWN_MAX || lb > SHOWN_MAX)
+    size_t la = strlen(a), lb = strlen(b), row[JN_SHOWN_MAX + 1];
+    if (la > JN_SHOWN_MAX || lb > JN_SHOWN_MAX)
         return SIZE_MAX;
     for (size_t j = 0; j <= lb; j++)
         row[j] = j;
@@ -300,10 +288,10 @@ static jn_err_t get_choice(ctx_t *c, json_object *obj, const char *base, const c
     jn_err_t err = get_string(c, obj, base, key, false, out);
     if (err || !*out || in(*out, items, n))
         return err;
-    char path[PATH_CAP], all[256], v[SHOWN_CAP];
+    char path[PATH_CAP], all[256], v[JN_SHOWN_CAP];
     list(all, sizeof all, items, n);
     return fail(c, join(path, base, key), "must be %s%s, not '%s'", n > 1 ? "one of " : "", all,
-                shown(v, *out, strlen(*out)));
+                jn_shown(v, *out, strlen(*out)));
 }
 
 static jn_err_t get_bool(ctx_t *c, json_object *obj, const char *base, const char *key,
@@ -523,9 +511,9 @@ static jn_err_t value_matches(ctx_t *c, const char *path, const regex_t *re, con
 {
     if (regexec(re, value, 0, NULL, 0) == 0)
         return JN_OK;
-    char v[SHOWN_CAP], p[SHOWN_CAP];
+    char v[JN_SHOWN_CAP], p[JN_SHOWN_CAP];
     return fail(c, path, "%s '%s' does not match the pattern %s", what,
-                shown(v, value, strlen(value)), shown(p, pattern, strlen(pattern)));
+                jn_shown(v, value, strlen(value)), jn_shown(p, pattern, strlen(pattern)));
 }
 
 /* The pattern of one spec compiles, and the spec's own example, enum values and default
@@ -563,6 +551,35 @@ static jn_err_t check_pattern(ctx_t *c, json_object *spec, const char *base, con
     }
     regfree(&re);
     return err;
+}
+
+/* spec.host_suffixes, when present: hosts or ".domain" suffixes a value may lead to. */
+static jn_err_t check_host_suffixes(ctx_t *c, json_object *spec, const char *path)
+{
+    json_object *arr;
+    char base[PATH_CAP], item[PATH_CAP], v[JN_SHOWN_CAP];
+    jn_err_t err = get_strings(c, spec, path, "host_suffixes", true, &arr);
+    if (err || !arr)
+        return err;
+    join(base, path, "host_suffixes");
+    size_t n = json_object_array_length(arr);
+    if (n > JN_CONNCFG_SUFFIXES_MAX)
+        return fail(c, base, "at most %d entries", JN_CONNCFG_SUFFIXES_MAX);
+    for (size_t i = 0; i < n; i++) {
+        const char *a = json_object_get_string(json_object_array_get_idx(arr, i));
+        at_index(item, base, i);
+        if (!jn_connection_config_suffix_valid(a))
+            return fail(c, item,
+                        "'%s' is not a host (\"login.example.com\") or a suffix "
+                        "(\".example.com\"): a lowercase DNS name of two labels or more, "
+                        "ending in a top-level domain",
+                        jn_shown(v, a, strlen(a)));
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(a, json_object_get_string(json_object_array_get_idx(arr, j))) == 0)
+                return fail(c, item, "listed twice");
+        }
+    }
+    return JN_OK;
 }
 
 static jn_err_t check_spec(ctx_t *c, json_object *spec, const char *path, bool is_cred)
@@ -610,6 +627,8 @@ static jn_err_t check_spec(ctx_t *c, json_object *spec, const char *path, bool i
                     return fail(c, at_index(item, join(sub, path, "enum"), i), "listed twice");
             }
         }
+        if ((err = check_host_suffixes(c, spec, path)))
+            return err;
     }
     return pattern ? check_pattern(c, spec, path, pattern, is_cred) : JN_OK;
 }
@@ -666,23 +685,23 @@ static jn_err_t tpl_fail(tpl_t *t, const char *fmt, ...)
 
 static jn_err_t tpl_alternative(tpl_t *t, const char *a, size_t n)
 {
-    char v[SHOWN_CAP];
+    char v[JN_SHOWN_CAP];
     t->in_host = false;
     t->skip = 0;
     if (t->kind == TPL_PATH) {
         if (n == 0 || a[0] != '/')
-            return tpl_fail(t, "'%s' must start with '/'", shown(v, a, n));
+            return tpl_fail(t, "'%s' must start with '/'", jn_shown(v, a, n));
         return JN_OK;
     }
     if (t->kind == TPL_VALUE)
         return JN_OK;
     size_t scheme = starts_with(a, n, "https://") ? 8 : starts_with(a, n, "http://") ? 7 : 0;
     if (!scheme && !starts_with(a, n, "${"))
-        return tpl_fail(t, "not an http(s) URL: '%s'", shown(v, a, n));
+        return tpl_fail(t, "not an http(s) URL: '%s'", jn_shown(v, a, n));
     if (scheme && (n == scheme || strchr("/?#", a[scheme])))
-        return tpl_fail(t, "'%s' has no host", shown(v, a, n));
+        return tpl_fail(t, "'%s' has no host", jn_shown(v, a, n));
     if (t->kind == TPL_BASE_URL && a[n - 1] == '/')
-        return tpl_fail(t, "'%s' must not end with '/'", shown(v, a, n));
+        return tpl_fail(t, "'%s' must not end with '/'", jn_shown(v, a, n));
     t->in_host = true;
     t->skip = scheme;
     return JN_OK;
@@ -774,8 +793,56 @@ static jn_err_t check_url(ctx_t *c, json_object *obj, const char *base, const ch
     return check_template(c, join(path, base, key), url, kind);
 }
 
-/* obj.key, when present: an object of templates, with header names as keys when headers is
- * set. *out = it, or NULL. */
+/* Whether a header or parameter name says it carries a credential. */
+static bool credential_name(const char *name)
+{
+    static const char *const words[] = {"auth",      "key",       "token",     "secret",
+                                        "password",  "passwd",    "session",   "cookie",
+                                        "signature", "assertion", "credential"};
+    for (size_t w = 0; w < COUNT(words); w++) {
+        size_t k = strlen(words[w]);
+        for (const char *p = name; strlen(p) >= k; p++) {
+            if (strncasecmp(p, words[w], k) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+typedef struct {
+    bool credential;    /* a credential placeholder */
+    const char *config; /* the first connectionConfig key, or NULL */
+    char key[JN_SHOWN_CAP];
+} uses_t;
+
+static void note_use(const char *name, void *ud)
+{
+    uses_t *u = ud;
+    if (strncmp(name, "connectionConfig.", 17) == 0 && !u->config)
+        u->config = jn_shown(u->key, name + 17, strlen(name + 17));
+    else if (strncmp(name, "credentials.", 12) == 0 || strcmp(name, "apiKey") == 0 ||
+             strcmp(name, "accessToken") == 0)
+        u->credential = true;
+}
+
+/* A header or parameter carries a credential when its name says so (credential_name) or
+ * its template uses one; then it must not use connection_config, which is stored in plain
+ * text and returned by the API: what sits beside a credential is a credential. */
+static jn_err_t check_secret_slot(ctx_t *c, const char *path, const char *name, const char *tmpl)
+{
+    uses_t u = {0};
+    jn_template_check(tmpl, note_use, &u, NULL, 0);
+    if (!u.config || !(u.credential || credential_name(name)))
+        return JN_OK;
+    return fail(c, path,
+                "carries a credential, so it must not use ${connectionConfig.%s}: "
+                "connection_config is not secret (it is stored in plain text and returned by "
+                "the API); declare it under credentials and use ${credentials.%s}",
+                u.key, u.key);
+}
+
+/* obj.key, when present: an object of at most JN_CATALOG_MAX_TEMPLATES templates, with
+ * header names as keys when headers is set. *out = it, or NULL. */
 static jn_err_t check_template_map(ctx_t *c, json_object *obj, const char *base, const char *key,
                                    bool headers, json_object **out)
 {
@@ -786,6 +853,8 @@ static jn_err_t check_template_map(ctx_t *c, json_object *obj, const char *base,
         return err;
     char mpath[PATH_CAP];
     join(mpath, base, key);
+    if (json_object_object_length(map) > JN_CATALOG_MAX_TEMPLATES)
+        return fail(c, mpath, "at most %d entries", JN_CATALOG_MAX_TEMPLATES);
     struct json_object_iterator it = json_object_iter_begin(map);
     struct json_object_iterator end = json_object_iter_end(map);
     for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
@@ -797,7 +866,8 @@ static jn_err_t check_template_map(ctx_t *c, json_object *obj, const char *base,
         if (!headers && !*name)
             return fail(c, path, "the name must not be empty");
         if ((err = string_value(c, path, json_object_iter_peek_value(&it), false, &tmpl)) ||
-            (err = check_template(c, path, tmpl, TPL_VALUE)))
+            (err = check_template(c, path, tmpl, TPL_VALUE)) ||
+            (err = check_secret_slot(c, path, name, tmpl)))
             return err;
     }
     return JN_OK;
@@ -887,12 +957,12 @@ static jn_err_t check_retry(ctx_t *c, json_object *proxy)
     if ((err = get_strings(c, retry, "proxy.retry", "error_code", true, &arr)))
         return err;
     for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
-        char path[PATH_CAP], v[SHOWN_CAP];
+        char path[PATH_CAP], v[JN_SHOWN_CAP];
         const char *code = json_object_get_string(json_object_array_get_idx(arr, i));
         if (!valid_error_code(code))
             return fail(c, at_index(path, "proxy.retry.error_code", i),
                         "'%s' is not a status code (\"429\") or class (\"5xx\") from 100 to 599",
-                        shown(v, code, strlen(code)));
+                        jn_shown(v, code, strlen(code)));
     }
     return JN_OK;
 }
@@ -990,6 +1060,85 @@ static jn_err_t check_proxy(ctx_t *c, json_object *entry)
         (err = check_verification(c, proxy)))
         return err;
     return JN_OK;
+}
+
+/* ---- host names ---- */
+
+typedef struct {
+    ctx_t *c;
+    const char *url_path;
+    json_object *hosted; /* the connection_config keys found in a host, as a set */
+} hosts_t;
+
+/* One connection_config value in a URL's host: the field must say which hosts it may
+ * lead to, and its own enum values and example must lead to valid ones. */
+static jn_err_t host_slot(const jn_conncfg_host_slot_t *slot, void *ud)
+{
+    hosts_t *h = ud;
+    ctx_t *c = h->c;
+    json_object *spec = NULL, *enums = NULL, *suffixes = NULL, *v;
+    if (!c->conn || !json_object_object_get_ex(c->conn, slot->field, &spec))
+        return fail(c, h->url_path, "${connectionConfig.%s}: connection_config does not declare it",
+                    slot->field);
+    json_object_object_add(h->hosted, slot->field, NULL);
+    json_object_object_get_ex(spec, "enum", &enums);
+    json_object_object_get_ex(spec, "host_suffixes", &suffixes);
+    if (!enums && !suffixes)
+        return fail(c, h->url_path,
+                    "${connectionConfig.%s} is placed in the host name, so "
+                    "connection_config.%s must declare enum or host_suffixes (the hosts it "
+                    "may lead to)",
+                    slot->field, slot->field);
+    const char *list[JN_CONNCFG_SUFFIXES_MAX];
+    size_t n = 0;
+    for (size_t i = 0;
+         suffixes && i < json_object_array_length(suffixes) && n < JN_CONNCFG_SUFFIXES_MAX; i++)
+        list[n++] = json_object_get_string(json_object_array_get_idx(suffixes, i));
+    char path[PATH_CAP], base[PATH_CAP], item[PATH_CAP], why[320];
+    join(base, "connection_config", slot->field);
+    join(item, base, "enum");
+    for (size_t i = 0; enums && i < json_object_array_length(enums); i++) {
+        const char *value = json_object_get_string(json_object_array_get_idx(enums, i));
+        if (jn_connection_config_host_check(slot, value, list, n, why, sizeof why) != JN_OK)
+            return fail(c, at_index(path, item, i), "in %s: %s", h->url_path, why);
+    }
+    if (json_object_object_get_ex(spec, "example", &v) &&
+        jn_connection_config_host_check(slot, json_object_get_string(v), list, n, why,
+                                        sizeof why) != JN_OK)
+        return fail(c, join(path, base, "example"), "in %s: %s", h->url_path, why);
+    return JN_OK;
+}
+
+static jn_err_t check_hosts(ctx_t *c, json_object *entry)
+{
+    hosts_t h = {.c = c, .hosted = json_object_new_object()};
+    if (!h.hosted)
+        abort();
+    jn_err_t err = JN_OK;
+    for (size_t i = 0; !err && i < JN_CONNCFG_URL_FIELDS; i++) {
+        const char *tmpl = jn_connection_config_url_template(entry, i);
+        char why[256] = "";
+        h.url_path = jn_connection_config_url_fields[i];
+        if (tmpl && (err = jn_connection_config_host_slots(tmpl, host_slot, &h, why, sizeof why)) &&
+            why[0])
+            err = fail(c, h.url_path, "%s", why);
+    }
+    if (!err && c->conn) {
+        json_object_object_foreach(c->conn, key, spec)
+        {
+            char field[PATH_CAP], path[PATH_CAP];
+            if (json_object_object_get_ex(spec, "host_suffixes", NULL) &&
+                !json_object_object_get_ex(h.hosted, key, NULL)) {
+                join(field, "connection_config", key);
+                err = fail(c, join(path, field, "host_suffixes"),
+                           "only for a field placed in the host name of authorization_url, "
+                           "token_url, refresh_url or proxy.base_url");
+                break;
+            }
+        }
+    }
+    json_object_put(h.hosted);
+    return err;
 }
 
 /* ---- auth modes ---- */
@@ -1104,7 +1253,7 @@ static jn_err_t check_mode(ctx_t *c, json_object *entry)
 static jn_err_t check_identity(ctx_t *c, json_object *entry, const char *expected)
 {
     const char *name, *s;
-    char v[SHOWN_CAP], e[SHOWN_CAP];
+    char v[JN_SHOWN_CAP], e[JN_SHOWN_CAP];
     jn_err_t err = get_string(c, entry, "", "name", true, &name);
     if (err)
         return err;
@@ -1114,10 +1263,10 @@ static jn_err_t check_identity(ctx_t *c, json_object *entry, const char *expecte
         return fail(c, "name", "longer than %d characters", JN_CATALOG_NAME_MAX);
     if (!valid_provider_name(name))
         return fail(c, "name", "'%s' must be lowercase letters, digits and single hyphens",
-                    shown(v, name, strlen(name)));
+                    jn_shown(v, name, strlen(name)));
     if (expected && strcmp(name, expected) != 0)
         return fail(c, "name", "'%s' does not match the expected name '%s'",
-                    shown(v, name, strlen(name)), shown(e, expected, strlen(expected)));
+                    jn_shown(v, name, strlen(name)), jn_shown(e, expected, strlen(expected)));
     if ((err = check_fields(c, entry, "", top_fields, COUNT(top_fields))) ||
         (err = get_string(c, entry, "", "display_name", true, &s)))
         return err;
@@ -1137,7 +1286,8 @@ static jn_err_t check_identity(ctx_t *c, json_object *entry, const char *expecte
         s = json_object_get_string(json_object_array_get_idx(cats, i));
         if (!in(s, category_names, COUNT(category_names))) {
             list(all, sizeof all, category_names, COUNT(category_names));
-            return fail(c, path, "unknown category '%s' (one of %s)", shown(v, s, strlen(s)), all);
+            return fail(c, path, "unknown category '%s' (one of %s)", jn_shown(v, s, strlen(s)),
+                        all);
         }
         for (size_t j = 0; j < i; j++) {
             if (strcmp(s, json_object_get_string(json_object_array_get_idx(cats, j))) == 0)
@@ -1170,12 +1320,12 @@ jn_err_t jn_catalog_validate(json_object *entry, const char *expected_name, char
     ctx_t c = {.why = why, .why_len = why_len};
     json_object *v;
     if (expected_name)
-        shown(c.provider, expected_name, strlen(expected_name));
+        jn_shown(c.provider, expected_name, strlen(expected_name));
     else if (json_object_object_get_ex(entry, "name", &v) &&
              json_object_is_type(v, json_type_string))
-        shown(c.provider, json_object_get_string(v), strlen(json_object_get_string(v)));
+        jn_shown(c.provider, json_object_get_string(v), strlen(json_object_get_string(v)));
     else
-        shown(c.provider, "?", 1);
+        jn_shown(c.provider, "?", 1);
     if (!json_object_is_type(entry, json_type_object))
         return fail(&c, NULL, "must be a JSON object");
 
@@ -1184,7 +1334,7 @@ jn_err_t jn_catalog_validate(json_object *entry, const char *expected_name, char
         (err = check_specs(&c, entry, "connection_config", false, &c.conn)) ||
         (err = check_specs(&c, entry, "credentials", true, &c.creds)) ||
         (err = check_mode(&c, entry)) || (err = check_oauth(&c, entry)) ||
-        (err = check_proxy(&c, entry)))
+        (err = check_proxy(&c, entry)) || (err = check_hosts(&c, entry)))
         return err;
     if (c.mode == MODE_API_KEY)
         return check_injected(&c, entry);

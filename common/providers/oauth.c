@@ -14,7 +14,9 @@
 #include <time.h>
 
 #include "core/crypto.h"
+#include "core/iso8601.h"
 #include "core/log.h"
+#include "providers/connection_config.h"
 #include "providers/template.h"
 
 #define TOKEN_TIMEOUT_MS 15000L
@@ -32,10 +34,18 @@ static const char *config_lookup(const char *name, void *ud)
     return NULL;
 }
 
-/* Renders a template that must resolve completely (a URL). */
+/* Renders a template that must resolve completely (a URL). The config is checked first:
+ * a value the provider does not admit (a host outside its allow-list) never becomes the
+ * address that a client secret or an end user's browser is sent to. */
 static jn_err_t render_required(json_object *provider, const char *field, json_object *config,
                                 char **out, char *why, size_t why_len)
 {
+    jn_field_error_t fe;
+    *out = NULL;
+    if (jn_connection_config_check(provider, config, JN_CONNCFG_VALUES, &fe) != JN_OK) {
+        snprintf(why, why_len, "%s: %s", fe.path, fe.message);
+        return JN_ERR_INVALID;
+    }
     json_object *v = NULL;
     if (!json_object_object_get_ex(provider, field, &v) ||
         !json_object_is_type(v, json_type_string)) {
@@ -488,14 +498,6 @@ jn_err_t jn_oauth_authorize_url(json_object *provider, const char *client_id, co
     return JN_OK;
 }
 
-void jn_oauth_iso_time(long long unix_seconds, char out[32])
-{
-    time_t t = (time_t)unix_seconds;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
-}
-
 json_object *jn_oauth_credentials(const jn_oauth_token_t *t, const char *type,
                                   const jn_oauth_client_t *client)
 {
@@ -507,8 +509,8 @@ json_object *jn_oauth_credentials(const jn_oauth_token_t *t, const char *type,
     if (!cc && t->refresh_token)
         json_object_object_add(c, "refresh_token", json_object_new_string(t->refresh_token));
     if (t->expires_at > 0) {
-        char iso[32];
-        jn_oauth_iso_time(t->expires_at, iso);
+        char iso[JN_ISO8601_LEN];
+        jn_iso8601_format(t->expires_at, iso);
         json_object_object_add(c, "expires_at", json_object_new_string(iso));
     }
     if (cc && client) {

@@ -70,7 +70,4 @@ void jn_oauth_token_cleanup(jn_oauth_token_t *t);
 /* The PKCE pair: a random verifier (43+ chars) and its S256 challenge. */
 void jn_oauth_pkce(char verifier[64], char challenge[64]);
 
-/* Formats unix seconds as ISO 8601 UTC ("2026-11-28T18:00:00.000Z"). */
-void jn_oauth_iso_time(long long unix_seconds, char out[32]);
-
 #endif

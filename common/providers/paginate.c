@@ -10,7 +10,6 @@
  */
 #include "providers/paginate.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,20 +51,6 @@ static char *xstrndup(const char *s, size_t n)
     return d;
 }
 
-static jn_err_t fail(jn_err_t err, char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static jn_err_t fail(jn_err_t err, char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 /* ---- config ---- */
 
 /* A dot path with no empty segment. */
@@ -87,16 +72,17 @@ static jn_err_t field(json_object *provider, json_object *overrides, const char 
     if (!v)
         return JN_OK;
     if (!json_object_is_type(v, json_type_string))
-        return fail(JN_ERR_INVALID, why, why_len, "paginate.%s: must be a string", key);
+        return jn_err_why(JN_ERR_INVALID, why, why_len, "paginate.%s: must be a string", key);
     const char *s = json_object_get_string(v);
     size_t len = (size_t)json_object_get_string_len(v);
     if (len == 0)
-        return fail(JN_ERR_INVALID, why, why_len, "paginate.%s: must not be empty", key);
+        return jn_err_why(JN_ERR_INVALID, why, why_len, "paginate.%s: must not be empty", key);
     if (len > NAME_CAP)
-        return fail(JN_ERR_INVALID, why, why_len, "paginate.%s: longer than %d bytes", key,
-                    NAME_CAP);
+        return jn_err_why(JN_ERR_INVALID, why, why_len, "paginate.%s: longer than %d bytes", key,
+                          NAME_CAP);
     if (strlen(s) != len)
-        return fail(JN_ERR_INVALID, why, why_len, "paginate.%s: contains a NUL character", key);
+        return jn_err_why(JN_ERR_INVALID, why, why_len, "paginate.%s: contains a NUL character",
+                          key);
     *out = xstrndup(s, len);
     return JN_OK;
 }
@@ -106,8 +92,9 @@ static jn_err_t path_field(json_object *provider, json_object *overrides, const 
 {
     jn_err_t err = field(provider, overrides, key, out, why, why_len);
     if (err == JN_OK && *out && !valid_path(*out))
-        return fail(JN_ERR_INVALID, why, why_len,
-                    "paginate.%s: '%s' is not a dot-separated path (no empty segment)", key, *out);
+        return jn_err_why(JN_ERR_INVALID, why, why_len,
+                          "paginate.%s: '%s' is not a dot-separated path (no empty segment)", key,
+                          *out);
     return err;
 }
 
@@ -116,8 +103,8 @@ static jn_err_t required(const char *value, const char *key, const char *type, c
 {
     if (value)
         return JN_OK;
-    return fail(JN_ERR_INVALID, why, why_len, "paginate.%s: missing (required when type is '%s')",
-                key, type);
+    return jn_err_why(JN_ERR_INVALID, why, why_len,
+                      "paginate.%s: missing (required when type is '%s')", key, type);
 }
 
 static jn_err_t read_config(jn_paginator_t *p, json_object *prov, json_object *over, char *why,
@@ -128,8 +115,8 @@ static jn_err_t read_config(jn_paginator_t *p, json_object *prov, json_object *o
     if ((err = field(prov, over, "type", &type, why, why_len)))
         return err;
     if (!type)
-        return fail(JN_ERR_INVALID, why, why_len,
-                    "paginate.type: missing (cursor, link, offset or page)");
+        return jn_err_why(JN_ERR_INVALID, why, why_len,
+                          "paginate.type: missing (cursor, link, offset or page)");
     static const char *const names[] = {"cursor", "link", "offset", "page"};
     static const jn_paginate_type_t types[] = {JN_PAGINATE_CURSOR, JN_PAGINATE_LINK,
                                                JN_PAGINATE_OFFSET, JN_PAGINATE_PAGE};
@@ -137,8 +124,8 @@ static jn_err_t read_config(jn_paginator_t *p, json_object *prov, json_object *o
     while (t < 4 && strcmp(type, names[t]) != 0)
         t++;
     if (t == 4) {
-        err = fail(JN_ERR_INVALID, why, why_len,
-                   "paginate.type: '%s' is not cursor, link, offset or page", type);
+        err = jn_err_why(JN_ERR_INVALID, why, why_len,
+                         "paginate.type: '%s' is not cursor, link, offset or page", type);
         free(type);
         return err;
     }
@@ -162,9 +149,9 @@ static jn_err_t read_config(jn_paginator_t *p, json_object *prov, json_object *o
                  path_field(prov, over, "link_path_in_response_body", &p->link_path, why, why_len)))
             return err;
         if (!p->link_rel && !p->link_path)
-            return fail(JN_ERR_INVALID, why, why_len,
-                        "paginate: type 'link' needs link_rel_in_response_header or "
-                        "link_path_in_response_body");
+            return jn_err_why(JN_ERR_INVALID, why, why_len,
+                              "paginate: type 'link' needs link_rel_in_response_header or "
+                              "link_path_in_response_body");
         return JN_OK;
     case JN_PAGINATE_OFFSET:
         if ((err = field(prov, over, "offset_name_in_request", &p->offset_name, why, why_len)) ||
@@ -174,10 +161,10 @@ static jn_err_t read_config(jn_paginator_t *p, json_object *prov, json_object *o
         if (method && strcmp(method, "per-page") == 0) {
             p->per_page = true;
         } else if (method && strcmp(method, "by-response-size") != 0) {
-            err = fail(JN_ERR_INVALID, why, why_len,
-                       "paginate.offset_calculation_method: '%s' is not by-response-size or "
-                       "per-page",
-                       method);
+            err = jn_err_why(JN_ERR_INVALID, why, why_len,
+                             "paginate.offset_calculation_method: '%s' is not by-response-size or "
+                             "per-page",
+                             method);
         }
         free(method);
         return err;
@@ -186,7 +173,7 @@ static jn_err_t read_config(jn_paginator_t *p, json_object *prov, json_object *o
             return err;
         return required(p->page_name, "page_name_in_request", tn, why, why_len);
     }
-    return fail(JN_ERR_INTERNAL, why, why_len, "paginate: unknown type");
+    return jn_err_why(JN_ERR_INTERNAL, why, why_len, "paginate: unknown type");
 }
 
 jn_err_t jn_paginator_new(json_object *provider_config, json_object *overrides, int limit,
@@ -194,13 +181,15 @@ jn_err_t jn_paginator_new(json_object *provider_config, json_object *overrides, 
 {
     *out = NULL;
     if (!provider_config && !overrides)
-        return fail(JN_ERR_INVALID, why, why_len, "paginate: no pagination config");
+        return jn_err_why(JN_ERR_INVALID, why, why_len, "paginate: no pagination config");
     if (provider_config && !json_object_is_type(provider_config, json_type_object))
-        return fail(JN_ERR_INVALID, why, why_len, "paginate: the provider config is not an object");
+        return jn_err_why(JN_ERR_INVALID, why, why_len,
+                          "paginate: the provider config is not an object");
     if (overrides && !json_object_is_type(overrides, json_type_object))
-        return fail(JN_ERR_INVALID, why, why_len, "paginate: the overrides are not an object");
+        return jn_err_why(JN_ERR_INVALID, why, why_len,
+                          "paginate: the overrides are not an object");
     if (limit < 0)
-        return fail(JN_ERR_INVALID, why, why_len, "paginate: limit %d is negative", limit);
+        return jn_err_why(JN_ERR_INVALID, why, why_len, "paginate: limit %d is negative", limit);
     jn_paginator_t *p = calloc(1, sizeof *p);
     if (!p)
         oom();
@@ -338,16 +327,17 @@ static jn_err_t extract_records(const jn_paginator_t *p, json_object *body, json
         return JN_OK;
     }
     if (!body)
-        return fail(JN_ERR_INVALID, why, why_len,
-                    "paginate: response_path '%s': the response body is not JSON",
-                    p->response_path);
+        return jn_err_why(JN_ERR_INVALID, why, why_len,
+                          "paginate: response_path '%s': the response body is not JSON",
+                          p->response_path);
     json_object *v;
     if (!path_get(body, p->response_path, &v))
-        return fail(JN_ERR_INVALID, why, why_len,
-                    "paginate: response_path '%s' is not in the response", p->response_path);
+        return jn_err_why(JN_ERR_INVALID, why, why_len,
+                          "paginate: response_path '%s' is not in the response", p->response_path);
     if (v && !json_object_is_type(v, json_type_array))
-        return fail(JN_ERR_INVALID, why, why_len,
-                    "paginate: response_path '%s' is %s, not an array", p->response_path, kind(v));
+        return jn_err_why(JN_ERR_INVALID, why, why_len,
+                          "paginate: response_path '%s' is %s, not an array", p->response_path,
+                          kind(v));
     *records = v;
     *null_page = !v;
     return JN_OK;
@@ -401,15 +391,15 @@ static jn_err_t next_cursor(jn_paginator_t *p, json_object *body, char **cursor,
         break;
     case json_type_double: s = json_object_get_string(v); break;
     default:
-        return fail(JN_ERR_INVALID, why, why_len,
-                    "paginate: cursor_path_in_response '%s' is %s, not a string or number",
-                    p->cursor_path, kind(v));
+        return jn_err_why(JN_ERR_INVALID, why, why_len,
+                          "paginate: cursor_path_in_response '%s' is %s, not a string or number",
+                          p->cursor_path, kind(v));
     }
     size_t len = strlen(s);
     if (len > JN_PAGINATE_MAX_VALUE)
-        return fail(JN_ERR_TOO_LARGE, why, why_len,
-                    "paginate: the cursor at '%s' is longer than %d bytes", p->cursor_path,
-                    JN_PAGINATE_MAX_VALUE);
+        return jn_err_why(JN_ERR_TOO_LARGE, why, why_len,
+                          "paginate: the cursor at '%s' is longer than %d bytes", p->cursor_path,
+                          JN_PAGINATE_MAX_VALUE);
     if (len)
         *cursor = xstrndup(s, len);
     return JN_OK;
@@ -425,16 +415,16 @@ static jn_err_t next_link(jn_paginator_t *p, const char *link_header, json_objec
     json_object *v = NULL;
     if (!*url && p->link_path && body && path_get(body, p->link_path, &v) && v) {
         if (!json_object_is_type(v, json_type_string))
-            return fail(JN_ERR_INVALID, why, why_len,
-                        "paginate: link_path_in_response_body '%s' is %s, not a string",
-                        p->link_path, kind(v));
+            return jn_err_why(JN_ERR_INVALID, why, why_len,
+                              "paginate: link_path_in_response_body '%s' is %s, not a string",
+                              p->link_path, kind(v));
         *url = xstrndup(json_object_get_string(v), (size_t)json_object_get_string_len(v));
     }
     if (*url && strlen(*url) > JN_PAGINATE_MAX_VALUE) {
         free(*url);
         *url = NULL;
-        return fail(JN_ERR_TOO_LARGE, why, why_len,
-                    "paginate: the next link is longer than %d bytes", JN_PAGINATE_MAX_VALUE);
+        return jn_err_why(JN_ERR_TOO_LARGE, why, why_len,
+                          "paginate: the next link is longer than %d bytes", JN_PAGINATE_MAX_VALUE);
     }
     if (*url && !**url) {
         free(*url);
@@ -452,14 +442,14 @@ jn_err_t jn_paginator_next(jn_paginator_t *p, int status, const char *link_heade
     *next_url = NULL;
     *next_params = NULL;
     if (p->done)
-        return fail(JN_ERR_INVALID, why, why_len, "paginate: the walk has already ended");
+        return jn_err_why(JN_ERR_INVALID, why, why_len, "paginate: the walk has already ended");
     p->done = true; /* until a next page is found */
     p->pages++;
     if (status == 204)
         return JN_OK;
     if (status < 200 || status > 299)
-        return fail(JN_ERR_UPSTREAM, why, why_len, "paginate: page %d: HTTP status %d", p->pages,
-                    status);
+        return jn_err_why(JN_ERR_UPSTREAM, why, why_len, "paginate: page %d: HTTP status %d",
+                          p->pages, status);
     json_object *recs;
     bool null_page;
     jn_err_t err = extract_records(p, body, &recs, &null_page, why, why_len);
@@ -469,10 +459,10 @@ jn_err_t jn_paginator_next(jn_paginator_t *p, int status, const char *link_heade
         return JN_OK;
     /* Without records, cursor and link pagination still follow the body or header. */
     if (!recs && (p->type == JN_PAGINATE_OFFSET || p->type == JN_PAGINATE_PAGE))
-        return fail(JN_ERR_INVALID, why, why_len,
-                    "paginate: %s pagination needs the records: the body is not an array and "
-                    "there is no response_path",
-                    p->type == JN_PAGINATE_OFFSET ? "offset" : "page");
+        return jn_err_why(JN_ERR_INVALID, why, why_len,
+                          "paginate: %s pagination needs the records: the body is not an array and "
+                          "there is no response_path",
+                          p->type == JN_PAGINATE_OFFSET ? "offset" : "page");
     size_t n = recs ? json_object_array_length(recs) : 0;
     *records = recs;
     if (recs && n == 0)
@@ -510,7 +500,8 @@ jn_err_t jn_paginator_next(jn_paginator_t *p, int status, const char *link_heade
     if (p->pages >= p->max_pages) {
         free(next);
         p->capped = true;
-        (void)fail(JN_OK, why, why_len, "paginate: stopped after %d pages (the cap)", p->pages);
+        (void)jn_err_why(JN_OK, why, why_len, "paginate: stopped after %d pages (the cap)",
+                         p->pages);
         return JN_OK;
     }
     switch (p->type) {

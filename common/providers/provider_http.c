@@ -634,9 +634,15 @@ static void on_headers_timeout(jn_loop_timer_t *t)
 static bool build_request(jn_provider_stream_t *s, char *why, size_t why_len)
 {
     if (s->call.url) {
+        /* A request built by the caller (OAuth token requests): used as it is. */
         memset(&s->built, 0, sizeof s->built);
         s->built.url = dup_or_null(s->call.url);
-        for (int i = 0; i < s->header_count && i < JN_PROVIDER_MAX_HEADERS; i++)
+        s->built.headers = calloc((size_t)s->header_count + 1, sizeof *s->built.headers);
+        s->built.credential = calloc((size_t)s->header_count + 1, sizeof *s->built.credential);
+        if (!s->built.headers || !s->built.credential)
+            abort();
+        s->built.header_cap = s->header_count;
+        for (int i = 0; i < s->header_count; i++)
             s->built.headers[s->built.header_count++] = dup_or_null(s->headers[i]);
         return true;
     }

@@ -17,7 +17,8 @@
 
 #include "core/err.h"
 
-#define JN_PROVIDER_MAX_HEADERS 64
+#define JN_PROVIDER_MAX_HEADERS 128        /* headers of one request, provider's and caller's */
+#define JN_PROVIDER_MAX_HEADER_BYTES 65536 /* bytes of one "Name: value" line */
 
 /* A provider and one connection to it; all borrowed. credentials may be NULL (NONE). */
 typedef struct {
@@ -30,18 +31,28 @@ typedef struct {
 typedef struct {
     char *url;
     int header_count;
-    char *headers[JN_PROVIDER_MAX_HEADERS]; /* "Name: value", owned */
+    char **headers;   /* header_count lines "Name: value", owned */
+    bool *credential; /* credential[i]: headers[i] carries a credential */
+    int header_cap;   /* allocated entries of headers and credential */
 } jn_built_request_t;
 
 /* Builds the URL and headers. endpoint is a path ("/v1/items", leading slash optional) and
  * may carry its own query; query (already URL-encoded "a=1&b=2") may be NULL;
- * caller_headers is a NULL-terminated list of "Name: value" or NULL. A caller header with
- * CR or LF, or without a colon, is refused (JN_ERR_INVALID, why names it). */
+ * caller_headers is a NULL-terminated list of "Name: value" or NULL. The connection's
+ * config is checked first (jn_connection_config_check, JN_CONNCFG_VALUES): a stored value
+ * the provider does not admit builds nothing. Headers live in arrays that grow up to
+ * JN_PROVIDER_MAX_HEADERS; no credential is ever cut to fit. Errors (why says which):
+ * JN_ERR_INVALID for a caller header with CR or LF or without a colon, a provider header
+ * or parameter whose value holds a line break, a config value refused, an unresolvable
+ * base URL; JN_ERR_TOO_LARGE for more than JN_PROVIDER_MAX_HEADERS headers or a header
+ * line (such as a credential) longer than JN_PROVIDER_MAX_HEADER_BYTES. On error out
+ * holds nothing to clean up. */
 jn_err_t jn_provider_build(const jn_provider_target_t *t, const char *base_url_override,
                            const char *endpoint, const char *query,
                            const char *const *caller_headers, jn_built_request_t *out, char *why,
                            size_t why_len);
 
+/* Wipes and frees what jn_provider_build made; out is zeroed. */
 void jn_built_request_cleanup(jn_built_request_t *r);
 
 #endif

@@ -175,6 +175,14 @@ void jn_pg_release(jn_pg_pool_t *pool, PGconn *conn)
         PQclear(r);
     }
     pthread_mutex_lock(&pool->lock);
+    if (pool->idle_count == pool->size) {
+        /* idle holds pool->size connections, so this one was not lent by the pool (or is
+         * released twice): writing it would overrun idle, finishing it could free one that
+         * idle still holds. Leave it alone and say so. */
+        pthread_mutex_unlock(&pool->lock);
+        jn_log_error("pg", "a connection the pool did not lend was released; ignored");
+        return;
+    }
     if (PQstatus(conn) == CONNECTION_OK) {
         pool->idle[pool->idle_count++] = conn;
     } else {

@@ -43,7 +43,7 @@ static const char *const providers[][2] = {
      "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"BASIC\","
      "\"proxy\":{\"base_url\":\"https://${connectionConfig.subdomain}.example.com\"},"
      "\"connection_config\":{\"subdomain\":{\"type\":\"string\",\"title\":\"Subdomain\","
-     "\"pattern\":\"^[a-z0-9-]+$\"}},"
+     "\"pattern\":\"^[a-z0-9-]+$\",\"host_suffixes\":[\".example.com\"]}},"
      "\"credentials\":{\"username\":{\"type\":\"string\",\"title\":\"User\"},"
      "\"password\":{\"type\":\"string\",\"title\":\"Password\"}}}"},
     {"oauth-api", "{\"display_name\":\"OAuth API\",\"categories\":[\"dev-tools\"],"
@@ -51,7 +51,16 @@ static const char *const providers[][2] = {
                   "\"authorization_url\":\"https://example.com/authorize\","
                   "\"token_url\":\"https://example.com/token\","
                   "\"proxy\":{\"base_url\":\"https://api.example.com\"}}"},
+    {"two-keys", "{\"display_name\":\"Two keys\",\"categories\":[\"analytics\"],"
+                 "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"API_KEY\","
+                 "\"proxy\":{\"base_url\":\"https://api.example.com\","
+                 "\"headers\":{\"x-api-key\":\"${apiKey}\","
+                 "\"x-app-key\":\"${credentials.appKey}\"}},"
+                 "\"credentials\":{\"apiKey\":{\"type\":\"string\",\"title\":\"API key\"},"
+                 "\"appKey\":{\"type\":\"string\",\"title\":\"App key\",\"secret\":true,"
+                 "\"optional\":true}}}"},
 };
+#define PROVIDERS (sizeof providers / sizeof providers[0])
 
 static int setup(void **state)
 {
@@ -59,7 +68,7 @@ static int setup(void **state)
     jn_test_gateway_start(&gw, GATEWAY_BIN, NULL);
     const char *keys[] = {gw.dev_key, gw.prod_key};
     for (int k = 0; k < 2; k++) {
-        for (size_t i = 0; i < 3; i++) {
+        for (size_t i = 0; i < PROVIDERS; i++) {
             char path[96];
             snprintf(path, sizeof path, "/junction/providers/%s", providers[i][0]);
             json_object *resp = NULL;
@@ -74,8 +83,13 @@ static int setup(void **state)
         "\"OAUTH2\","
         "\"client_id\":\"c\",\"client_secret\":\"s\"}}",
         "{\"provider\":\"hackernews\",\"unique_key\":\"hn\"}",
+        "{\"provider\":\"salesforce\",\"unique_key\":\"sf\",\"credentials\":{\"type\":"
+        "\"OAUTH2\",\"client_id\":\"sf-client\",\"client_secret\":\"sf-SECRET\"}}",
+        "{\"provider\":\"salesforce-cc\",\"unique_key\":\"sfcc\"}",
+        "{\"provider\":\"datadog\",\"unique_key\":\"dd\"}",
+        "{\"provider\":\"two-keys\",\"unique_key\":\"two\"}",
     };
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < sizeof integrations / sizeof integrations[0]; i++) {
         json_object *resp = NULL;
         ok(api("POST", "/integrations", gw.dev_key, integrations[i], &resp), 200, resp,
            integrations[i]);
@@ -335,6 +349,14 @@ static void test_bad_input(void **state)
          "token\":\"t\",\"expires_at\":\"tomorrow\"}}",
          "invalid_body", "expires_at", 400},
         {"POST", "/connections",
+         "{\"provider_config_key\":\"github\",\"credentials\":{\"type\":\"OAUTH2\",\"access_"
+         "token\":\"t\",\"expires_at\":\"2099-01-01T00:00:00+99:99\"}}",
+         "invalid_body", "offset's hours", 400},
+        {"POST", "/connections",
+         "{\"provider_config_key\":\"github\",\"credentials\":{\"type\":\"OAUTH2\",\"access_"
+         "token\":\"t\",\"expires_at\":\"2099-02-30T00:00:00Z\"}}",
+         "invalid_body", "expires_at", 400},
+        {"POST", "/connections",
          "{\"provider_config_key\":\"stripe\",\"connection_id\":\"a\\u0000b\",\"credentials\":{"
          "\"type\":\"API_KEY\",\"apiKey\":\"k\"}}",
          "invalid_body", NULL, 400},
@@ -359,6 +381,15 @@ static void test_bad_input(void **state)
          "{\"connection_id\":\"acme\",\"provider_config_key\":\"stripe\",\"metadata\":[1]}",
          "invalid_body", "metadata", 400},
         {"POST", "/connect/sessions", "{}", "invalid_body", "end_user", 400},
+        /* custom providers are held to the catalog's rules: a host field names its hosts */
+        {"PUT", "/junction/providers/any-host",
+         "{\"display_name\":\"Any host\",\"categories\":[\"crm\"],"
+         "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"OAUTH2\","
+         "\"authorization_url\":\"https://${connectionConfig.host}/authorize\","
+         "\"token_url\":\"https://${connectionConfig.host}/token\","
+         "\"proxy\":{\"base_url\":\"https://${connectionConfig.host}\"},"
+         "\"connection_config\":{\"host\":{\"type\":\"string\",\"pattern\":\"^[a-z.]+$\"}}}",
+         "invalid_body", "must declare enum or host_suffixes", 400},
         {"POST", "/connect/sessions",
          "{\"end_user\":{\"id\":\"u\"},\"allowed_integrations\":\"stripe\"}", "invalid_body",
          "allowed_integrations", 400},
@@ -511,6 +542,208 @@ static void test_reconnect_session(void **state)
     free(n);
 }
 
+/* The review's first finding, end to end: an end user's connect flow names the hosts a
+ * developer's client secret is sent to. Every refusal is a 400 that names the field, made
+ * before any request leaves the gateway, and changes nothing stored. */
+static void test_end_user_cannot_choose_hosts(void **state)
+{
+    (void)state;
+    long st;
+    json_object *resp = NULL;
+    st = api("POST", "/connect/sessions", gw.dev_key, "{\"end_user\":{\"id\":\"mallory\"}}", &resp);
+    ok(st, 201, resp, "session");
+    char token[128];
+    snprintf(token, sizeof token, "%s", jn_test_json_str(resp, "data.token"));
+    json_object_put(resp);
+
+    char *before = snapshot();
+    char *attempts = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM oauth_attempts");
+    static const struct {
+        const char *method, *route, *params, *body, *field, *mention;
+    } refused[] = {
+        /* the authorization redirect, and later the token request, would go there */
+        {"GET", "/oauth/connect/sf", "&params%5Bhostname%5D=attacker.example.com", NULL, "hostname",
+         "attacker.example.com"},
+        {"GET", "/oauth/connect/sf",
+         "&params%5Bhostname%5D=attacker.example.com%23.my.salesforce.com", NULL, "hostname", NULL},
+        /* filled from the token response, never typed by the end user */
+        {"GET", "/oauth/connect/sf", "&params%5Binstance_url%5D=https://attacker.example.com", NULL,
+         "instance_url", "automatically"},
+        /* a key the provider does not have */
+        {"GET", "/oauth/connect/sf", "&params%5Bregion%5D=eu", NULL, "region", "not a setting"},
+        /* the client credentials grant sends the secret at once */
+        {"POST", "/oauth2/auth/sfcc", "&params%5Bhostname%5D=attacker.example.com",
+         "{\"client_id\":\"id\",\"client_secret\":\"cc-SECRET\"}", "hostname",
+         "attacker.example.com"},
+        /* enum, at run time */
+        {"POST", "/api-auth/api-key/dd", "&params%5BsiteParameter%5D=evil.example",
+         "{\"apiKey\":\"0123456789abcdef0123456789abcdef\"}", "siteParameter", "evil.example"},
+        /* a required setting left out */
+        {"POST", "/api-auth/api-key/dd", "", "{\"apiKey\":\"0123456789abcdef0123456789abcdef\"}",
+         "siteParameter", "required"},
+        /* the application key is a credential now, not a setting */
+        {"POST", "/api-auth/api-key/dd",
+         "&params%5BsiteParameter%5D=datadoghq.eu&params%5BapplicationKey%5D=k",
+         "{\"apiKey\":\"0123456789abcdef0123456789abcdef\"}", "applicationKey", NULL},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s?connect_session_token=%s%s", refused[i].route, token,
+                 refused[i].params);
+        st = api(refused[i].method, path, NULL, refused[i].body, &resp);
+        char what[64];
+        snprintf(what, sizeof what, "refusal %zu", i);
+        ok(st, 400, resp, what);
+        const char *code = jn_test_json_str(resp, "error.code");
+        const char *message = jn_test_json_str(resp, "error.message");
+        if (!code || strcmp(code, "invalid_query_params") != 0)
+            fail_msg("refusal %zu: code %s: %s", i, code ? code : "none", message ? message : "");
+        char field[96];
+        snprintf(field, sizeof field, "connection_config.%s", refused[i].field);
+        if (!strstr(message, field) || (refused[i].mention && !strstr(message, refused[i].mention)))
+            fail_msg("refusal %zu: '%s' lacks %s / %s", i, message, field,
+                     refused[i].mention ? refused[i].mention : "");
+        json_object_put(resp);
+    }
+    char *after = snapshot();
+    char *attempts_after = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM oauth_attempts");
+    assert_string_equal(before, after);
+    assert_string_equal(attempts, attempts_after); /* no authorization was started */
+    free(before);
+    free(after);
+    free(attempts);
+    free(attempts_after);
+    /* Neither secret went anywhere to be echoed: the gateway never built a token request. */
+    char *log = jn_test_read_log(&gw.proc);
+    assert_null(strstr(log, "attacker.example.com"));
+    free(log);
+
+    /* The provider's own hosts still work: the authorization step starts. */
+    char path[512];
+    snprintf(path, sizeof path,
+             "/oauth/connect/sf?connect_session_token=%s&params%%5Bhostname%%5D=acme.my."
+             "salesforce.com",
+             token);
+    st = api("GET", path, NULL, NULL, &resp);
+    ok(st, 302, resp, "own host");
+    json_object_put(resp);
+    snprintf(path, sizeof path, "/oauth/connect/sf?connect_session_token=%s", token);
+    st = api("GET", path, NULL, NULL, &resp);
+    ok(st, 302, resp, "default host");
+    json_object_put(resp);
+}
+
+/* A connect session's defaults are the developer's: judged when the session is made,
+ * automated fields allowed, and the flow still starts from them. */
+static void test_session_defaults(void **state)
+{
+    (void)state;
+    json_object *resp = NULL;
+    char *before = snapshot();
+    long st = api("POST", "/connect/sessions", gw.dev_key,
+                  "{\"end_user\":{\"id\":\"u-d\"},\"integrations_config_defaults\":{\"sf\":"
+                  "{\"connection_config\":{\"hostname\":\"attacker.example.com\"}}}}",
+                  &resp);
+    ok(st, 400, resp, "bad default");
+    assert_string_equal(jn_test_json_str(resp, "error.code"), "invalid_body");
+    const char *message = jn_test_json_str(resp, "error.message");
+    if (!message || !strstr(message, "integrations_config_defaults.sf.connection_config.hostname"))
+        fail_msg("'%s' does not name the default", message ? message : "");
+    json_object_put(resp);
+    char *after = snapshot();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+
+    st = api("POST", "/connect/sessions", gw.dev_key,
+             "{\"end_user\":{\"id\":\"u-d\"},\"integrations_config_defaults\":{"
+             "\"sf\":{\"connection_config\":{\"hostname\":\"acme.my.salesforce.com\","
+             "\"instance_url\":\"https://acme.my.salesforce.com\"}},"
+             "\"not-yet\":{\"connection_config\":{\"anything\":\"x\"}}}}",
+             &resp);
+    ok(st, 201, resp, "good defaults");
+    char token[128], path[256];
+    snprintf(token, sizeof token, "%s", jn_test_json_str(resp, "data.token"));
+    json_object_put(resp);
+    snprintf(path, sizeof path, "/oauth/connect/sf?connect_session_token=%s", token);
+    st = api("GET", path, NULL, NULL, &resp);
+    ok(st, 302, resp, "flow from defaults");
+    json_object_put(resp);
+}
+
+/* The developer's import may set what a migration carries (automated fields), but only
+ * keys and values the provider admits. */
+static void test_import_connection_config(void **state)
+{
+    (void)state;
+    json_object *resp = NULL;
+    long st = api("POST", "/connections", gw.dev_key,
+                  "{\"provider_config_key\":\"sf\",\"connection_id\":\"sf-1\","
+                  "\"connection_config\":{\"hostname\":\"acme.my.salesforce.com\","
+                  "\"instance_url\":\"https://acme.my.salesforce.com\"},"
+                  "\"credentials\":{\"type\":\"OAUTH2\",\"access_token\":\"t\"}}",
+                  &resp);
+    ok(st, 201, resp, "import with an automated field");
+    assert_string_equal(jn_test_json_str(resp, "connection_config.instance_url"),
+                        "https://acme.my.salesforce.com");
+    json_object_put(resp);
+
+    char *before = snapshot();
+    static const struct {
+        const char *body, *mention;
+    } refused[] = {
+        {"{\"provider_config_key\":\"sf\",\"connection_config\":{\"instance_url\":"
+         "\"https://attacker.example.com\"},\"credentials\":{\"type\":\"OAUTH2\","
+         "\"access_token\":\"t\"}}",
+         "connection_config.instance_url"},
+        {"{\"provider_config_key\":\"sf\",\"connection_config\":{\"hostname\":"
+         "\"attacker.example.com\"},\"credentials\":{\"type\":\"OAUTH2\",\"access_token\":"
+         "\"t\"}}",
+         "connection_config.hostname"},
+        {"{\"provider_config_key\":\"sf\",\"connection_config\":{\"subdomain\":\"acme\"},"
+         "\"credentials\":{\"type\":\"OAUTH2\",\"access_token\":\"t\"}}",
+         "not a setting"},
+        /* before the fix, this one was accepted and its credentials sent to
+         * https://api.evil.example for verification */
+        {"{\"provider_config_key\":\"dd\",\"connection_config\":{\"siteParameter\":"
+         "\"evil.example\"},\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":"
+         "\"0123456789abcdef0123456789abcdef\"}}",
+         "connection_config.siteParameter"},
+        {"{\"provider_config_key\":\"two\",\"credentials\":{\"type\":\"API_KEY\","
+         "\"apiKey\":\"k\",\"other\":\"x\"}}",
+         "credentials.other: is not a credential of this provider"},
+        {"{\"provider_config_key\":\"two\",\"credentials\":{\"type\":\"API_KEY\","
+         "\"appKey\":\"x\"}}",
+         "credentials.apiKey: is required"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        st = api("POST", "/connections", gw.dev_key, refused[i].body, &resp);
+        char what[64];
+        snprintf(what, sizeof what, "import refusal %zu", i);
+        ok(st, 400, resp, what);
+        assert_string_equal(jn_test_json_str(resp, "error.code"), "invalid_body");
+        const char *message = jn_test_json_str(resp, "error.message");
+        if (!message || !strstr(message, refused[i].mention))
+            fail_msg("import refusal %zu: '%s' lacks '%s'", i, message ? message : "",
+                     refused[i].mention);
+        json_object_put(resp);
+    }
+    char *after = snapshot();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+
+    /* A second credential the provider declares is kept with the first. */
+    st = api("POST", "/connections", gw.dev_key,
+             "{\"provider_config_key\":\"two\",\"connection_id\":\"two-1\","
+             "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"k-SECRET\","
+             "\"appKey\":\"a-SECRET\"}}",
+             &resp);
+    ok(st, 201, resp, "import two keys");
+    assert_string_equal(jn_test_json_str(resp, "credentials.appKey"), "a-SECRET");
+    json_object_put(resp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -520,6 +753,9 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_connect_session_api_key),
         cmocka_unit_test(test_reconnect_session),
+        cmocka_unit_test(test_end_user_cannot_choose_hosts),
+        cmocka_unit_test(test_import_connection_config),
+        cmocka_unit_test(test_session_defaults),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

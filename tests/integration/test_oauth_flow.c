@@ -604,6 +604,148 @@ static void test_frontend_websocket_gets_the_result(void **state)
     close(fd);
 }
 
+/* An end user who names the host of a client-credentials token request is refused
+ * before any request leaves: the fake provider, standing in for the attacker's host and
+ * reachable through the environment's allow-list, sees no token request. */
+static void test_end_user_host_reaches_nothing(void **state)
+{
+    (void)state;
+    long st;
+    const char *port = strrchr(fake_url, ':') + 1;
+    char def[2048];
+    snprintf(def, sizeof def,
+             "{\"display_name\":\"Hosted CC\",\"categories\":[\"dev-tools\"],"
+             "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"OAUTH2_CC\","
+             "\"token_url\":\"http://${connectionConfig.host}:%s/oauth/token\","
+             "\"token_params\":{\"grant_type\":\"client_credentials\"},"
+             "\"proxy\":{\"base_url\":\"http://${connectionConfig.host}:%s/api\"},"
+             "\"connection_config\":{\"host\":{\"type\":\"string\",\"title\":\"Host\","
+             "\"pattern\":\"^[a-z0-9.-]+$\",\"host_suffixes\":[\".fake.example\"]}},"
+             "\"credentials\":{\"client_id\":{\"type\":\"string\",\"title\":\"ID\"},"
+             "\"client_secret\":{\"type\":\"string\",\"title\":\"Secret\"}}}",
+             port, port);
+    json_object *resp = NULL;
+    st = jn_test_api(&gw, "PUT", "/junction/providers/hosted-cc", gw.dev_key, def, &resp);
+    expect(st, 201, resp, "provider");
+    json_object_put(resp);
+    st = jn_test_api(&gw, "POST", "/integrations", gw.dev_key,
+                     "{\"provider\":\"hosted-cc\",\"unique_key\":\"hosted-cc\"}", &resp);
+    expect(st, 200, resp, "integration");
+    json_object_put(resp);
+
+    char token[128], path[512];
+    new_session(token, sizeof token);
+    long before = token_requests("client_credentials");
+    static const char *const hosts[] = {"127.0.0.1", "localhost", "127.0.0.1.nip.io",
+                                        "fake.example"};
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+        snprintf(path, sizeof path,
+                 "/oauth2/auth/hosted-cc?connect_session_token=%s"
+                 "&params%%5Bhost%%5D=%s",
+                 token, hosts[i]);
+        st =
+            jn_test_api(&gw, "POST", path, NULL,
+                        "{\"client_id\":\"test-client\",\"client_secret\":\"test-secret\"}", &resp);
+        expect(st, 400, resp, hosts[i]);
+        const char *code = jn_test_json_str(resp, "error.code");
+        const char *message = jn_test_json_str(resp, "error.message");
+        if (!code || strcmp(code, "invalid_query_params") != 0 || !message ||
+            !strstr(message, "connection_config.host"))
+            fail_msg("%s: %s: %s", hosts[i], code ? code : "no code", message ? message : "");
+        json_object_put(resp);
+    }
+    assert_int_equal(token_requests("client_credentials"), before);
+}
+
+/* Runs the authorization-code flow for integration pck; returns the callback's status and
+ * its page (caller frees). */
+static long dance_for(const char *pck, char **html)
+{
+    char token[128], url[512], location[2048], callback[2048];
+    new_session(token, sizeof token);
+    snprintf(url, sizeof url, "%s/oauth/connect/%s?connect_session_token=%s", gw.url, pck, token);
+    assert_int_equal(get_no_follow(url, location, sizeof location, NULL), 302);
+    assert_int_equal(get_no_follow(location, callback, sizeof callback, NULL), 302);
+    return get_no_follow(callback, location, sizeof location, html);
+}
+
+/* token_response_metadata is the provider's word, and a provider does not choose where
+ * later requests go either: a token answer whose instance_url leaves the allowed hosts
+ * creates nothing. */
+static void test_token_metadata_is_held_to_hosts(void **state)
+{
+    (void)state;
+    long st;
+    char def[2048];
+    snprintf(def, sizeof def,
+             "{\"display_name\":\"Fake with metadata\",\"categories\":[\"crm\"],"
+             "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"OAUTH2\","
+             "\"authorization_url\":\"%s/oauth/authorize\",\"token_url\":\"%s/oauth/token\","
+             "\"token_response_metadata\":[\"instance_url\",\"team.id\"],"
+             "\"proxy\":{\"base_url\":\"${connectionConfig.instance_url} || %s/api\"},"
+             "\"connection_config\":{\"instance_url\":{\"type\":\"string\","
+             "\"title\":\"Instance\",\"automated\":true,"
+             "\"pattern\":\"^https://[a-z0-9.-]+$\",\"host_suffixes\":[\".salesforce.com\"]}}}",
+             fake_url, fake_url, fake_url);
+    json_object *resp = NULL;
+    st = jn_test_api(&gw, "PUT", "/junction/providers/fake-meta", gw.dev_key, def, &resp);
+    expect(st, 201, resp, "provider");
+    json_object_put(resp);
+    st = jn_test_api(&gw, "POST", "/integrations", gw.dev_key,
+                     "{\"provider\":\"fake-meta\",\"unique_key\":\"fake-meta\","
+                     "\"credentials\":{\"type\":\"OAUTH2\",\"client_id\":\"test-client\","
+                     "\"client_secret\":\"test-secret\"}}",
+                     &resp);
+    expect(st, 200, resp, "integration");
+    json_object_put(resp);
+
+    char *count_before = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
+    assert_int_equal(fake_call("POST", "/_admin/config",
+                               "{\"extra_token_fields\":{\"instance_url\":"
+                               "\"https://attacker.example\"}}",
+                               &resp),
+                     200);
+    json_object_put(resp);
+    char *html = NULL;
+    assert_int_equal(dance_for("fake-meta", &html), 400);
+    assert_non_null(strstr(html, "nango_oauth_callback_error"));
+    assert_non_null(strstr(html, "connection_config.instance_url"));
+    free(html);
+    char *count_after = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
+    assert_string_equal(count_before, count_after);
+    free(count_before);
+    free(count_after);
+
+    /* The provider's own host is kept, beside metadata the entry lists but does not use. */
+    assert_int_equal(fake_call("POST", "/_admin/config",
+                               "{\"extra_token_fields\":{\"instance_url\":"
+                               "\"https://acme.my.salesforce.com\",\"team\":{\"id\":\"T1\"}}}",
+                               &resp),
+                     200);
+    json_object_put(resp);
+    assert_int_equal(dance_for("fake-meta", &html), 200);
+    const char *id = strstr(html, "\"connectionId\":\"");
+    assert_non_null(id);
+    id += 16;
+    char path[256];
+    snprintf(path, sizeof path, "/connections/%.*s?provider_config_key=fake-meta",
+             (int)strcspn(id, "\""), id);
+    free(html);
+    st = jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp);
+    expect(st, 200, resp, "connection");
+    assert_string_equal(jn_test_json_str(resp, "connection_config.instance_url"),
+                        "https://acme.my.salesforce.com");
+    json_object *config = NULL;
+    assert_true(json_object_object_get_ex(resp, "connection_config", &config));
+    json_object *team = NULL;
+    assert_true(json_object_object_get_ex(config, "team.id", &team));
+    assert_string_equal(json_object_get_string(team), "T1");
+    json_object_put(resp);
+    assert_int_equal(fake_call("POST", "/_admin/config", "{\"extra_token_fields\":null}", &resp),
+                     200);
+    json_object_put(resp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +756,8 @@ int main(void)
         cmocka_unit_test(test_rotation_and_dead_refresh_token),
         cmocka_unit_test(test_client_credentials),
         cmocka_unit_test(test_scheduler_sweep_refreshes_expiring_tokens),
+        cmocka_unit_test(test_end_user_host_reaches_nothing),
+        cmocka_unit_test(test_token_metadata_is_held_to_hosts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

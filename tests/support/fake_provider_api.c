@@ -249,10 +249,13 @@ static bool token_decode(const char *text, char kind, int64_t *offset)
 {
     char b64[64];
     size_t n = strlen(text);
-    if (n == 0 || n >= sizeof b64)
+    if (n == 0 || n + 3 >= sizeof b64)
         return false;
-    for (size_t i = 0; i <= n; i++)
+    for (size_t i = 0; i < n; i++)
         b64[i] = text[i] == '-' ? '+' : text[i] == '_' ? '/' : text[i];
+    while (n % 4 != 0) /* the decoder wants the padding that base64url leaves out */
+        b64[n++] = '=';
+    b64[n] = '\0';
     unsigned char plain[48];
     size_t len = 0;
     if (jn_base64_decode(b64, n, plain, sizeof plain - 1, &len) != JN_OK || len < 3)

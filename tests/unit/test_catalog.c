@@ -35,7 +35,8 @@ static const char oauth2_base[] =
     "   \"verification\": {\"method\": \"GET\", \"endpoints\": [\"/me\"]}},"
     " \"connection_config\": {\"subdomain\": {\"type\": \"string\", \"title\": \"Subdomain\","
     "   \"description\": \"The part before .acme.com.\", \"example\": \"tenant-1\","
-    "   \"pattern\": \"^[a-z0-9-]+$\", \"prefix\": \"https://\", \"suffix\": \".acme.com\"}}}";
+    "   \"pattern\": \"^[a-z0-9-]+$\", \"host_suffixes\": [\".acme.com\"],"
+    "   \"prefix\": \"https://\", \"suffix\": \".acme.com\"}}}";
 
 static const char cc_base[] =
     "{\"name\": \"acme-cc\", \"display_name\": \"Acme (client credentials)\","
@@ -319,6 +320,56 @@ static const defect_t defects[] = {
      "connection_config.subdomain.example:", "does not match"},
     {oauth2_base, "connection_config.subdomain.enum", "[\"eu\", \"US\"]",
      "connection_config.subdomain.enum[1]:", "does not match"},
+    /* values in host names */
+    {oauth2_base, "connection_config.subdomain.host_suffixes", NULL,
+     "authorization_url:", "must declare enum or host_suffixes"},
+    {api_key_base, "proxy.base_url", "\"https://${connectionConfig.host}\"",
+     "proxy.base_url:", "connection_config does not declare 'host'"},
+    {oauth2_base, "connection_config.subdomain.host_suffixes", "[\".com\"]",
+     "connection_config.subdomain.host_suffixes[0]:", "'.com' is not a host"},
+    {oauth2_base, "connection_config.subdomain.host_suffixes", "[\"*.acme.com\"]",
+     "connection_config.subdomain.host_suffixes[0]:", "not a host"},
+    {oauth2_base, "connection_config.subdomain.host_suffixes", "[\".Acme.com\"]",
+     "connection_config.subdomain.host_suffixes[0]:", "lowercase"},
+    {oauth2_base, "connection_config.subdomain.host_suffixes", "[\"127.0.0.1\"]",
+     "connection_config.subdomain.host_suffixes[0]:", "top-level domain"},
+    {oauth2_base, "connection_config.subdomain.host_suffixes", "[\".acme.com/x\"]",
+     "connection_config.subdomain.host_suffixes[0]:", NULL},
+    {oauth2_base, "connection_config.subdomain.host_suffixes", "[\".acme.com\", \".acme.com\"]",
+     "connection_config.subdomain.host_suffixes[1]:", "twice"},
+    {oauth2_base, "connection_config.subdomain.host_suffixes", "[]",
+     "connection_config.subdomain.host_suffixes:", "empty"},
+    {oauth2_base, "connection_config.subdomain.host_suffixes", "[\".other.com\"]",
+     "connection_config.subdomain.example:", "'tenant-1.acme.com'"},
+    {oauth2_base, "connection_config.subdomain.enum", "[\"eu\", \"-us\"]",
+     "connection_config.subdomain.enum[1]:", "not a valid host name"},
+    {cc_base, "connection_config.audience.host_suffixes", "[\".acme.com\"]",
+     "connection_config.audience.host_suffixes:", "only for a field placed in the host"},
+    {oauth2_base, "proxy.base_url",
+     "\"https://${connectionConfig.subdomain}-${connectionConfig.subdomain}.acme.com\"",
+     "proxy.base_url:", "a host may hold one"},
+    {oauth2_base, "proxy.base_url", "\"${connectionConfig.subdomain}.acme.com/api\"",
+     "proxy.base_url:", "whole origin"},
+    {oauth2_base, "proxy.base_url", "\"https://x@${connectionConfig.subdomain}.acme.com\"",
+     "proxy.base_url:", "user info"},
+    {api_key_base, "proxy.base_url", "\"https://${apiKey}.acme.com\"",
+     "proxy.base_url:", "${apiKey} cannot be used in a URL's host"},
+    {api_key_base, "proxy.base_url", "\"https://${base64(${apiKey})}.acme.com\"",
+     "proxy.base_url:", "base64() cannot be used in a URL's host"},
+    /* credentials never come from connection_config */
+    {oauth2_base, "proxy.headers.dd-application-key", "\"${connectionConfig.subdomain}\"",
+     "proxy.headers.dd-application-key:", "declare it under credentials"},
+    {oauth2_base, "proxy.headers.authorization", "\"Bearer ${connectionConfig.subdomain}\"",
+     "proxy.headers.authorization:", "carries a credential"},
+    {oauth2_base, "proxy.headers.x-tenant", "\"${connectionConfig.subdomain}:${accessToken}\"",
+     "proxy.headers.x-tenant:", "${connectionConfig.subdomain}"},
+    {oauth2_base, "proxy.query.access_token", "\"${connectionConfig.subdomain}\"",
+     "proxy.query.access_token:", "carries a credential"},
+    {oauth2_base, "token_params.client_secret", "\"${connectionConfig.subdomain}\"",
+     "token_params.client_secret:", "carries a credential"},
+    {oauth2_base, "authorization_params.session", "\"${connectionConfig.subdomain}\"",
+     "authorization_params.session:", "carries a credential"},
+
     /* URLs and paths */
     {oauth2_base, "token_url", "\"ftp://acme.com/token\"", "token_url:", "not an http(s) URL"},
     {oauth2_base, "token_url", "\"https://${connectionConfig.subdomain}.acme.com || acme.com\"",
@@ -422,9 +473,14 @@ static void test_valid_variants(void **state)
     static const struct {
         const char *base, *path, *value;
     } ok[] = {
-        /* a URL alternative that starts with a placeholder holding the origin */
-        {oauth2_base, "proxy.base_url",
-         "\"${connectionConfig.subdomain} || https://api.acme.com\""},
+        /* exact hosts beside suffixes; a host that ends with a port */
+        {oauth2_base, "connection_config.subdomain.host_suffixes",
+         "[\"acme.com\", \".acme.com\", \".acme-eu.co.uk\"]"},
+        {oauth2_base, "proxy.base_url", "\"https://${connectionConfig.subdomain}.acme.com:8443\""},
+        /* a non-secret value beside credentials, in a header whose name is not a secret's */
+        {oauth2_base, "proxy.headers.x-tenant", "\"${connectionConfig.subdomain}\""},
+        {oauth2_base, "proxy.headers.accept",
+         "\"application/json; tenant=${connectionConfig.subdomain}\""},
         /* a connection_config value in a path needs a pattern too, and has one */
         {oauth2_base, "proxy.verification.endpoints", "[\"/t/${connectionConfig.subdomain}\"]"},
         /* header-only values need no pattern: audience in cc_base has none */
@@ -449,6 +505,63 @@ static void test_valid_variants(void **state)
             fail_msg("variant %zu (%s): %s", i, ok[i].path, why);
         json_object_put(e);
     }
+    /* Variants that need a field of their own. */
+    static const struct {
+        const char *base, *path, *value, *field, *spec;
+    } ok2[] = {
+        /* a URL alternative that starts with a placeholder holding the origin */
+        {oauth2_base, "proxy.base_url", "\"${connectionConfig.origin} || https://api.acme.com\"",
+         "connection_config.origin",
+         "{\"type\": \"string\", \"pattern\": \"^https://[a-z0-9.-]+$\", \"automated\": true,"
+         " \"host_suffixes\": [\".acme.com\"], \"example\": \"https://eu.acme.com\"}"},
+        /* a field in a host held to an enum rather than host_suffixes */
+        {oauth2_base, "proxy.base_url", "\"https://api.${connectionConfig.region}.acme.com\"",
+         "connection_config.region",
+         "{\"type\": \"string\", \"enum\": [\"eu\", \"us\"], \"pattern\": \"^(eu|us)$\"}"},
+    };
+    for (size_t i = 0; i < sizeof ok2 / sizeof ok2[0]; i++) {
+        json_object *e = parse(ok2[i].base);
+        char why[512] = "";
+        set_path(e, ok2[i].path, ok2[i].value);
+        set_path(e, ok2[i].field, ok2[i].spec);
+        if (jn_catalog_validate(e, NULL, why, sizeof why) != JN_OK)
+            fail_msg("variant with a field %zu (%s): %s", i, ok2[i].field, why);
+        json_object_put(e);
+    }
+}
+
+/* proxy.headers, proxy.query and the *_params objects are capped, so a custom provider
+ * cannot make request building grow without bound. */
+static void test_template_maps_capped(void **state)
+{
+    (void)state;
+    static const char *const maps[] = {"proxy.headers", "proxy.query", "authorization_params",
+                                       "token_params", "refresh_params"};
+    for (size_t m = 0; m < sizeof maps / sizeof maps[0]; m++) {
+        for (int n = JN_CATALOG_MAX_TEMPLATES; n <= JN_CATALOG_MAX_TEMPLATES + 1; n++) {
+            json_object *e = parse(oauth2_base), *map = json_object_new_object();
+            if (strcmp(maps[m], "refresh_params") == 0)
+                json_object_object_add(map, "grant_type", json_object_new_string("refresh_token"));
+            for (int i = json_object_object_length(map); i < n; i++) {
+                char name[32];
+                snprintf(name, sizeof name, "x-h%d", i);
+                json_object_object_add(map, name, json_object_new_string("v"));
+            }
+            const char *dot = strchr(maps[m], '.');
+            json_object *parent = e;
+            if (dot)
+                json_object_object_get_ex(e, "proxy", &parent);
+            json_object_object_add(parent, dot ? dot + 1 : maps[m], map);
+            char why[512] = "";
+            jn_err_t err = jn_catalog_validate(e, NULL, why, sizeof why);
+            if (n <= JN_CATALOG_MAX_TEMPLATES && err != JN_OK)
+                fail_msg("%s with %d entries: %s", maps[m], n, why);
+            if (n > JN_CATALOG_MAX_TEMPLATES &&
+                (err != JN_ERR_INVALID || !strstr(why, maps[m]) || !strstr(why, "at most 32")))
+                fail_msg("%s with %d entries: %s", maps[m], n, why);
+            json_object_put(e);
+        }
+    }
 }
 
 int main(void)
@@ -457,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_builtin_loads),           cmocka_unit_test(test_bases_are_valid),
         cmocka_unit_test(test_add_get_conflict),        cmocka_unit_test(test_defects),
         cmocka_unit_test(test_expected_name_and_shape), cmocka_unit_test(test_valid_variants),
+        cmocka_unit_test(test_template_maps_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

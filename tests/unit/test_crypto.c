@@ -106,6 +106,60 @@ static void test_base64(void **state)
     assert_int_equal(jn_base64_decode("Zm9vYmFy", 8, out, sizeof out, &n), JN_ERR_TOO_LARGE);
 }
 
+/* Only the one canonical spelling of some bytes decodes (RFC 4648 section 3.5): anything
+ * else could smuggle a second meaning past a check made on the text. */
+static void test_base64_strict(void **state)
+{
+    (void)state;
+    static const char *const refused[] = {
+        "Zg",       /* padding missing */
+        "Zm8",      /* padding missing */
+        "Zg=",      /* one '=' where two are needed */
+        "Zm9v=",    /* padding on a whole quad */
+        "Zm9v====", /* a quad of padding */
+        "Zg===",    /* three '=' */
+        "Z===",     /* padding where data must be */
+        "=Zg=",     /* '=' first */
+        "Zh==",     /* non-zero bits left over after one byte ('h' = 0b100001) */
+        "Zm9=",     /* non-zero bits left over after two bytes ('9' = 0b111101) */
+        "Zg==Zg==", /* data after padding */
+        "Zg==\n",   /* a character after padding */
+        "Zm 9v",    /* whitespace */
+        "Zm9v\n",   /* a trailing newline */
+        "Zm-v",     /* the URL-safe alphabet */
+        "Zm_v",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        unsigned char out[16];
+        size_t n = 0;
+        if (jn_base64_decode(refused[i], strlen(refused[i]), out, sizeof out, &n) != JN_ERR_INVALID)
+            fail_msg("'%s' was accepted", refused[i]);
+    }
+    /* The canonical spellings of the same bytes still decode, and so does the empty text. */
+    static const char *const accepted[][2] = {
+        {"Zg==", "f"}, {"Zm8=", "fo"}, {"Zm9v", "foo"}, {"", ""}, {"+/+/", "\xfb\xff\xbf"}};
+    for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++) {
+        unsigned char out[16];
+        size_t n = 99;
+        assert_int_equal(
+            jn_base64_decode(accepted[i][0], strlen(accepted[i][0]), out, sizeof out, &n), JN_OK);
+        assert_int_equal(n, strlen(accepted[i][1]));
+        assert_memory_equal(out, accepted[i][1], n);
+    }
+    /* Every byte value survives a round trip at every length modulo 3. */
+    unsigned char bytes[256], back[256];
+    for (int i = 0; i < 256; i++)
+        bytes[i] = (unsigned char)(255 - i);
+    for (size_t len = 0; len <= 6; len++) {
+        char enc[16];
+        size_t n = 0;
+        jn_base64_encode(bytes + 250 - len, len, enc);
+        assert_int_equal(jn_base64_decode(enc, strlen(enc), back, sizeof back, &n), JN_OK);
+        assert_int_equal(n, len);
+        assert_memory_equal(back, bytes + 250 - len, len);
+    }
+}
+
 static void test_hmac_known_vector(void **state)
 {
     (void)state;
@@ -127,6 +181,7 @@ int main(void)
         cmocka_unit_test(test_wrong_aad_or_tamper_fails),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_base64_strict),
         cmocka_unit_test(test_hmac_known_vector),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
