@@ -21,6 +21,7 @@
 
 #include "connect_sessions.h"
 #include "connection_requests.h"
+#include "cors.h"
 #include "store/connections.h"
 #include "providers/custom_providers.h"
 #include "store/integrations.h"
@@ -53,36 +54,46 @@ static void flow_cleanup(jn_gateway_t *gw, flow_t *f)
     memset(f, 0, sizeof *f);
 }
 
-/* Checks the session token, the integration and that the session may use it. */
+/* Checks the session token, the origin of the page that calls (CORS), the integration
+ * and that the session may use it. Until the session is known, an answer is readable from
+ * any origin (it says only that the token is wrong); after, only from the environment's
+ * origins, and a page of another origin is refused before anything changes. */
 static bool flow_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_response_t *res,
                        bool with_secrets, flow_t *f)
 {
     memset(f, 0, sizeof *f);
-    if (!jn_api_uri_param(req, res, "providerConfigKey", MAX_KEY, &f->pck))
-        return false;
+    const char *own = gw->svc->config.server_url;
     const char *token = jn_http_query(req, "connect_session_token");
-    if (!token || !*token) {
-        jn_http_respond_error(res, 401, "missing_connect_session_token",
-                              "the connect_session_token query parameter is required");
-        return false;
-    }
-    if (!jn_connect_token_well_formed(token)) {
-        jn_http_respond_error(res, 401, "invalid_connect_session_token_format",
-                              "the connect session token is malformed");
+    if (!token || !jn_connect_token_well_formed(token)) {
+        jn_cors_answer(req, res, NULL, own);
+        if (!jn_api_uri_param(req, res, "providerConfigKey", MAX_KEY, &f->pck))
+            return false;
+        if (!token || !*token)
+            jn_http_respond_error(res, 401, "missing_connect_session_token",
+                                  "the connect_session_token query parameter is required");
+        else
+            jn_http_respond_error(res, 401, "invalid_connect_session_token_format",
+                                  "the connect session token is malformed");
         return false;
     }
     f->conn = jn_api_db(gw, res);
-    if (!f->conn)
+    if (!f->conn) {
+        jn_cors_answer(req, res, NULL, own);
         return false;
+    }
     jn_err_t err = jn_connect_sessions_find(f->conn, token, &f->session);
-    if (err == JN_ERR_NOT_FOUND) {
-        jn_http_respond_error(res, 401, "unknown_connect_session_token",
-                              "the connect session is unknown or expired");
+    if (err) {
+        jn_cors_answer(req, res, NULL, own);
+        if (err == JN_ERR_NOT_FOUND)
+            jn_http_respond_error(res, 401, "unknown_connect_session_token",
+                                  "the connect session is unknown or expired");
+        else
+            jn_api_store_error(res, err, "connect session");
         flow_cleanup(gw, f);
         return false;
     }
-    if (err) {
-        jn_api_store_error(res, err, "connect session");
+    if (!jn_cors_answer(req, res, f->session.cors_allowed_origins, own) ||
+        !jn_api_uri_param(req, res, "providerConfigKey", MAX_KEY, &f->pck)) {
         flow_cleanup(gw, f);
         return false;
     }
@@ -637,8 +648,50 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     flow_cleanup(gw, &f);
 }
 
+/* A browser's preflight before a cross-origin call of an auth route: the token in the
+ * query (the preflight carries the real request's URL) tells the environment and so its
+ * origins; without a known session any origin may ask, as the answer to the real request
+ * then says only that the token is wrong. */
+static void flow_preflight(const jn_http_request_t *req, jn_http_response_t *res, void *ud,
+                           const char *methods)
+{
+    jn_gateway_t *gw = ud;
+    const char *token = jn_http_query(req, "connect_session_token");
+    jn_connect_session_t s = {0};
+    bool found = false;
+    if (token && jn_connect_token_well_formed(token) && jn_http_header(req, "Origin")) {
+        jn_http_response_t scratch = {0};
+        PGconn *conn = jn_api_db(gw, &scratch);
+        if (conn) {
+            found = jn_connect_sessions_find(conn, token, &s) == JN_OK;
+            jn_api_db_release(gw, conn);
+        }
+        jn_http_response_cleanup(&scratch);
+    }
+    jn_cors_preflight(req, res, found ? s.cors_allowed_origins : NULL, gw->svc->config.server_url,
+                      methods);
+    if (found)
+        jn_connect_session_cleanup(&s);
+}
+
+static void preflight_post(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    flow_preflight(req, res, ud, "POST");
+}
+
+static void preflight_get(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    flow_preflight(req, res, ud, "GET");
+}
+
 void jn_routes_auth_flows(jn_gateway_t *gw, jn_http_server_t *http)
 {
+    static const char *const posts[] = {
+        "/api-auth/api-key/:providerConfigKey", "/api-auth/basic/:providerConfigKey",
+        "/oauth2/auth/:providerConfigKey", "/auth/unauthenticated/:providerConfigKey"};
+    for (size_t i = 0; i < sizeof posts / sizeof posts[0]; i++)
+        jn_http_route(http, "OPTIONS", posts[i], preflight_post, gw);
+    jn_http_route(http, "OPTIONS", "/oauth/connect/:providerConfigKey", preflight_get, gw);
     jn_http_route(http, "GET", "/oauth/connect/:providerConfigKey", oauth_connect, gw);
     jn_http_route(http, "GET", "/oauth/callback", oauth_callback, gw);
     jn_http_route(http, "POST", "/api-auth/api-key/:providerConfigKey", api_key_route, gw);

@@ -13,6 +13,7 @@
 
 #include "connect_sessions.h"
 #include "connection_requests.h"
+#include "cors.h"
 #include "store/connections.h"
 
 #define MAX_KEY 255
@@ -166,24 +167,30 @@ static bool session_from_header(jn_gateway_t *gw, const jn_http_request_t *req,
                                 jn_http_response_t *res, PGconn **conn, jn_connect_session_t *s,
                                 const char **token)
 {
+    const char *own = gw->svc->config.server_url;
     const char *auth = jn_http_header(req, "Authorization");
     if (!auth || strncmp(auth, "Bearer ", 7) != 0) {
+        jn_cors_answer(req, res, NULL, own);
         jn_http_respond_error(res, 401, "missing_auth_header",
                               "send Authorization: Bearer <connect session token>");
         return false;
     }
     *token = auth + 7;
     if (!jn_connect_token_well_formed(*token)) {
+        jn_cors_answer(req, res, NULL, own);
         jn_http_respond_error(res, 401, "invalid_connect_session_token_format",
                               "the connect session token is malformed");
         return false;
     }
     *conn = jn_api_db(gw, res);
-    if (!*conn)
+    if (!*conn) {
+        jn_cors_answer(req, res, NULL, own);
         return false;
+    }
     jn_err_t err = jn_connect_sessions_find(*conn, *token, s);
     if (err) {
         jn_api_db_release(gw, *conn);
+        jn_cors_answer(req, res, NULL, own);
         if (err == JN_ERR_NOT_FOUND)
             jn_http_respond_error(res, 401, "unknown_connect_session_token",
                                   "the connect session is unknown or expired");
@@ -191,7 +198,21 @@ static bool session_from_header(jn_gateway_t *gw, const jn_http_request_t *req,
             jn_api_store_error(res, err, "connect session");
         return false;
     }
+    /* The session's environment decides which pages may read it. */
+    if (!jn_cors_answer(req, res, s->cors_allowed_origins, own)) {
+        jn_api_db_release(gw, *conn);
+        jn_connect_session_cleanup(s);
+        return false;
+    }
     return true;
+}
+
+/* The preflight carries no Authorization header, so the environment is not known: any
+ * origin may ask, and the real request is checked against the session's environment. */
+static void session_preflight(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_gateway_t *gw = ud;
+    jn_cors_preflight(req, res, NULL, gw->svc->config.server_url, "GET, DELETE");
 }
 
 static json_object *copy(json_object *o)
@@ -252,4 +273,5 @@ void jn_routes_connect(jn_gateway_t *gw, jn_http_server_t *http)
     jn_http_route(http, "POST", "/connect/sessions/reconnect", post_reconnect, gw);
     jn_http_route(http, "GET", "/connect/session", get_session, gw);
     jn_http_route(http, "DELETE", "/connect/session", delete_session, gw);
+    jn_http_route(http, "OPTIONS", "/connect/session", session_preflight, gw);
 }
