@@ -314,6 +314,88 @@ static bool provider_bool(json_object *provider, const char *field)
     return json_object_object_get_ex(provider, field, &v) && json_object_get_boolean(v);
 }
 
+/* ---- the browser binding of an attempt ----
+ * /oauth/connect sets a random nonce in a cookie of the browser that starts the flow and
+ * stores only its SHA-256 with the attempt; /oauth/callback accepts the attempt only from a
+ * browser that presents it. Without this, anyone could start a flow, authorize their own
+ * provider account and send the callback link to a victim, whose session would then link
+ * the attacker's account (login CSRF). The cookie is HttpOnly, SameSite=Lax (sent on the
+ * provider's top-level redirect back, not on cross-site subrequests), scoped to the
+ * callback's path, and named after the state so that flows started in parallel in one
+ * browser do not overwrite each other. */
+
+#define NONCE_COOKIE_PREFIX "jn_oauth_"
+
+/* The cookie's name for an attempt: the prefix and 16 hex digits of the state's hash. */
+static void nonce_cookie_name(const char *state_hash, char out[48])
+{
+    snprintf(out, 48, NONCE_COOKIE_PREFIX "%.16s", state_hash);
+}
+
+/* The path part of the callback URL ("/oauth/callback", or under JUNCTION_SERVER_URL's
+ * own path), for the cookie's Path. */
+static const char *callback_path(const char *redirect)
+{
+    const char *scheme_end = strstr(redirect, "://");
+    const char *path = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+    return path ? path : "/oauth/callback";
+}
+
+/* Adds the Set-Cookie that carries nonce (NULL: expires the cookie). */
+static void set_nonce_cookie(jn_http_response_t *res, const char *redirect, const char *state_hash,
+                             const char *nonce)
+{
+    char name[48], cookie[512];
+    nonce_cookie_name(state_hash, name);
+    bool secure = strncmp(redirect, "https://", 8) == 0;
+    snprintf(cookie, sizeof cookie, "%s=%s; Path=%.300s; Max-Age=%d; HttpOnly; SameSite=Lax%s",
+             name, nonce ? nonce : "", callback_path(redirect), nonce ? ATTEMPT_TTL_S : 0,
+             secure ? "; Secure" : "");
+    jn_http_add_header(res, "Set-Cookie", cookie);
+}
+
+/* The value of cookie name in a Cookie header (borrowed; len in *len), or NULL. */
+static const char *find_cookie(const char *header, const char *name, size_t *len)
+{
+    size_t n = strlen(name);
+    for (const char *p = header; p && *p;) {
+        while (*p == ' ' || *p == ';')
+            p++;
+        const char *end = strchr(p, ';');
+        size_t item = end ? (size_t)(end - p) : strlen(p);
+        if (item > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+            *len = item - n - 1;
+            while (*len > 0 && p[n + *len] == ' ')
+                (*len)--;
+            return p + n + 1;
+        }
+        p = end;
+    }
+    return NULL;
+}
+
+/* True when the request carries the nonce whose hash the attempt stored; compared in
+ * constant time. An attempt without a stored hash (from before the binding) never passes. */
+static bool browser_matches(const jn_http_request_t *req, const char *state_hash,
+                            const char *stored_hash)
+{
+    const char *header = jn_http_header(req, "Cookie");
+    if (!header || !stored_hash || strlen(stored_hash) != 64)
+        return false;
+    char name[48];
+    nonce_cookie_name(state_hash, name);
+    size_t len = 0;
+    const char *value = find_cookie(header, name, &len);
+    if (!value || len == 0 || len > 128)
+        return false;
+    char copy[129], hash[65];
+    memcpy(copy, value, len);
+    copy[len] = '\0';
+    jn_crypto_sha256_hex(copy, hash);
+    jn_secure_wipe(copy, sizeof copy);
+    return jn_crypto_equal(hash, stored_hash, 64);
+}
+
 static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
 {
     jn_gateway_t *gw = ud;
@@ -349,9 +431,13 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
     }
     unsigned char random[32];
     jn_crypto_random(random, sizeof random);
-    char state[65], state_hash[65], verifier[64], challenge[64];
+    char state[65], state_hash[65], verifier[64], challenge[64], nonce[65], nonce_hash[65];
     jn_hex_encode(random, sizeof random, state);
     jn_crypto_sha256_hex(state, state_hash);
+    jn_crypto_random(random, sizeof random);
+    jn_hex_encode(random, sizeof random, nonce);
+    jn_secure_wipe(random, sizeof random);
+    jn_crypto_sha256_hex(nonce, nonce_hash);
     bool pkce = provider_bool(f.provider, "pkce");
     if (pkce)
         jn_oauth_pkce(verifier, challenge);
@@ -382,13 +468,14 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
                                 sealed,
                                 redirect,
                                 ttl,
-                                ws_client_id};
+                                ws_client_id,
+                                nonce_hash};
         err = jn_pg_exec(f.conn,
                          "INSERT INTO oauth_attempts (state_hash, session_id, integration_id, "
                          "connection_id, connection_config, code_verifier_sealed, redirect_uri, "
-                         "expires_at, ws_client_id) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, "
-                         "now() + make_interval(secs => $8), $9)",
-                         9, params, NULL);
+                         "expires_at, ws_client_id, browser_nonce_hash) VALUES ($1, $2, $3, $4, "
+                         "$5::jsonb, $6, $7, now() + make_interval(secs => $8), $9, $10)",
+                         10, params, NULL);
         free(cid);
         free(sealed);
         if (err) {
@@ -397,8 +484,10 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
             jn_http_respond_text(res, 302, "text/plain; charset=utf-8", "Redirecting\n");
             jn_http_add_header(res, "Location", url);
             jn_http_add_header(res, "Cache-Control", "no-store");
+            set_nonce_cookie(res, redirect, state_hash, nonce);
         }
     }
+    jn_secure_wipe(nonce, sizeof nonce);
     jn_secure_wipe(verifier, sizeof verifier);
     free(url);
     json_object_put(config);
@@ -531,13 +620,41 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     jn_crypto_sha256_hex(state, state_hash);
     const char *params[] = {state_hash};
     PGresult *r = NULL;
-    /* Claim the attempt: only one callback can ever get this row back. */
+    /* Only the browser that started the attempt may finish it. A callback from another
+     * one leaves the attempt untouched: the real browser may still come back with it. */
     jn_err_t err = jn_pg_exec(conn,
-                              "UPDATE oauth_attempts SET used_at = now() WHERE state_hash = $1 "
-                              "AND used_at IS NULL AND expires_at > now() RETURNING session_id, "
-                              "integration_id, connection_id, connection_config::text, "
-                              "code_verifier_sealed, redirect_uri, ws_client_id",
+                              "SELECT browser_nonce_hash FROM oauth_attempts "
+                              "WHERE state_hash = $1 AND used_at IS NULL AND expires_at > now()",
                               1, params, &r);
+    if (err || PQntuples(r) == 0) {
+        PQclear(r);
+        jn_api_db_release(gw, conn);
+        if (err)
+            callback_page(res, "the authorization could not be checked; try again", NULL, NULL);
+        else
+            callback_page(res, "invalid, expired or already used state", NULL, NULL);
+        return;
+    }
+    bool same_browser =
+        browser_matches(req, state_hash, PQgetisnull(r, 0, 0) ? NULL : PQgetvalue(r, 0, 0));
+    PQclear(r);
+    r = NULL;
+    if (!same_browser) {
+        jn_api_db_release(gw, conn);
+        jn_log_warn("oauth", "a callback came from a browser that did not start the attempt");
+        callback_page(res,
+                      "this authorization was not started in this browser (or its cookie was "
+                      "blocked); start the connection again from the application",
+                      NULL, NULL);
+        return;
+    }
+    /* Claim the attempt: only one callback can ever get this row back. */
+    err = jn_pg_exec(conn,
+                     "UPDATE oauth_attempts SET used_at = now() WHERE state_hash = $1 "
+                     "AND used_at IS NULL AND expires_at > now() RETURNING session_id, "
+                     "integration_id, connection_id, connection_config::text, "
+                     "code_verifier_sealed, redirect_uri, ws_client_id",
+                     1, params, &r);
     if (err || PQntuples(r) == 0) {
         PQclear(r);
         jn_api_db_release(gw, conn);
@@ -564,6 +681,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     char ws_client[48] = "";
     snprintf(ws_client, sizeof ws_client, "%s", PQgetvalue(r, 0, 6));
     PQclear(r);
+    set_nonce_cookie(res, redirect, state_hash, NULL);
 
     flow_t f = {.conn = conn};
     char message[700] = "";

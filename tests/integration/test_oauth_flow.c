@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <arpa/inet.h>
@@ -148,11 +149,40 @@ static int teardown(void **state)
     return 0;
 }
 
-/* GET without following redirects; returns the status and the Location header. */
+/* The test's browser: the last cookie the gateway set ("name=value"), sent back to the
+ * gateway on every request, and that Set-Cookie line whole. */
+static char browser_cookie[256];
+static char browser_set_cookie[512];
+
+static size_t keep_cookie(char *line, size_t size, size_t n, void *ud)
+{
+    (void)ud;
+    size_t len = size * n;
+    if (len > 12 && strncasecmp(line, "Set-Cookie: ", 12) == 0) {
+        snprintf(browser_set_cookie, sizeof browser_set_cookie, "%.*s", (int)(len - 12), line + 12);
+        browser_set_cookie[strcspn(browser_set_cookie, "\r\n")] = '\0';
+        size_t pair = strcspn(browser_set_cookie, ";");
+        const char *eq = memchr(browser_set_cookie, '=', pair);
+        /* An emptied value is the gateway deleting the cookie. */
+        if (eq && (size_t)(eq - browser_set_cookie) + 1 < pair)
+            snprintf(browser_cookie, sizeof browser_cookie, "%.*s", (int)pair, browser_set_cookie);
+        else
+            browser_cookie[0] = '\0';
+    }
+    return len;
+}
+
+/* GET without following redirects, as the test's browser; returns the status and the
+ * Location header. */
 static long get_no_follow(const char *url, char *location, size_t cap, char **body)
 {
     CURL *curl = curl_easy_init();
     curl_easy_setopt(curl, CURLOPT_URL, url);
+    if (strncmp(url, gw.url, strlen(gw.url)) == 0) {
+        if (browser_cookie[0])
+            curl_easy_setopt(curl, CURLOPT_COOKIE, browser_cookie);
+        curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, keep_cookie);
+    }
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
     FILE *sink = body ? NULL : fopen("/dev/null", "w");
@@ -294,6 +324,56 @@ static void test_full_dance_and_replay(void **state)
     free(count_before);
     free(count_after);
     assert_int_equal(token_requests("authorization_code"), before + 1);
+}
+
+static void test_callback_only_in_the_browser_that_started(void **state)
+{
+    (void)state;
+    char token[128], url[512], location[2048], callback[2048];
+    new_session(token, sizeof token);
+    snprintf(url, sizeof url, "%s/oauth/connect/fake?connect_session_token=%s", gw.url, token);
+    browser_cookie[0] = '\0';
+    assert_int_equal(get_no_follow(url, location, sizeof location, NULL), 302);
+    /* The nonce cookie: unreadable by scripts, sent on the provider's redirect back, only to
+     * the callback, gone with the attempt. */
+    assert_non_null(strstr(browser_set_cookie, "jn_oauth_"));
+    assert_non_null(strstr(browser_set_cookie, "; HttpOnly"));
+    assert_non_null(strstr(browser_set_cookie, "; SameSite=Lax"));
+    assert_non_null(strstr(browser_set_cookie, "; Path=/oauth/callback"));
+    assert_non_null(strstr(browser_set_cookie, "; Max-Age=1800"));
+    char started[256];
+    snprintf(started, sizeof started, "%s", browser_cookie);
+    assert_int_equal(get_no_follow(location, callback, sizeof callback, NULL), 302);
+
+    /* Someone else's browser opens the callback link (the account-linking CSRF): no
+     * cookie, or a guessed one. Nothing is created, nothing is asked of the provider. */
+    long exchanges = token_requests("authorization_code");
+    char *before = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
+    char *html = NULL;
+    browser_cookie[0] = '\0';
+    assert_int_equal(get_no_follow(callback, location, sizeof location, &html), 400);
+    assert_non_null(strstr(html, "nango_oauth_callback_error"));
+    assert_non_null(strstr(html, "not started in this browser"));
+    free(html);
+    snprintf(browser_cookie, sizeof browser_cookie, "%.*s=%064d", (int)strcspn(started, "="),
+             started, 0);
+    assert_int_equal(get_no_follow(callback, location, sizeof location, NULL), 400);
+    char *after = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
+    assert_string_equal(before, after);
+    free(after);
+    assert_int_equal(token_requests("authorization_code"), exchanges);
+
+    /* The browser that started it still can, once, and the cookie is then deleted. */
+    snprintf(browser_cookie, sizeof browser_cookie, "%s", started);
+    assert_int_equal(get_no_follow(callback, location, sizeof location, &html), 200);
+    assert_non_null(strstr(html, "nango_oauth_callback_success"));
+    free(html);
+    assert_string_equal(browser_cookie, "");
+    assert_non_null(strstr(browser_set_cookie, "Max-Age=0"));
+    after = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
+    assert_int_equal(strtol(after, NULL, 10), strtol(before, NULL, 10) + 1);
+    free(before);
+    free(after);
 }
 
 static void test_provider_denial(void **state)
@@ -610,6 +690,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_dance_and_replay),
         cmocka_unit_test(test_frontend_websocket_gets_the_result),
+        cmocka_unit_test(test_callback_only_in_the_browser_that_started),
         cmocka_unit_test(test_provider_denial),
         cmocka_unit_test(test_concurrent_force_refresh_is_single_flight),
         cmocka_unit_test(test_rotation_and_dead_refresh_token),
