@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -465,8 +466,11 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, jn_http_respon
             free(u);
             return MHD_NO;
         }
+        /* Handlers add every 101 header themselves; libmicrohttpd adds its own
+         * "Connection: Upgrade" and would merge the handler's into "Upgrade, Upgrade". */
         for (int i = 0; i < res->header_count; i++)
-            MHD_add_response_header(ur, res->header_names[i], res->header_values[i]);
+            if (strcasecmp(res->header_names[i], MHD_HTTP_HEADER_CONNECTION) != 0)
+                MHD_add_response_header(ur, res->header_names[i], res->header_values[i]);
         enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, ur);
         MHD_destroy_response(ur);
         return ok;
