@@ -41,11 +41,13 @@ typedef struct {
     json_object *provider;
     const char *pck;
     jn_egress_policy_t *egress;
+    json_object *end_user; /* the session's end user with its organization, for the row */
 } flow_t;
 
 static void flow_cleanup(jn_gateway_t *gw, flow_t *f)
 {
     json_object_put(f->provider);
+    json_object_put(f->end_user);
     jn_egress_policy_free(f->egress);
     jn_integration_cleanup(&f->integration);
     jn_connect_session_cleanup(&f->session);
@@ -179,7 +181,11 @@ static void flow_request(flow_t *f, jn_connection_request_t *cr, json_object *co
     cr->provider_config_key = f->pck;
     cr->connection_id = f->session.reconnect_connection_key;
     cr->connection_config = config;
-    cr->end_user = f->session.end_user;
+    /* The session's organization belongs to its end user (Nango's end_user.organization,
+     * what endUserOrganizationId filters on). */
+    if (!f->end_user)
+        f->end_user = jn_api_end_user_with_org(f->session.end_user, f->session.organization);
+    cr->end_user = f->end_user;
     cr->tags = f->session.tags;
     cr->webhook_url_override = f->session.webhook_url_override;
 }
