@@ -520,10 +520,18 @@ static void html_escape(const char *in, char *out, size_t cap)
 }
 
 /* The page the OAuth popup ends on: it tells the opener (postMessage and a
- * BroadcastChannel, as Nango's frontend listens for) and closes itself on success. */
-static void callback_page(jn_http_response_t *res, const char *error, const char *connection_id,
-                          const char *pck)
+ * BroadcastChannel, as Nango's connect UI listens for) and closes itself on success.
+ *
+ * The message goes only to the gateway's own origin (its connect page) and to the origins
+ * the environment lists (origins, may be NULL), never to '*': the opener may have been
+ * navigated to any site meanwhile, and the message names the new connection. Nango's
+ * frontend SDK (0.71) does not listen for it at all: auth() learns the result over its
+ * WebSocket, so narrowing breaks nothing there. */
+static void callback_page(jn_http_response_t *res, const jn_gateway_t *gw, const char *origins,
+                          const char *error, const char *connection_id, const char *pck)
 {
+    json_object *targets = jn_cors_message_targets(origins, gw->svc->config.server_url);
+    const char *targets_js = json_object_to_json_string_ext(targets, JSON_C_TO_STRING_PLAIN);
     json_object *err_obj = NULL;
     if (error) {
         err_obj = json_object_new_object();
@@ -541,21 +549,23 @@ static void callback_page(jn_http_response_t *res, const char *error, const char
     const char *data_js = json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN);
     char text[1200];
     html_escape(error ? error : "Connected. You can close this window.", text, sizeof text);
-    size_t cap = 4096 + strlen(err_js) + strlen(data_js);
+    size_t cap = 4096 + strlen(err_js) + strlen(data_js) + strlen(targets_js);
     char *page = malloc(cap);
     if (!page)
         abort();
     snprintf(page, cap,
              "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>%s</title></head>"
-             "<body><p>%s</p><script>(function(){var e=%s,d=%s;window.__nangoOAuthError=e;"
+             "<body><p>%s</p><script>(function(){var e=%s,d=%s,t=%s;window.__nangoOAuthError=e;"
              "var m=e?{type:'nango_oauth_callback_error',payload:e}:"
              "{type:'nango_oauth_callback_success',data:d};"
-             "try{if(window.opener)window.opener.postMessage(m,'*')}catch(x){}"
+             "t.forEach(function(o){try{if(window.opener)window.opener.postMessage(m,o)}"
+             "catch(x){}});"
              "try{new BroadcastChannel('nango-oauth-callback').postMessage(m)}catch(x){}"
              "window.addEventListener('message',function(v){if(v.data&&v.data.type==="
              "'nango_oauth_callback_ack')window.close()});"
              "if(!e)setTimeout(function(){window.close()},500)})();</script></body></html>",
-             error ? "Authorization failed" : "Authorization complete", text, err_js, data_js);
+             error ? "Authorization failed" : "Authorization complete", text, err_js, data_js,
+             targets_js);
     res->status = error ? 400 : 200;
     res->content_type = "text/html; charset=utf-8";
     free(res->body);
@@ -564,6 +574,7 @@ static void callback_page(jn_http_response_t *res, const char *error, const char
     jn_http_add_header(res, "Cache-Control", "no-store");
     json_object_put(err_obj);
     json_object_put(data);
+    json_object_put(targets);
 }
 
 /* Copies token_response_metadata paths from the token answer into connection_config. */
@@ -616,7 +627,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     const char *state = jn_http_query(req, "state");
     const char *code = jn_http_query(req, "code");
     if (!state || !*state || strlen(state) > 256) {
-        callback_page(res, "No state found in callback", NULL, NULL);
+        callback_page(res, gw, NULL, "No state found in callback", NULL, NULL);
         return;
     }
     PGconn *conn = jn_api_db(gw, res);
@@ -636,9 +647,10 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         PQclear(r);
         jn_api_db_release(gw, conn);
         if (err)
-            callback_page(res, "the authorization could not be checked; try again", NULL, NULL);
+            callback_page(res, gw, NULL, "the authorization could not be checked; try again", NULL,
+                          NULL);
         else
-            callback_page(res, "invalid, expired or already used state", NULL, NULL);
+            callback_page(res, gw, NULL, "invalid, expired or already used state", NULL, NULL);
         return;
     }
     bool same_browser =
@@ -648,7 +660,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     if (!same_browser) {
         jn_api_db_release(gw, conn);
         jn_log_warn("oauth", "a callback came from a browser that did not start the attempt");
-        callback_page(res,
+        callback_page(res, gw, NULL,
                       "this authorization was not started in this browser (or its cookie was "
                       "blocked); start the connection again from the application",
                       NULL, NULL);
@@ -665,9 +677,10 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         PQclear(r);
         jn_api_db_release(gw, conn);
         if (err)
-            callback_page(res, "the authorization could not be checked; try again", NULL, NULL);
+            callback_page(res, gw, NULL, "the authorization could not be checked; try again", NULL,
+                          NULL);
         else
-            callback_page(res, "invalid, expired or already used state", NULL, NULL);
+            callback_page(res, gw, NULL, "invalid, expired or already used state", NULL, NULL);
         return;
     }
     long long session_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -746,7 +759,8 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         bool created;
         jn_http_response_t scratch = {0};
         if (jn_api_save_connection(gw, conn, &f.env, &cr, &scratch, &c, &created)) {
-            callback_page(res, NULL, c.connection_id, c.provider_config_key);
+            callback_page(res, gw, f.session.cors_allowed_origins, NULL, c.connection_id,
+                          c.provider_config_key);
             notify_frontend(conn, ws_client, c.provider_config_key, c.connection_id, NULL);
             jn_log_info("oauth", "connection %lld %s through OAuth", c.id,
                         created ? "created" : "renewed");
@@ -760,7 +774,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         jn_api_connection_request_cleanup(&cr);
     }
     if (err) {
-        callback_page(res, message, NULL, NULL);
+        callback_page(res, gw, f.session.cors_allowed_origins, message, NULL, NULL);
         notify_frontend(conn, ws_client, f.pck, connection_id, message);
     }
     jn_oauth_token_cleanup(&token);

@@ -219,3 +219,20 @@ void jn_cors_preflight(const jn_http_request_t *req, jn_http_response_t *res, co
     jn_http_add_header(res, "Access-Control-Allow-Headers", "Authorization, Content-Type");
     jn_http_add_header(res, "Access-Control-Max-Age", "600");
 }
+
+json_object *jn_cors_message_targets(const char *list, const char *own_origin)
+{
+    json_object *targets = json_object_new_array();
+    char origin[JN_CORS_ORIGIN_MAX];
+    if (jn_cors_origin_of(own_origin, origin))
+        json_object_array_add(targets, json_object_new_string(origin));
+    if (admits_any(list))
+        return targets;
+    const char *p = list, *entry;
+    size_t len;
+    while (next_entry(&p, &entry, &len)) {
+        if (normalize(entry, len, false, origin))
+            json_object_array_add(targets, json_object_new_string(origin));
+    }
+    return targets;
+}

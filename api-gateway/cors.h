@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <json-c/json.h>
+
 #include "core/err.h"
 #include "net/http_server.h"
 
@@ -49,6 +51,11 @@ bool jn_cors_origin_allowed(const char *list, const char *origin, const char *ow
  * environment is not known yet (a token that resolves to none): any origin. */
 bool jn_cors_answer(const jn_http_request_t *req, jn_http_response_t *res, const char *list,
                     const char *own_origin);
+
+/* The origins a page of the gateway may postMessage an end-user result to, as a JSON array
+ * (new reference): the gateway's own origin (its connect page) and, when list names
+ * origins, each of them; "*" is never among them. */
+json_object *jn_cors_message_targets(const char *list, const char *own_origin);
 
 /* Answers a preflight (OPTIONS) for an end-user route that accepts methods ("POST"):
  * 204 with the allow headers when the Origin is allowed by list (as jn_cors_answer), 204

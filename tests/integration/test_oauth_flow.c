@@ -237,6 +237,18 @@ static bool ws_read_text(int fd, char *out, size_t cap)
     return true;
 }
 
+/* text with every '/' written "\\/", as the callback page's JSON has it. */
+static void slash_escaped(const char *text, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *text && n + 3 < cap; text++) {
+        if (*text == '/')
+            out[n++] = '\\';
+        out[n++] = *text;
+    }
+    out[n] = '\0';
+}
+
 /* Runs the dance and returns the new connection id. */
 static void oauth_dance(char *connection_id, size_t cap, char *callback_url, size_t cb_cap)
 {
@@ -262,6 +274,21 @@ static void oauth_dance(char *connection_id, size_t cap, char *callback_url, siz
     if (st != 200)
         fail_msg("callback answered %ld: %s", st, html);
     assert_non_null(strstr(html, "nango_oauth_callback_success"));
+    /* The result is posted to the gateway's own origin (and the environment's), never '*'. */
+    char targets[320], own[128];
+    slash_escaped(gw.url, own, sizeof own);
+    snprintf(targets, sizeof targets, "t=[\"%s\"", own);
+    assert_non_null(strstr(html, targets));
+    assert_null(strstr(html, "'*'"));
+    char *listed = jn_test_sql_value(gw.db_url, "SELECT cors_allowed_origins FROM environments "
+                                                "WHERE name = 'dev'");
+    if (listed && *listed) {
+        char other[128];
+        slash_escaped(listed, other, sizeof other);
+        snprintf(targets, sizeof targets, "t=[\"%s\",\"%s\"]", own, other);
+        assert_non_null(strstr(html, targets));
+    }
+    free(listed);
     const char *id = strstr(html, "\"connectionId\":\"");
     assert_non_null(id);
     id += 16;
@@ -374,6 +401,26 @@ static void test_callback_only_in_the_browser_that_started(void **state)
     assert_int_equal(strtol(after, NULL, 10), strtol(before, NULL, 10) + 1);
     free(before);
     free(after);
+}
+
+static void test_callback_page_posts_to_the_environments_origins(void **state)
+{
+    (void)state;
+    free(jn_test_sql_value(gw.db_url, "UPDATE environments SET cors_allowed_origins = "
+                                      "'https://app.example.com' WHERE name = 'dev' RETURNING 1"));
+    char cid[64], callback[2048], url[512], location[512], *html = NULL;
+    oauth_dance(cid, sizeof cid, callback, sizeof callback);
+    free(jn_test_sql_value(gw.db_url, "UPDATE environments SET cors_allowed_origins = '' "
+                                      "WHERE name = 'dev' RETURNING 1"));
+    /* The dance checked the page of the success; an error page (unknown state) knows no
+     * environment and posts to the gateway only. */
+    snprintf(url, sizeof url, "%s/oauth/callback?state=%064d&code=x", gw.url, 1);
+    assert_int_equal(get_no_follow(url, location, sizeof location, &html), 400);
+    char only[160], own[128];
+    slash_escaped(gw.url, own, sizeof own);
+    snprintf(only, sizeof only, "t=[\"%s\"]", own);
+    assert_non_null(strstr(html, only));
+    free(html);
 }
 
 static void test_provider_denial(void **state)
@@ -847,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_websocket_protocol_errors_close_the_socket),
         cmocka_unit_test(test_node_websocket_client),
         cmocka_unit_test(test_callback_only_in_the_browser_that_started),
+        cmocka_unit_test(test_callback_page_posts_to_the_environments_origins),
         cmocka_unit_test(test_provider_denial),
         cmocka_unit_test(test_concurrent_force_refresh_is_single_flight),
         cmocka_unit_test(test_rotation_and_dead_refresh_token),
