@@ -106,7 +106,8 @@ jn_ws_conn_t *jn_ws_conn_new(int sock, const char *extra, size_t extra_len)
         c->state = JN_WS_CLOSED;
         return c;
     }
-    memcpy(c->in, extra, extra_len);
+    if (extra_len)
+        memcpy(c->in, extra, extra_len);
     c->in_len = extra_len;
     return c;
 }
@@ -189,8 +190,10 @@ jn_ws_state_t jn_ws_conn_flush(jn_ws_conn_t *c)
         c->state = JN_WS_CLOSED;
         return c->state;
     }
-    memmove(c->out, c->out + sent, c->out_len - sent);
-    c->out_len -= sent;
+    if (sent > 0) {
+        memmove(c->out, c->out + sent, c->out_len - sent);
+        c->out_len -= sent;
+    }
     return c->state;
 }
 
