@@ -111,6 +111,31 @@ json_object *jn_api_body_object(const jn_http_request_t *req, jn_http_response_t
     return body;
 }
 
+/* The zod issue code Nango's errors[].code carries for a field error (its validation is
+ * zod's): read from the message that json_util and the handlers write. */
+static const char *issue_code(const char *message)
+{
+    static const struct {
+        const char *start, *code;
+    } codes[] = {
+        {"unknown field", "unrecognized_keys"},
+        {"is required", "invalid_type"},
+        {"must be a ", "invalid_type"},
+        {"must be an ", "invalid_type"},
+        {"must be true or false", "invalid_type"},
+        {"must be at most", "too_big"},
+        {"at most", "too_big"},
+        {"may not be empty", "too_small"},
+        {"must be non-empty", "too_small"},
+        {"must match", "invalid_string"},
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (strncmp(message, codes[i].start, strlen(codes[i].start)) == 0)
+            return codes[i].code;
+    }
+    return "custom";
+}
+
 void jn_api_invalid(jn_http_response_t *res, const char *code, const jn_field_error_t *e)
 {
     char message[512];
@@ -128,6 +153,7 @@ void jn_api_invalid(jn_http_response_t *res, const char *code, const jn_field_er
             json_object_array_add(path, json_object_new_string(part));
     }
     json_object *item = json_object_new_object();
+    json_object_object_add(item, "code", json_object_new_string(issue_code(e->message)));
     json_object_object_add(item, "path", path);
     json_object_object_add(item, "message", json_object_new_string(e->message));
     json_object *errors = json_object_new_array();

@@ -21,6 +21,7 @@
 
 #include "connect_sessions.h"
 #include "connection_requests.h"
+#include "cors.h"
 #include "store/connections.h"
 #include "providers/custom_providers.h"
 #include "store/integrations.h"
@@ -41,11 +42,13 @@ typedef struct {
     json_object *provider;
     const char *pck;
     jn_egress_policy_t *egress;
+    json_object *end_user; /* the session's end user with its organization, for the row */
 } flow_t;
 
 static void flow_cleanup(jn_gateway_t *gw, flow_t *f)
 {
     json_object_put(f->provider);
+    json_object_put(f->end_user);
     jn_egress_policy_free(f->egress);
     jn_integration_cleanup(&f->integration);
     jn_connect_session_cleanup(&f->session);
@@ -54,36 +57,46 @@ static void flow_cleanup(jn_gateway_t *gw, flow_t *f)
     memset(f, 0, sizeof *f);
 }
 
-/* Checks the session token, the integration and that the session may use it. */
+/* Checks the session token, the origin of the page that calls (CORS), the integration
+ * and that the session may use it. Until the session is known, an answer is readable from
+ * any origin (it says only that the token is wrong); after, only from the environment's
+ * origins, and a page of another origin is refused before anything changes. */
 static bool flow_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_response_t *res,
                        bool with_secrets, flow_t *f)
 {
     memset(f, 0, sizeof *f);
-    if (!jn_api_uri_param(req, res, "providerConfigKey", MAX_KEY, &f->pck))
-        return false;
+    const char *own = gw->engine->config.server_url;
     const char *token = jn_http_query(req, "connect_session_token");
-    if (!token || !*token) {
-        jn_http_respond_error(res, 401, "missing_connect_session_token",
-                              "the connect_session_token query parameter is required");
-        return false;
-    }
-    if (!jn_connect_token_well_formed(token)) {
-        jn_http_respond_error(res, 401, "invalid_connect_session_token_format",
-                              "the connect session token is malformed");
+    if (!token || !jn_connect_token_well_formed(token)) {
+        jn_cors_answer(req, res, NULL, own);
+        if (!jn_api_uri_param(req, res, "providerConfigKey", MAX_KEY, &f->pck))
+            return false;
+        if (!token || !*token)
+            jn_http_respond_error(res, 401, "missing_connect_session_token",
+                                  "the connect_session_token query parameter is required");
+        else
+            jn_http_respond_error(res, 401, "invalid_connect_session_token_format",
+                                  "the connect session token is malformed");
         return false;
     }
     f->conn = jn_api_db(gw, res);
-    if (!f->conn)
+    if (!f->conn) {
+        jn_cors_answer(req, res, NULL, own);
         return false;
+    }
     jn_err_t err = jn_connect_sessions_find(f->conn, token, &f->session);
-    if (err == JN_ERR_NOT_FOUND) {
-        jn_http_respond_error(res, 401, "unknown_connect_session_token",
-                              "the connect session is unknown or expired");
+    if (err) {
+        jn_cors_answer(req, res, NULL, own);
+        if (err == JN_ERR_NOT_FOUND)
+            jn_http_respond_error(res, 401, "unknown_connect_session_token",
+                                  "the connect session is unknown or expired");
+        else
+            jn_api_store_error(res, err, "connect session");
         flow_cleanup(gw, f);
         return false;
     }
-    if (err) {
-        jn_api_store_error(res, err, "connect session");
+    if (!jn_cors_answer(req, res, f->session.cors_allowed_origins, own) ||
+        !jn_api_uri_param(req, res, "providerConfigKey", MAX_KEY, &f->pck)) {
         flow_cleanup(gw, f);
         return false;
     }
@@ -217,7 +230,11 @@ static void flow_request(flow_t *f, jn_connection_request_t *cr, json_object *co
     cr->provider_config_key = f->pck;
     cr->connection_id = f->session.reconnect_connection_key;
     cr->connection_config = config;
-    cr->end_user = f->session.end_user;
+    /* The session's organization belongs to its end user (Nango's end_user.organization,
+     * what endUserOrganizationId filters on). */
+    if (!f->end_user)
+        f->end_user = jn_api_end_user_with_org(f->session.end_user, f->session.organization);
+    cr->end_user = f->end_user;
     cr->tags = f->session.tags;
     cr->webhook_url_override = f->session.webhook_url_override;
 }
@@ -356,6 +373,88 @@ static bool provider_bool(json_object *provider, const char *field)
     return json_object_object_get_ex(provider, field, &v) && json_object_get_boolean(v);
 }
 
+/* ---- the browser binding of an attempt ----
+ * /oauth/connect sets a random nonce in a cookie of the browser that starts the flow and
+ * stores only its SHA-256 with the attempt; /oauth/callback accepts the attempt only from a
+ * browser that presents it. Without this, anyone could start a flow, authorize their own
+ * provider account and send the callback link to a victim, whose session would then link
+ * the attacker's account (login CSRF). The cookie is HttpOnly, SameSite=Lax (sent on the
+ * provider's top-level redirect back, not on cross-site subrequests), scoped to the
+ * callback's path, and named after the state so that flows started in parallel in one
+ * browser do not overwrite each other. */
+
+#define NONCE_COOKIE_PREFIX "jn_oauth_"
+
+/* The cookie's name for an attempt: the prefix and 16 hex digits of the state's hash. */
+static void nonce_cookie_name(const char *state_hash, char out[48])
+{
+    snprintf(out, 48, NONCE_COOKIE_PREFIX "%.16s", state_hash);
+}
+
+/* The path part of the callback URL ("/oauth/callback", or under JUNCTION_SERVER_URL's
+ * own path), for the cookie's Path. */
+static const char *callback_path(const char *redirect)
+{
+    const char *scheme_end = strstr(redirect, "://");
+    const char *path = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+    return path ? path : "/oauth/callback";
+}
+
+/* Adds the Set-Cookie that carries nonce (NULL: expires the cookie). */
+static void set_nonce_cookie(jn_http_response_t *res, const char *redirect, const char *state_hash,
+                             const char *nonce)
+{
+    char name[48], cookie[512];
+    nonce_cookie_name(state_hash, name);
+    bool secure = strncmp(redirect, "https://", 8) == 0;
+    snprintf(cookie, sizeof cookie, "%s=%s; Path=%.300s; Max-Age=%d; HttpOnly; SameSite=Lax%s",
+             name, nonce ? nonce : "", callback_path(redirect), nonce ? ATTEMPT_TTL_S : 0,
+             secure ? "; Secure" : "");
+    jn_http_add_header(res, "Set-Cookie", cookie);
+}
+
+/* The value of cookie name in a Cookie header (borrowed; len in *len), or NULL. */
+static const char *find_cookie(const char *header, const char *name, size_t *len)
+{
+    size_t n = strlen(name);
+    for (const char *p = header; p && *p;) {
+        while (*p == ' ' || *p == ';')
+            p++;
+        const char *end = strchr(p, ';');
+        size_t item = end ? (size_t)(end - p) : strlen(p);
+        if (item > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+            *len = item - n - 1;
+            while (*len > 0 && p[n + *len] == ' ')
+                (*len)--;
+            return p + n + 1;
+        }
+        p = end;
+    }
+    return NULL;
+}
+
+/* True when the request carries the nonce whose hash the attempt stored; compared in
+ * constant time. An attempt without a stored hash (from before the binding) never passes. */
+static bool browser_matches(const jn_http_request_t *req, const char *state_hash,
+                            const char *stored_hash)
+{
+    const char *header = jn_http_header(req, "Cookie");
+    if (!header || !stored_hash || strlen(stored_hash) != 64)
+        return false;
+    char name[48];
+    nonce_cookie_name(state_hash, name);
+    size_t len = 0;
+    const char *value = find_cookie(header, name, &len);
+    if (!value || len == 0 || len > 128)
+        return false;
+    char copy[129], hash[65];
+    memcpy(copy, value, len);
+    copy[len] = '\0';
+    jn_crypto_sha256_hex(copy, hash);
+    jn_secure_wipe(copy, sizeof copy);
+    return jn_crypto_equal(hash, stored_hash, 64);
+}
+
 static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
 {
     jn_gateway_t *gw = ud;
@@ -388,9 +487,13 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
     }
     unsigned char random[32];
     jn_crypto_random(random, sizeof random);
-    char state[65], state_hash[65], verifier[64], challenge[64];
+    char state[65], state_hash[65], verifier[64], challenge[64], nonce[65], nonce_hash[65];
     jn_hex_encode(random, sizeof random, state);
     jn_crypto_sha256_hex(state, state_hash);
+    jn_crypto_random(random, sizeof random);
+    jn_hex_encode(random, sizeof random, nonce);
+    jn_secure_wipe(random, sizeof random);
+    jn_crypto_sha256_hex(nonce, nonce_hash);
     bool pkce = provider_bool(f.provider, "pkce");
     if (pkce)
         jn_oauth_pkce(verifier, challenge);
@@ -421,13 +524,14 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
                                 sealed,
                                 redirect,
                                 ttl,
-                                ws_client_id};
+                                ws_client_id,
+                                nonce_hash};
         err = jn_pg_exec(f.conn,
                          "INSERT INTO oauth_attempts (state_hash, session_id, integration_id, "
                          "connection_id, connection_config, code_verifier_sealed, redirect_uri, "
-                         "expires_at, ws_client_id) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, "
-                         "now() + make_interval(secs => $8), $9)",
-                         9, params, NULL);
+                         "expires_at, ws_client_id, browser_nonce_hash) VALUES ($1, $2, $3, $4, "
+                         "$5::jsonb, $6, $7, now() + make_interval(secs => $8), $9, $10)",
+                         10, params, NULL);
         free(cid);
         free(sealed);
         if (err) {
@@ -436,8 +540,10 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
             jn_http_respond_text(res, 302, "text/plain; charset=utf-8", "Redirecting\n");
             jn_http_add_header(res, "Location", url);
             jn_http_add_header(res, "Cache-Control", "no-store");
+            set_nonce_cookie(res, redirect, state_hash, nonce);
         }
     }
+    jn_secure_wipe(nonce, sizeof nonce);
     jn_secure_wipe(verifier, sizeof verifier);
     free(url);
     json_object_put(config);
@@ -464,10 +570,18 @@ static void html_escape(const char *in, char *out, size_t cap)
 }
 
 /* The page the OAuth popup ends on: it tells the opener (postMessage and a
- * BroadcastChannel, as Nango's frontend listens for) and closes itself on success. */
-static void callback_page(jn_http_response_t *res, const char *error, const char *connection_id,
-                          const char *pck)
+ * BroadcastChannel, as Nango's connect UI listens for) and closes itself on success.
+ *
+ * The message goes only to the gateway's own origin (its connect page) and to the origins
+ * the environment lists (origins, may be NULL), never to '*': the opener may have been
+ * navigated to any site meanwhile, and the message names the new connection. Nango's
+ * frontend SDK (0.71) does not listen for it at all: auth() learns the result over its
+ * WebSocket, so narrowing breaks nothing there. */
+static void callback_page(jn_http_response_t *res, const jn_gateway_t *gw, const char *origins,
+                          const char *error, const char *connection_id, const char *pck)
 {
+    json_object *targets = jn_cors_message_targets(origins, gw->engine->config.server_url);
+    const char *targets_js = json_object_to_json_string_ext(targets, JSON_C_TO_STRING_PLAIN);
     json_object *err_obj = NULL;
     if (error) {
         err_obj = json_object_new_object();
@@ -485,21 +599,23 @@ static void callback_page(jn_http_response_t *res, const char *error, const char
     const char *data_js = json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN);
     char text[1200];
     html_escape(error ? error : "Connected. You can close this window.", text, sizeof text);
-    size_t cap = 4096 + strlen(err_js) + strlen(data_js);
+    size_t cap = 4096 + strlen(err_js) + strlen(data_js) + strlen(targets_js);
     char *page = malloc(cap);
     if (!page)
         abort();
     snprintf(page, cap,
              "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>%s</title></head>"
-             "<body><p>%s</p><script>(function(){var e=%s,d=%s;window.__nangoOAuthError=e;"
+             "<body><p>%s</p><script>(function(){var e=%s,d=%s,t=%s;window.__nangoOAuthError=e;"
              "var m=e?{type:'nango_oauth_callback_error',payload:e}:"
              "{type:'nango_oauth_callback_success',data:d};"
-             "try{if(window.opener)window.opener.postMessage(m,'*')}catch(x){}"
+             "t.forEach(function(o){try{if(window.opener)window.opener.postMessage(m,o)}"
+             "catch(x){}});"
              "try{new BroadcastChannel('nango-oauth-callback').postMessage(m)}catch(x){}"
              "window.addEventListener('message',function(v){if(v.data&&v.data.type==="
              "'nango_oauth_callback_ack')window.close()});"
              "if(!e)setTimeout(function(){window.close()},500)})();</script></body></html>",
-             error ? "Authorization failed" : "Authorization complete", text, err_js, data_js);
+             error ? "Authorization failed" : "Authorization complete", text, err_js, data_js,
+             targets_js);
     res->status = error ? 400 : 200;
     res->content_type = "text/html; charset=utf-8";
     free(res->body);
@@ -508,6 +624,7 @@ static void callback_page(jn_http_response_t *res, const char *error, const char
     jn_http_add_header(res, "Cache-Control", "no-store");
     json_object_put(err_obj);
     json_object_put(data);
+    json_object_put(targets);
 }
 
 /* Tells the frontend SDK's WebSocket (if the flow was started with one) how it ended, in
@@ -539,7 +656,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     const char *state = jn_http_query(req, "state");
     const char *code = jn_http_query(req, "code");
     if (!state || !*state || strlen(state) > 256) {
-        callback_page(res, "No state found in callback", NULL, NULL);
+        callback_page(res, gw, NULL, "No state found in callback", NULL, NULL);
         return;
     }
     PGconn *conn = jn_api_db(gw, res);
@@ -549,20 +666,50 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     jn_crypto_sha256_hex(state, state_hash);
     const char *params[] = {state_hash};
     PGresult *r = NULL;
-    /* Claim the attempt: only one callback can ever get this row back. */
+    /* Only the browser that started the attempt may finish it. A callback from another
+     * one leaves the attempt untouched: the real browser may still come back with it. */
     jn_err_t err = jn_pg_exec(conn,
-                              "UPDATE oauth_attempts SET used_at = now() WHERE state_hash = $1 "
-                              "AND used_at IS NULL AND expires_at > now() RETURNING session_id, "
-                              "integration_id, connection_id, connection_config::text, "
-                              "code_verifier_sealed, redirect_uri, ws_client_id",
+                              "SELECT browser_nonce_hash FROM oauth_attempts "
+                              "WHERE state_hash = $1 AND used_at IS NULL AND expires_at > now()",
                               1, params, &r);
     if (err || PQntuples(r) == 0) {
         PQclear(r);
         jn_api_db_release(gw, conn);
         if (err)
-            callback_page(res, "the authorization could not be checked; try again", NULL, NULL);
+            callback_page(res, gw, NULL, "the authorization could not be checked; try again", NULL,
+                          NULL);
         else
-            callback_page(res, "invalid, expired or already used state", NULL, NULL);
+            callback_page(res, gw, NULL, "invalid, expired or already used state", NULL, NULL);
+        return;
+    }
+    bool same_browser =
+        browser_matches(req, state_hash, PQgetisnull(r, 0, 0) ? NULL : PQgetvalue(r, 0, 0));
+    PQclear(r);
+    r = NULL;
+    if (!same_browser) {
+        jn_api_db_release(gw, conn);
+        jn_log_warn("oauth", "a callback came from a browser that did not start the attempt");
+        callback_page(res, gw, NULL,
+                      "this authorization was not started in this browser (or its cookie was "
+                      "blocked); start the connection again from the application",
+                      NULL, NULL);
+        return;
+    }
+    /* Claim the attempt: only one callback can ever get this row back. */
+    err = jn_pg_exec(conn,
+                     "UPDATE oauth_attempts SET used_at = now() WHERE state_hash = $1 "
+                     "AND used_at IS NULL AND expires_at > now() RETURNING session_id, "
+                     "integration_id, connection_id, connection_config::text, "
+                     "code_verifier_sealed, redirect_uri, ws_client_id",
+                     1, params, &r);
+    if (err || PQntuples(r) == 0) {
+        PQclear(r);
+        jn_api_db_release(gw, conn);
+        if (err)
+            callback_page(res, gw, NULL, "the authorization could not be checked; try again", NULL,
+                          NULL);
+        else
+            callback_page(res, gw, NULL, "invalid, expired or already used state", NULL, NULL);
         return;
     }
     long long session_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -582,6 +729,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     char ws_client[48] = "";
     snprintf(ws_client, sizeof ws_client, "%s", PQgetvalue(r, 0, 6));
     PQclear(r);
+    set_nonce_cookie(res, redirect, state_hash, NULL);
 
     flow_t f = {.conn = conn};
     char message[700] = "";
@@ -642,7 +790,8 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         jn_http_response_t scratch = {0};
         if (jn_api_save_connection(gw, conn, &f.env, &cr, JN_CONNCFG_VALUES, &scratch, &c,
                                    &created)) {
-            callback_page(res, NULL, c.connection_id, c.provider_config_key);
+            callback_page(res, gw, f.session.cors_allowed_origins, NULL, c.connection_id,
+                          c.provider_config_key);
             notify_frontend(conn, ws_client, c.provider_config_key, c.connection_id, NULL);
             jn_log_info("oauth", "connection %lld %s through OAuth", c.id,
                         created ? "created" : "renewed");
@@ -656,7 +805,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         jn_api_connection_request_cleanup(&cr);
     }
     if (err) {
-        callback_page(res, message, NULL, NULL);
+        callback_page(res, gw, f.session.cors_allowed_origins, message, NULL, NULL);
         notify_frontend(conn, ws_client, f.pck, connection_id, message);
     }
     jn_oauth_token_cleanup(&token);
@@ -668,8 +817,50 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     flow_cleanup(gw, &f);
 }
 
+/* A browser's preflight before a cross-origin call of an auth route: the token in the
+ * query (the preflight carries the real request's URL) tells the environment and so its
+ * origins; without a known session any origin may ask, as the answer to the real request
+ * then says only that the token is wrong. */
+static void flow_preflight(const jn_http_request_t *req, jn_http_response_t *res, void *ud,
+                           const char *methods)
+{
+    jn_gateway_t *gw = ud;
+    const char *token = jn_http_query(req, "connect_session_token");
+    jn_connect_session_t s = {0};
+    bool found = false;
+    if (token && jn_connect_token_well_formed(token) && jn_http_header(req, "Origin")) {
+        jn_http_response_t scratch = {0};
+        PGconn *conn = jn_api_db(gw, &scratch);
+        if (conn) {
+            found = jn_connect_sessions_find(conn, token, &s) == JN_OK;
+            jn_api_db_release(gw, conn);
+        }
+        jn_http_response_cleanup(&scratch);
+    }
+    jn_cors_preflight(req, res, found ? s.cors_allowed_origins : NULL,
+                      gw->engine->config.server_url, methods);
+    if (found)
+        jn_connect_session_cleanup(&s);
+}
+
+static void preflight_post(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    flow_preflight(req, res, ud, "POST");
+}
+
+static void preflight_get(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    flow_preflight(req, res, ud, "GET");
+}
+
 void jn_routes_auth_flows(jn_gateway_t *gw, jn_http_server_t *http)
 {
+    static const char *const posts[] = {
+        "/api-auth/api-key/:providerConfigKey", "/api-auth/basic/:providerConfigKey",
+        "/oauth2/auth/:providerConfigKey", "/auth/unauthenticated/:providerConfigKey"};
+    for (size_t i = 0; i < sizeof posts / sizeof posts[0]; i++)
+        jn_http_route(http, "OPTIONS", posts[i], preflight_post, gw);
+    jn_http_route(http, "OPTIONS", "/oauth/connect/:providerConfigKey", preflight_get, gw);
     jn_http_route(http, "GET", "/oauth/connect/:providerConfigKey", oauth_connect, gw);
     jn_http_route(http, "GET", "/oauth/callback", oauth_callback, gw);
     jn_http_route(http, "POST", "/api-auth/api-key/:providerConfigKey", api_key_route, gw);

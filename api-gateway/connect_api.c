@@ -13,6 +13,7 @@
 
 #include "connect_sessions.h"
 #include "connection_requests.h"
+#include "cors.h"
 #include "providers/connection_config.h"
 #include "providers/custom_providers.h"
 #include "store/connections.h"
@@ -95,7 +96,10 @@ static jn_err_t read_session_body(json_object *body, bool reconnect, jn_connect_
     if (json_object_object_get_ex(body, "overrides", &v) && v &&
         !json_object_is_type(v, json_type_object))
         return jn_field_error(e, "overrides", "must be an object");
-    return jn_json_string(body, "webhook_url_override", false, 2048, &in->webhook_url_override, e);
+    if ((err = jn_json_string(body, "webhook_url_override", false, 2048, &in->webhook_url_override,
+                              e)))
+        return err;
+    return jn_api_check_webhook_url(in->webhook_url_override, "webhook_url_override", e);
 }
 
 /* The connection_config defaults of each integration the session names, judged as the
@@ -161,8 +165,12 @@ static void create_session(const jn_http_request_t *req, jn_http_response_t *res
         json_object_put(body);
         return;
     }
+    /* The connection gets Nango's automatic end-user tags under the caller's own. */
+    json_object *tags = jn_api_end_user_tags(in.end_user, in.organization, in.tags);
+    in.tags = tags;
     PGconn *conn = jn_api_db(gw, res);
     if (!conn) {
+        json_object_put(tags);
         json_object_put(body);
         return;
     }
@@ -202,6 +210,7 @@ static void create_session(const jn_http_request_t *req, jn_http_response_t *res
         }
     }
     jn_api_db_release(gw, conn);
+    json_object_put(tags);
     json_object_put(body);
 }
 
@@ -220,24 +229,30 @@ static bool session_from_header(jn_gateway_t *gw, const jn_http_request_t *req,
                                 jn_http_response_t *res, PGconn **conn, jn_connect_session_t *s,
                                 const char **token)
 {
+    const char *own = gw->engine->config.server_url;
     const char *auth = jn_http_header(req, "Authorization");
     if (!auth || strncmp(auth, "Bearer ", 7) != 0) {
+        jn_cors_answer(req, res, NULL, own);
         jn_http_respond_error(res, 401, "missing_auth_header",
                               "send Authorization: Bearer <connect session token>");
         return false;
     }
     *token = auth + 7;
     if (!jn_connect_token_well_formed(*token)) {
+        jn_cors_answer(req, res, NULL, own);
         jn_http_respond_error(res, 401, "invalid_connect_session_token_format",
                               "the connect session token is malformed");
         return false;
     }
     *conn = jn_api_db(gw, res);
-    if (!*conn)
+    if (!*conn) {
+        jn_cors_answer(req, res, NULL, own);
         return false;
+    }
     jn_err_t err = jn_connect_sessions_find(*conn, *token, s);
     if (err) {
         jn_api_db_release(gw, *conn);
+        jn_cors_answer(req, res, NULL, own);
         if (err == JN_ERR_NOT_FOUND)
             jn_http_respond_error(res, 401, "unknown_connect_session_token",
                                   "the connect session is unknown or expired");
@@ -245,7 +260,21 @@ static bool session_from_header(jn_gateway_t *gw, const jn_http_request_t *req,
             jn_api_store_error(res, err, "connect session");
         return false;
     }
+    /* The session's environment decides which pages may read it. */
+    if (!jn_cors_answer(req, res, s->cors_allowed_origins, own)) {
+        jn_api_db_release(gw, *conn);
+        jn_connect_session_cleanup(s);
+        return false;
+    }
     return true;
+}
+
+/* The preflight carries no Authorization header, so the environment is not known: any
+ * origin may ask, and the real request is checked against the session's environment. */
+static void session_preflight(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_gateway_t *gw = ud;
+    jn_cors_preflight(req, res, NULL, gw->engine->config.server_url, "GET, DELETE");
 }
 
 static json_object *copy(json_object *o)
@@ -254,6 +283,24 @@ static json_object *copy(json_object *o)
     if (o)
         json_object_deep_copy(o, &c, NULL);
     return c;
+}
+
+/* Connect UI settings in Nango's shape. Junction has no per-environment settings yet:
+ * the defaults, the system's theme and no watermark. */
+static json_object *connect_ui_settings(void)
+{
+    json_object *theme = json_object_new_object();
+    const char *modes[] = {"light", "dark"};
+    for (size_t i = 0; i < 2; i++) {
+        json_object *palette = json_object_new_object();
+        json_object_object_add(palette, "primary", json_object_new_string("#2563EB"));
+        json_object_object_add(theme, modes[i], palette);
+    }
+    json_object *settings = json_object_new_object();
+    json_object_object_add(settings, "theme", theme);
+    json_object_object_add(settings, "defaultTheme", json_object_new_string("system"));
+    json_object_object_add(settings, "showWatermark", json_object_new_boolean(0));
+    return settings;
 }
 
 static void get_session(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
@@ -266,17 +313,22 @@ static void get_session(const jn_http_request_t *req, jn_http_response_t *res, v
         return;
     jn_api_db_release(gw, conn);
     json_object *data = json_object_new_object();
-    json_object *end_user = copy(s.end_user);
-    if (end_user && s.organization)
-        json_object_object_add(end_user, "organization", copy(s.organization));
-    json_object_object_add(data, "endUser", end_user);
+    json_object *end_user = jn_api_end_user_with_org(s.end_user, s.organization);
+    json_object_object_add(data, "endUser", jn_api_end_user_output(end_user));
+    json_object_put(end_user);
     if (s.allowed_integrations)
         json_object_object_add(data, "allowed_integrations", copy(s.allowed_integrations));
     if (s.integrations_config_defaults)
         json_object_object_add(data, "integrations_config_defaults",
                                copy(s.integrations_config_defaults));
+    if (s.tags)
+        json_object_object_add(data, "tags", copy(s.tags));
+    if (s.webhook_url_override)
+        json_object_object_add(data, "webhook_url_override",
+                               json_object_new_string(s.webhook_url_override));
     if (s.reconnect_connection_id)
         json_object_object_add(data, "isReconnecting", json_object_new_boolean(1));
+    json_object_object_add(data, "connectUISettings", connect_ui_settings());
     json_object_object_add(data, "expires_at", json_object_new_string(s.expires_at));
     jn_connect_session_cleanup(&s);
     jn_api_data(res, data);
@@ -306,4 +358,5 @@ void jn_routes_connect(jn_gateway_t *gw, jn_http_server_t *http)
     jn_http_route(http, "POST", "/connect/sessions/reconnect", post_reconnect, gw);
     jn_http_route(http, "GET", "/connect/session", get_session, gw);
     jn_http_route(http, "DELETE", "/connect/session", delete_session, gw);
+    jn_http_route(http, "OPTIONS", "/connect/session", session_preflight, gw);
 }

@@ -83,7 +83,7 @@ static jn_err_t find_where(PGconn *conn, const char *where, const char *param,
              "s.integrations_config_defaults::text, s.tags::text, s.webhook_url_override, "
              "coalesce(s.reconnect_connection_id, 0), c.connection_id, i.unique_key, "
              "to_char(s.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-             "e.egress_allowlist "
+             "e.egress_allowlist, e.cors_allowed_origins "
              "FROM connect_sessions s JOIN environments e ON e.id = s.environment_id "
              "LEFT JOIN connections c ON c.id = s.reconnect_connection_id "
              "LEFT JOIN integrations i ON i.id = c.integration_id "
@@ -113,6 +113,7 @@ static jn_err_t find_where(PGconn *conn, const char *where, const char *param,
     out->reconnect_integration = jn_pg_dup(r, 0, 11);
     snprintf(out->expires_at, sizeof out->expires_at, "%s", PQgetvalue(r, 0, 12));
     out->egress_allowlist = jn_pg_dup(r, 0, 13);
+    out->cors_allowed_origins = jn_pg_dup(r, 0, 14);
     PQclear(r);
     return JN_OK;
 }
@@ -166,5 +167,6 @@ void jn_connect_session_cleanup(jn_connect_session_t *s)
     free(s->reconnect_connection_key);
     free(s->reconnect_integration);
     free(s->egress_allowlist);
+    free(s->cors_allowed_origins);
     memset(s, 0, sizeof *s);
 }

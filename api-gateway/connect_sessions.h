@@ -24,6 +24,7 @@ typedef struct {
     long long env_id;
     char env_uuid[40];
     char *egress_allowlist;                    /* the environment's, for token requests */
+    char *cors_allowed_origins;                /* the environment's browser origins (cors.h) */
     json_object *end_user;                     /* NULL when none */
     json_object *organization;                 /* NULL when none */
     json_object *allowed_integrations;         /* array of unique keys, NULL = all */

@@ -3,6 +3,7 @@
  */
 #include "connection_requests.h"
 
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 #define MAX_TAGS 64
 #define MAX_SECRET 8192
 #define MAX_CREDENTIAL_KEY 64
+
+static bool control_free(const char *s);
 
 static json_object *deep_copy(json_object *o)
 {
@@ -97,6 +100,123 @@ jn_err_t jn_api_check_tags(json_object *body, jn_field_error_t *e)
     if (json_object_object_get_ex(body, "tags", &tags) && tags)
         return check_tags(tags, "tags", e);
     return JN_OK;
+}
+
+static void put_string_tag(json_object *tags, const char *key, json_object *from, const char *field)
+{
+    json_object *v = NULL;
+    if (from && json_object_object_get_ex(from, field, &v) &&
+        json_object_is_type(v, json_type_string) && json_object_get_string_len(v) > 0 &&
+        json_object_object_length(tags) < MAX_TAGS)
+        json_object_object_add(tags, key, json_object_new_string(json_object_get_string(v)));
+}
+
+json_object *jn_api_end_user_tags(json_object *end_user, json_object *organization,
+                                  json_object *tags)
+{
+    json_object *out = json_object_new_object(), *v = NULL;
+    if (end_user && !organization)
+        json_object_object_get_ex(end_user, "organization", &organization);
+    put_string_tag(out, "end_user_id", end_user, "id");
+    put_string_tag(out, "end_user_email", end_user, "email");
+    put_string_tag(out, "end_user_display_name", end_user, "display_name");
+    put_string_tag(out, "organization_id", organization, "id");
+    put_string_tag(out, "organization_display_name", organization, "display_name");
+    if (end_user && json_object_object_get_ex(end_user, "tags", &v) &&
+        json_object_is_type(v, json_type_object)) {
+        json_object_object_foreach(v, key, value)
+        {
+            char lower[72];
+            size_t n = 0;
+            for (; key[n] && n < sizeof lower - 1; n++)
+                lower[n] = (char)(key[n] >= 'A' && key[n] <= 'Z' ? key[n] + 32 : key[n]);
+            lower[n] = '\0';
+            if (json_object_object_length(out) < MAX_TAGS ||
+                json_object_object_get_ex(out, lower, NULL))
+                json_object_object_add(out, lower,
+                                       json_object_new_string(json_object_get_string(value)));
+        }
+    }
+    if (tags && json_object_is_type(tags, json_type_object)) {
+        json_object_object_foreach(tags, key, value)
+        {
+            if (json_object_object_length(out) < MAX_TAGS ||
+                json_object_object_get_ex(out, key, NULL))
+                json_object_object_add(out, key,
+                                       json_object_new_string(json_object_get_string(value)));
+        }
+    }
+    if (json_object_object_length(out) == 0) {
+        json_object_put(out);
+        return NULL;
+    }
+    return out;
+}
+
+json_object *jn_api_end_user_with_org(json_object *end_user, json_object *organization)
+{
+    json_object *copy = deep_copy(end_user);
+    if (copy && organization)
+        json_object_object_add(copy, "organization", deep_copy(organization));
+    return copy;
+}
+
+/* A copy of a string field, or JSON null. */
+static json_object *string_or_null(json_object *o, const char *field)
+{
+    json_object *v = NULL;
+    return o && json_object_object_get_ex(o, field, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_new_string(json_object_get_string(v))
+               : NULL;
+}
+
+json_object *jn_api_end_user_output(json_object *end_user)
+{
+    if (!end_user || !json_object_is_type(end_user, json_type_object))
+        return NULL;
+    json_object *out = json_object_new_object(), *v = NULL;
+    json_object_object_add(out, "id", string_or_null(end_user, "id"));
+    json_object_object_add(out, "display_name", string_or_null(end_user, "display_name"));
+    json_object_object_add(out, "email", string_or_null(end_user, "email"));
+    json_object_object_add(out, "tags",
+                           json_object_object_get_ex(end_user, "tags", &v) ? deep_copy(v) : NULL);
+    json_object *org = NULL;
+    if (json_object_object_get_ex(end_user, "organization", &v) &&
+        json_object_is_type(v, json_type_object)) {
+        org = json_object_new_object();
+        json_object_object_add(org, "id", string_or_null(v, "id"));
+        json_object_object_add(org, "display_name", string_or_null(v, "display_name"));
+    }
+    json_object_object_add(out, "organization", org);
+    return out;
+}
+
+jn_err_t jn_api_check_webhook_url(const char *url, const char *field, jn_field_error_t *e)
+{
+    if (!url)
+        return JN_OK;
+    if (strlen(url) > 2048)
+        return jn_field_error(e, field, "must be at most 2048 characters");
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *user = NULL, *password = NULL;
+    jn_err_t err = JN_OK;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host ||
+        (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+        err = jn_field_error(e, field, "must be an http:// or https:// URL");
+    else if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+             curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK)
+        err =
+            jn_field_error(e, field, "may not carry a user or password (sign deliveries instead)");
+    else if (!control_free(url) || strchr(url, ' '))
+        err = jn_field_error(e, field, "may not contain spaces or control characters");
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(user);
+    curl_free(password);
+    curl_url_cleanup(u);
+    return err;
 }
 
 /* An RFC 3339 date-time ("2026-11-28T18:00:00Z"; fractions and offsets allowed) or unix
@@ -253,6 +373,8 @@ jn_err_t jn_api_read_connection_request(json_object *body, bool import, jn_conne
     if (!err)
         err =
             jn_json_string(body, "webhook_url_override", false, 2048, &cr->webhook_url_override, e);
+    if (!err)
+        err = jn_api_check_webhook_url(cr->webhook_url_override, "webhook_url_override", e);
     json_object *v = NULL;
     if (!err && json_object_object_get_ex(body, "metadata", &v) && v) {
         if (!json_object_is_type(v, json_type_object))

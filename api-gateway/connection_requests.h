@@ -56,4 +56,26 @@ jn_err_t jn_api_check_end_user(json_object *end_user, jn_field_error_t *e);
 /* Checks body's optional "tags": an object of at most 64 short strings. */
 jn_err_t jn_api_check_tags(json_object *body, jn_field_error_t *e);
 
+/* The tags a connection gets, as Nango builds them: end_user_id, end_user_email,
+ * end_user_display_name, organization_id and organization_display_name from end_user and
+ * organization (each may be NULL; an organization inside end_user counts too), then the
+ * end user's own tags (keys lowercased), then tags (may be NULL), each overriding the one
+ * before; at most 64. A new object, or NULL when there is none of them. Inputs are
+ * validated already (jn_api_check_end_user, jn_api_check_tags). */
+json_object *jn_api_end_user_tags(json_object *end_user, json_object *organization,
+                                  json_object *tags);
+
+/* The end user as stored on a connection: a copy of end_user with the organization (when
+ * given) set. NULL when end_user is. */
+json_object *jn_api_end_user_with_org(json_object *end_user, json_object *organization);
+
+/* Nango's ApiEndUser shape of a stored end user: {id, display_name, email, tags,
+ * organization: {id, display_name} | null}, every key present (null when unknown). NULL
+ * when end_user is. */
+json_object *jn_api_end_user_output(json_object *end_user);
+
+/* Checks webhook_url_override: an http(s) URL with a host, without user or password, of
+ * at most 2048 characters. field names it in e. */
+jn_err_t jn_api_check_webhook_url(const char *url, const char *field, jn_field_error_t *e);
+
 #endif

@@ -65,7 +65,7 @@ static json_object *api_connection_item(const jn_connection_t *c)
     json_object_object_add(o, "created", json_object_new_string(c->created_at));
     json_object_object_add(o, "metadata", copy_or_null(c->metadata));
     json_object_object_add(o, "errors", api_errors(c));
-    json_object_object_add(o, "end_user", copy_or_null(c->end_user));
+    json_object_object_add(o, "end_user", jn_api_end_user_output(c->end_user));
     json_object_object_add(o, "tags", copy_or_null(c->tags));
     return o;
 }
@@ -89,7 +89,7 @@ static json_object *connection_full(const jn_connection_t *c, bool with_refresh_
                            json_object_new_string(c->provider_config_key));
     json_object_object_add(o, "provider", json_object_new_string(c->provider));
     json_object_object_add(o, "errors", api_errors(c));
-    json_object_object_add(o, "end_user", copy_or_null(c->end_user));
+    json_object_object_add(o, "end_user", jn_api_end_user_output(c->end_user));
     json_object_object_add(o, "tags", copy_or_null(c->tags));
     json_object_object_add(o, "metadata", copy_or_null(c->metadata));
     json_object_object_add(o, "connection_config", copy_or_null(c->connection_config));
@@ -323,9 +323,8 @@ static void patch_connection(const jn_http_request_t *req, jn_http_response_t *r
     bool has_hook = json_object_object_get_ex(body, "webhook_url_override", &hook);
     if (!err && hook)
         err = jn_json_string(body, "webhook_url_override", false, 2048, &hook_url, &e);
-    if (!err && hook_url && strncmp(hook_url, "https://", 8) != 0 &&
-        strncmp(hook_url, "http://", 7) != 0)
-        err = jn_field_error(&e, "webhook_url_override", "must be an http(s) URL");
+    if (!err)
+        err = jn_api_check_webhook_url(hook_url, "webhook_url_override", &e);
     if (err) {
         jn_api_invalid(res, "invalid_body", &e);
         json_object_put(body);
@@ -459,8 +458,13 @@ static void import_connection(const jn_http_request_t *req, jn_http_response_t *
         json_object_put(body);
         return;
     }
+    /* An end user brings Nango's automatic tags, under the body's own. */
+    json_object *tags = cr.end_user ? jn_api_end_user_tags(cr.end_user, NULL, cr.tags) : NULL;
+    if (tags)
+        cr.tags = tags;
     PGconn *conn = jn_api_db(gw, res);
     if (!conn) {
+        json_object_put(tags);
         jn_api_connection_request_cleanup(&cr);
         json_object_put(body);
         return;
@@ -474,6 +478,7 @@ static void import_connection(const jn_http_request_t *req, jn_http_response_t *
     }
     jn_api_db_release(gw, conn);
     jn_api_connection_request_cleanup(&cr);
+    json_object_put(tags);
     json_object_put(body);
 }
 

@@ -122,14 +122,16 @@ static jn_err_t read_common(json_object *body, bool creating, jn_integration_inp
     return err;
 }
 
-static json_object *api_integration(const jn_integration_t *it)
+static json_object *api_integration(const jn_gateway_t *gw, const jn_integration_t *it)
 {
+    char logo[512];
+    jn_logo_url(gw->engine->config.server_url, it->provider, logo, sizeof logo);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "unique_key", json_object_new_string(it->unique_key));
     json_object_object_add(o, "provider", json_object_new_string(it->provider));
     json_object_object_add(o, "display_name",
                            it->display_name ? json_object_new_string(it->display_name) : NULL);
-    json_object_object_add(o, "logo", NULL);
+    json_object_object_add(o, "logo", json_object_new_string(logo));
     json_object_object_add(o, "forward_webhooks", json_object_new_boolean(it->forward_webhooks));
     json_object_object_add(o, "created_at", json_object_new_string(it->created_at));
     json_object_object_add(o, "updated_at", json_object_new_string(it->updated_at));
@@ -155,7 +157,7 @@ static void list_integrations(const jn_http_request_t *req, jn_http_response_t *
     }
     json_object *data = json_object_new_array();
     for (size_t i = 0; i < n; i++) {
-        json_object_array_add(data, api_integration(&list[i]));
+        json_object_array_add(data, api_integration(gw, &list[i]));
         jn_integration_cleanup(&list[i]);
     }
     free(list);
@@ -188,9 +190,10 @@ static const char *default_display_name(json_object *provider)
                                                                    : NULL;
 }
 
-static void respond_integration(jn_http_response_t *res, jn_integration_t *it)
+static void respond_integration(const jn_gateway_t *gw, jn_http_response_t *res,
+                                jn_integration_t *it)
 {
-    jn_api_data(res, api_integration(it));
+    jn_api_data(res, api_integration(gw, it));
     jn_integration_cleanup(it);
 }
 
@@ -232,7 +235,7 @@ static void create_integration(const jn_http_request_t *req, jn_http_response_t 
             else if (err)
                 jn_api_store_error(res, err, "integration");
             else
-                respond_integration(res, &it);
+                respond_integration(gw, res, &it);
         }
         json_object_put(provider);
     }
@@ -309,15 +312,11 @@ static void get_integration(const jn_http_request_t *req, jn_http_response_t *re
         jn_api_store_error(res, err, what);
         return;
     }
-    json_object *data = api_integration(&it);
+    json_object *data = api_integration(gw, &it);
     if (inc.credentials)
         json_object_object_add(data, "credentials", api_credentials(&it));
-    if (inc.webhook) {
-        char url[768];
-        snprintf(url, sizeof url, "%s/webhook/%s/%s", gw->engine->config.server_url, env.uuid,
-                 it.unique_key);
-        json_object_object_add(data, "webhook_url", json_object_new_string(url));
-    }
+    /* include=webhook is accepted, but no webhook_url is advertised until provider
+     * webhooks are received (an advertised URL must answer). */
     jn_integration_cleanup(&it);
     jn_api_data(res, data);
 }
@@ -367,7 +366,7 @@ static void update_integration(const jn_http_request_t *req, jn_http_response_t 
             else if (err)
                 jn_api_store_error(res, err, "integration");
             else
-                respond_integration(res, &it);
+                respond_integration(gw, res, &it);
         }
         json_object_put(provider);
         jn_integration_cleanup(&current);

@@ -6,8 +6,12 @@
 
 #include "api.h"
 
-/* GET /providers, GET /providers/:provider, /junction/providers (custom providers). */
+/* GET /providers, GET /providers/:provider, /junction/providers (custom providers), and
+ * the providers' logos under /images/template-logos/. */
 void jn_routes_providers(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* The URL of a provider's logo (Nango's logo_url / an integration's logo). */
+void jn_logo_url(const char *server_url, const char *provider, char *out, size_t cap);
 
 /* GET/POST /integrations, GET/PATCH/DELETE /integrations/:uniqueKey. */
 void jn_routes_integrations(jn_gateway_t *gw, jn_http_server_t *http);

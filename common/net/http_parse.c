@@ -40,13 +40,13 @@ static bool is_tchar(unsigned char c)
     return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
-/* A byte allowed raw in an origin-form target: RFC 3986 unreserved, sub-delims, ":", "@",
- * "/", "?", and "%" (escapes are checked when decoded). */
+/* A byte allowed raw in a request target: visible ASCII. RFC 3986 would have "[", "]", "|"
+ * and a few others escaped, but clients send them raw (axios leaves the brackets of
+ * tags[key]=value as they are), and they are harmless once the target is split and
+ * decoded; white space, control bytes and bytes past ASCII are refused. */
 static bool is_target_char(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c && strchr("-._~!$&'()*+,;=:@/?%", c) != NULL;
+    return c > 0x20 && c < 0x7f && c != '#';
 }
 
 /* Finds the end of the line starting at p (before end): returns the position of its LF and

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <arpa/inet.h>
@@ -148,11 +149,40 @@ static int teardown(void **state)
     return 0;
 }
 
-/* GET without following redirects; returns the status and the Location header. */
+/* The test's browser: the last cookie the gateway set ("name=value"), sent back to the
+ * gateway on every request, and that Set-Cookie line whole. */
+static char browser_cookie[256];
+static char browser_set_cookie[512];
+
+static size_t keep_cookie(char *line, size_t size, size_t n, void *ud)
+{
+    (void)ud;
+    size_t len = size * n;
+    if (len > 12 && strncasecmp(line, "Set-Cookie: ", 12) == 0) {
+        snprintf(browser_set_cookie, sizeof browser_set_cookie, "%.*s", (int)(len - 12), line + 12);
+        browser_set_cookie[strcspn(browser_set_cookie, "\r\n")] = '\0';
+        size_t pair = strcspn(browser_set_cookie, ";");
+        const char *eq = memchr(browser_set_cookie, '=', pair);
+        /* An emptied value is the gateway deleting the cookie. */
+        if (eq && (size_t)(eq - browser_set_cookie) + 1 < pair)
+            snprintf(browser_cookie, sizeof browser_cookie, "%.*s", (int)pair, browser_set_cookie);
+        else
+            browser_cookie[0] = '\0';
+    }
+    return len;
+}
+
+/* GET without following redirects, as the test's browser; returns the status and the
+ * Location header. */
 static long get_no_follow(const char *url, char *location, size_t cap, char **body)
 {
     CURL *curl = curl_easy_init();
     curl_easy_setopt(curl, CURLOPT_URL, url);
+    if (strncmp(url, gw.url, strlen(gw.url)) == 0) {
+        if (browser_cookie[0])
+            curl_easy_setopt(curl, CURLOPT_COOKIE, browser_cookie);
+        curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, keep_cookie);
+    }
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
     FILE *sink = body ? NULL : fopen("/dev/null", "w");
@@ -207,6 +237,18 @@ static bool ws_read_text(int fd, char *out, size_t cap)
     return true;
 }
 
+/* text with every '/' written "\\/", as the callback page's JSON has it. */
+static void slash_escaped(const char *text, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *text && n + 3 < cap; text++) {
+        if (*text == '/')
+            out[n++] = '\\';
+        out[n++] = *text;
+    }
+    out[n] = '\0';
+}
+
 /* Runs the dance and returns the new connection id. */
 static void oauth_dance(char *connection_id, size_t cap, char *callback_url, size_t cb_cap)
 {
@@ -232,6 +274,21 @@ static void oauth_dance(char *connection_id, size_t cap, char *callback_url, siz
     if (st != 200)
         fail_msg("callback answered %ld: %s", st, html);
     assert_non_null(strstr(html, "nango_oauth_callback_success"));
+    /* The result is posted to the gateway's own origin (and the environment's), never '*'. */
+    char targets[320], own[128];
+    slash_escaped(gw.url, own, sizeof own);
+    snprintf(targets, sizeof targets, "t=[\"%s\"", own);
+    assert_non_null(strstr(html, targets));
+    assert_null(strstr(html, "'*'"));
+    char *listed = jn_test_sql_value(gw.db_url, "SELECT cors_allowed_origins FROM environments "
+                                                "WHERE name = 'dev'");
+    if (listed && *listed) {
+        char other[128];
+        slash_escaped(listed, other, sizeof other);
+        snprintf(targets, sizeof targets, "t=[\"%s\",\"%s\"]", own, other);
+        assert_non_null(strstr(html, targets));
+    }
+    free(listed);
     const char *id = strstr(html, "\"connectionId\":\"");
     assert_non_null(id);
     id += 16;
@@ -294,6 +351,76 @@ static void test_full_dance_and_replay(void **state)
     free(count_before);
     free(count_after);
     assert_int_equal(token_requests("authorization_code"), before + 1);
+}
+
+static void test_callback_only_in_the_browser_that_started(void **state)
+{
+    (void)state;
+    char token[128], url[512], location[2048], callback[2048];
+    new_session(token, sizeof token);
+    snprintf(url, sizeof url, "%s/oauth/connect/fake?connect_session_token=%s", gw.url, token);
+    browser_cookie[0] = '\0';
+    assert_int_equal(get_no_follow(url, location, sizeof location, NULL), 302);
+    /* The nonce cookie: unreadable by scripts, sent on the provider's redirect back, only to
+     * the callback, gone with the attempt. */
+    assert_non_null(strstr(browser_set_cookie, "jn_oauth_"));
+    assert_non_null(strstr(browser_set_cookie, "; HttpOnly"));
+    assert_non_null(strstr(browser_set_cookie, "; SameSite=Lax"));
+    assert_non_null(strstr(browser_set_cookie, "; Path=/oauth/callback"));
+    assert_non_null(strstr(browser_set_cookie, "; Max-Age=1800"));
+    char started[256];
+    snprintf(started, sizeof started, "%s", browser_cookie);
+    assert_int_equal(get_no_follow(location, callback, sizeof callback, NULL), 302);
+
+    /* Someone else's browser opens the callback link (the account-linking CSRF): no
+     * cookie, or a guessed one. Nothing is created, nothing is asked of the provider. */
+    long exchanges = token_requests("authorization_code");
+    char *before = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
+    char *html = NULL;
+    browser_cookie[0] = '\0';
+    assert_int_equal(get_no_follow(callback, location, sizeof location, &html), 400);
+    assert_non_null(strstr(html, "nango_oauth_callback_error"));
+    assert_non_null(strstr(html, "not started in this browser"));
+    free(html);
+    snprintf(browser_cookie, sizeof browser_cookie, "%.*s=%064d", (int)strcspn(started, "="),
+             started, 0);
+    assert_int_equal(get_no_follow(callback, location, sizeof location, NULL), 400);
+    char *after = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
+    assert_string_equal(before, after);
+    free(after);
+    assert_int_equal(token_requests("authorization_code"), exchanges);
+
+    /* The browser that started it still can, once, and the cookie is then deleted. */
+    snprintf(browser_cookie, sizeof browser_cookie, "%s", started);
+    assert_int_equal(get_no_follow(callback, location, sizeof location, &html), 200);
+    assert_non_null(strstr(html, "nango_oauth_callback_success"));
+    free(html);
+    assert_string_equal(browser_cookie, "");
+    assert_non_null(strstr(browser_set_cookie, "Max-Age=0"));
+    after = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
+    assert_int_equal(strtol(after, NULL, 10), strtol(before, NULL, 10) + 1);
+    free(before);
+    free(after);
+}
+
+static void test_callback_page_posts_to_the_environments_origins(void **state)
+{
+    (void)state;
+    free(jn_test_sql_value(gw.db_url, "UPDATE environments SET cors_allowed_origins = "
+                                      "'https://app.example.com' WHERE name = 'dev' RETURNING 1"));
+    char cid[64], callback[2048], url[512], location[512], *html = NULL;
+    oauth_dance(cid, sizeof cid, callback, sizeof callback);
+    free(jn_test_sql_value(gw.db_url, "UPDATE environments SET cors_allowed_origins = '' "
+                                      "WHERE name = 'dev' RETURNING 1"));
+    /* The dance checked the page of the success; an error page (unknown state) knows no
+     * environment and posts to the gateway only. */
+    snprintf(url, sizeof url, "%s/oauth/callback?state=%064d&code=x", gw.url, 1);
+    assert_int_equal(get_no_follow(url, location, sizeof location, &html), 400);
+    char only[160], own[128];
+    slash_escaped(gw.url, own, sizeof own);
+    snprintf(only, sizeof only, "t=[\"%s\"]", own);
+    assert_non_null(strstr(html, only));
+    free(html);
 }
 
 static void test_provider_denial(void **state)
@@ -575,6 +702,14 @@ static int ws_connect(char *client_id, size_t cap)
     assert_non_null(strstr(head, " 101 "));
     /* RFC 6455's own example: this key must be answered with this accept value. */
     assert_non_null(strstr(head, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    /* One Connection header saying exactly "Upgrade" (Node's client refuses anything
+     * else, e.g. "Upgrade, Upgrade"), and Upgrade: websocket. */
+    char value[128];
+    assert_int_equal(jn_test_header_value(head, "Connection", value, sizeof value), 1);
+    if (strcasecmp(value, "Upgrade") != 0)
+        fail_msg("Connection: %s", value);
+    assert_int_equal(jn_test_header_value(head, "Upgrade", value, sizeof value), 1);
+    assert_string_equal(value, "websocket");
     char msg[1024];
     assert_true(ws_read_text(fd, msg, sizeof msg));
     json_object *ack = json_tokener_parse(msg);
@@ -582,6 +717,34 @@ static int ws_connect(char *client_id, size_t cap)
     snprintf(client_id, cap, "%s", jn_test_json_str(ack, "ws_client_id"));
     json_object_put(ack);
     return fd;
+}
+
+/* Sends one masked client frame. */
+static void ws_send(int fd, int opcode, const void *payload, size_t len)
+{
+    unsigned char frame[256];
+    assert_true(len <= 125);
+    const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    frame[0] = (unsigned char)(0x80 | opcode);
+    frame[1] = (unsigned char)(0x80 | len);
+    memcpy(frame + 2, mask, 4);
+    for (size_t i = 0; i < len; i++)
+        frame[6 + i] = ((const unsigned char *)payload)[i] ^ mask[i & 3];
+    assert_int_equal(send(fd, frame, 6 + len, 0), (ssize_t)(6 + len));
+}
+
+/* Reads one server frame (unmasked, short); returns its opcode, payload in out. */
+static int ws_read_frame(int fd, unsigned char *out, size_t *len)
+{
+    unsigned char h[2];
+    if (recv(fd, h, 2, MSG_WAITALL) != 2)
+        return -1;
+    assert_int_equal(h[1] & 0x80, 0); /* servers never mask */
+    *len = h[1] & 0x7f;
+    assert_true(*len <= 125);
+    if (*len && recv(fd, out, *len, MSG_WAITALL) != (ssize_t)*len)
+        return -1;
+    return h[0] & 0x0f;
 }
 
 static void test_frontend_websocket_gets_the_result(void **state)
@@ -601,6 +764,21 @@ static void test_frontend_websocket_gets_the_result(void **state)
     assert_string_equal(jn_test_json_str(m, "provider_config_key"), "fake");
     assert_string_equal(jn_test_json_str(m, "is_pending"), "false");
     json_object_put(m);
+
+    /* A ping is answered with its payload; then the closing handshake, the server's
+     * Close echoing ours, and the server closes the TCP connection. */
+    unsigned char frame[128];
+    size_t len = 0;
+    ws_send(fd, 0x9, "are you there", 13);
+    assert_int_equal(ws_read_frame(fd, frame, &len), 0xa);
+    assert_int_equal(len, 13);
+    assert_memory_equal(frame, "are you there", 13);
+    const unsigned char bye[] = {0x03, 0xe8, 'd', 'o', 'n', 'e'};
+    ws_send(fd, 0x8, bye, sizeof bye);
+    assert_int_equal(ws_read_frame(fd, frame, &len), 0x8);
+    assert_int_equal(len, 2);
+    assert_int_equal(frame[0] << 8 | frame[1], 1000);
+    assert_int_equal(recv(fd, frame, 1, 0), 0);
     close(fd);
 }
 
@@ -746,11 +924,118 @@ static void test_token_metadata_is_held_to_hosts(void **state)
     json_object_put(resp);
 }
 
+static jn_test_process_t node_client;
+
+/* The line of the Node client's output that starts with prefix, or NULL (new string). */
+static char *node_line(const char *prefix)
+{
+    char *log = jn_test_read_log(&node_client);
+    char *line = NULL;
+    for (char *p = log; p && *p;) {
+        size_t len = strcspn(p, "\n");
+        if (strncmp(p, prefix, strlen(prefix)) == 0) {
+            line = strndup(p, len);
+            break;
+        }
+        p += len + (p[len] ? 1 : 0);
+    }
+    free(log);
+    return line;
+}
+
+static bool node_said(void *ud)
+{
+    char *line = node_line(ud);
+    free(line);
+    return line != NULL;
+}
+
+static void test_node_websocket_client(void **state)
+{
+    (void)state;
+    /* The WebSocket of Node 20 (undici, the same checks as browsers). */
+    if (system("node --experimental-websocket -e "
+               "\"process.exit(typeof WebSocket === 'function' ? 0 : 1)\" 2>/dev/null") != 0) {
+        printf("SKIPPED: node with a built-in WebSocket (Node 20+) is not installed\n");
+        skip();
+    }
+    char ws_url[sizeof gw.url + 8];
+    snprintf(ws_url, sizeof ws_url, "ws://%.60s/", gw.url + strlen("http://"));
+    const char *argv[] = {
+        "/usr/bin/env", "node", "--experimental-websocket", FIXTURES_DIR "/ws_client.mjs",
+        ws_url,         NULL};
+    jn_test_spawn(&node_client, argv, NULL, "oauth_node_ws_client");
+    if (!jn_test_wait_until(node_said, "MESSAGE ", 20000)) {
+        char *log = jn_test_read_log(&node_client);
+        fail_msg("node's WebSocket did not connect:\n%s", log);
+    }
+    char *ack = node_line("MESSAGE ");
+    json_object *m = json_tokener_parse(ack + 8);
+    free(ack);
+    assert_string_equal(jn_test_json_str(m, "message_type"), "connection_ack");
+    snprintf(dance_ws_client, sizeof dance_ws_client, "%s", jn_test_json_str(m, "ws_client_id"));
+    json_object_put(m);
+
+    char cid[64], callback[2048];
+    oauth_dance(cid, sizeof cid, callback, sizeof callback);
+    dance_ws_client[0] = '\0';
+    /* The client got the result, closed, and the closing handshake completed cleanly. */
+    if (!jn_test_wait_until(node_said, "CLOSE ", 20000)) {
+        char *log = jn_test_read_log(&node_client);
+        fail_msg("node's WebSocket did not close:\n%s", log);
+    }
+    char *log = jn_test_read_log(&node_client);
+    char want[128];
+    snprintf(want, sizeof want, "\"connection_id\":\"%s\"", cid);
+    if (!strstr(log, "\"message_type\":\"success\"") || !strstr(log, want) ||
+        !strstr(log, "CLOSE 1005 true") || strstr(log, "ERROR"))
+        fail_msg("node's WebSocket saw:\n%s", log);
+    free(log);
+    assert_true(jn_test_process_wait(&node_client, 10000));
+    assert_int_equal(node_client.exit_status, 0);
+}
+
+static void test_websocket_protocol_errors_close_the_socket(void **state)
+{
+    (void)state;
+    char client[40];
+    int fd = ws_connect(client, sizeof client);
+    /* An unmasked client frame breaks RFC 6455 5.1: Close 1002, then the end. */
+    const unsigned char unmasked[] = {0x81, 0x02, 'h', 'i'};
+    assert_int_equal(send(fd, unmasked, sizeof unmasked, 0), (ssize_t)sizeof unmasked);
+    unsigned char frame[128];
+    size_t len = 0;
+    assert_int_equal(ws_read_frame(fd, frame, &len), 0x8);
+    assert_int_equal(frame[0] << 8 | frame[1], 1002);
+    assert_int_equal(recv(fd, frame, 1, 0), 0);
+    close(fd);
+
+    /* A handshake without version 13 is refused with the version we speak. */
+    int port = (int)strtol(strrchr(gw.url, ':') + 1, NULL, 10);
+    char url[96], *head = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+    const char *old_version[] = {
+        "Upgrade: websocket", "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 8", NULL};
+    assert_int_equal(jn_test_http_headers("GET", url, old_version, NULL, 0, NULL, &head), 426);
+    char value[32];
+    jn_test_header_value(head, "Sec-WebSocket-Version", value, sizeof value);
+    assert_string_equal(value, "13");
+    free(head);
+    const char *bad_key[] = {"Upgrade: websocket", "Connection: Upgrade",
+                             "Sec-WebSocket-Key: c2hvcnQ=", "Sec-WebSocket-Version: 13", NULL};
+    assert_int_equal(jn_test_http("GET", url, bad_key, NULL, 0, NULL), 400);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_dance_and_replay),
         cmocka_unit_test(test_frontend_websocket_gets_the_result),
+        cmocka_unit_test(test_websocket_protocol_errors_close_the_socket),
+        cmocka_unit_test(test_node_websocket_client),
+        cmocka_unit_test(test_callback_only_in_the_browser_that_started),
+        cmocka_unit_test(test_callback_page_posts_to_the_environments_origins),
         cmocka_unit_test(test_provider_denial),
         cmocka_unit_test(test_concurrent_force_refresh_is_single_flight),
         cmocka_unit_test(test_rotation_and_dead_refresh_token),

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -167,8 +168,20 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
 long jn_test_http(const char *method, const char *url, const char *const *headers,
                   const char *req_body, size_t req_body_len, char **body)
 {
+    return jn_test_http_headers(method, url, headers, req_body, req_body_len, body, NULL);
+}
+
+long jn_test_http_headers(const char *method, const char *url, const char *const *headers,
+                          const char *req_body, size_t req_body_len, char **body,
+                          char **resp_headers)
+{
     CURL *curl = curl_easy_init();
     sink_t sink = {calloc(1, 1), 0};
+    sink_t head = {calloc(1, 1), 0};
+    if (resp_headers) {
+        curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect);
+        curl_easy_setopt(curl, CURLOPT_HEADERDATA, &head);
+    }
     struct curl_slist *list = NULL;
     for (size_t i = 0; headers && headers[i]; i++)
         list = curl_slist_append(list, headers[i]);
@@ -193,7 +206,33 @@ long jn_test_http(const char *method, const char *url, const char *const *header
         *body = sink.data;
     else
         free(sink.data);
+    if (resp_headers)
+        *resp_headers = head.data;
+    else
+        free(head.data);
     return status;
+}
+
+int jn_test_header_value(const char *headers, const char *name, char *out, size_t cap)
+{
+    int count = 0;
+    size_t n = strlen(name);
+    if (out && cap)
+        out[0] = '\0';
+    for (const char *line = headers; line && *line;) {
+        const char *end = strstr(line, "\r\n");
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (len > n && strncasecmp(line, name, n) == 0 && line[n] == ':') {
+            const char *v = line + n + 1;
+            while (*v == ' ')
+                v++;
+            if (out && count == 0)
+                snprintf(out, cap, "%.*s", (int)(len - (size_t)(v - line)), v);
+            count++;
+        }
+        line = end ? end + 2 : line + len;
+    }
+    return count;
 }
 
 bool jn_test_wait_until(bool (*fn)(void *ud), void *ud, int timeout_ms)

@@ -57,6 +57,16 @@ long jn_test_http(const char *method, const char *url, const char *const *header
  * URLs (64 bytes each). */
 void jn_test_gateway_ports(char *env_port, char *env_admin, char *url, char *admin_url);
 
+/* jn_test_http that also returns the response's header lines ("Name: value\r\n" each,
+ * the status line first) in *resp_headers (new string; caller frees) when non-NULL. */
+long jn_test_http_headers(const char *method, const char *url, const char *const *headers,
+                          const char *req_body, size_t req_body_len, char **body,
+                          char **resp_headers);
+
+/* How many header lines named name (any case) headers holds; the first one's value goes to
+ * out (may be NULL). */
+int jn_test_header_value(const char *headers, const char *name, char *out, size_t cap);
+
 /* Polls fn(ud) every 100 ms until it returns true or timeout_ms passes. */
 bool jn_test_wait_until(bool (*fn)(void *ud), void *ud, int timeout_ms);
 
