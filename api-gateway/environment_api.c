@@ -1,21 +1,25 @@
 /*
  * environment_api.c - GET/PATCH /junction/environment: the calling environment's own
- * settings (its egress allow-list: internal addresses its providers may live at).
+ * settings: its egress allow-list (internal addresses its providers may live at) and the
+ * origins whose pages may call the end-user routes (CORS).
  */
 #include "routes.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "core/log.h"
+#include "cors.h"
 #include "providers/egress.h"
 #include "store/environments.h"
 
-static json_object *environment_json(const jn_environment_t *env)
+static json_object *environment_json(const jn_environment_t *env, const char *cors)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(env->name));
     json_object_object_add(o, "uuid", json_object_new_string(env->uuid));
     json_object_object_add(o, "egress_allowlist", json_object_new_string(env->egress_allowlist));
+    json_object_object_add(o, "cors_allowed_origins", json_object_new_string(cors ? cors : ""));
     return o;
 }
 
@@ -25,12 +29,54 @@ static void get_environment(const jn_http_request_t *req, jn_http_response_t *re
     jn_environment_t env;
     if (!jn_api_begin(gw, req, res, &env))
         return;
-    jn_api_data(res, environment_json(&env));
+    PGconn *conn = jn_api_db(gw, res);
+    if (!conn)
+        return;
+    char *cors = NULL;
+    jn_err_t err = jn_environments_get_cors_origins(conn, env.id, &cors);
+    jn_api_db_release(gw, conn);
+    if (err)
+        jn_api_store_error(res, err, "environment");
+    else
+        jn_api_data(res, environment_json(&env, cors));
+    free(cors);
+}
+
+/* Checks the body's fields; false after answering res. */
+static bool read_settings(json_object *body, const char **allowlist, const char **cors,
+                          jn_http_response_t *res)
+{
+    static const char *const fields[] = {"egress_allowlist", "cors_allowed_origins", NULL};
+    jn_field_error_t e;
+    char why[256];
+    jn_egress_policy_t *policy = NULL;
+    if (jn_json_only_keys(body, fields, "", &e) ||
+        jn_json_string(body, "egress_allowlist", false, 1023, allowlist, &e) ||
+        jn_json_string(body, "cors_allowed_origins", false, 4096, cors, &e)) {
+        jn_api_invalid(res, "invalid_body", &e);
+        return false;
+    }
+    if (!*allowlist && !*cors) {
+        jn_field_error(&e, "", "give egress_allowlist, cors_allowed_origins or both");
+        jn_api_invalid(res, "invalid_body", &e);
+        return false;
+    }
+    if (*allowlist && jn_egress_policy_new(*allowlist, &policy, why, sizeof why) != JN_OK) {
+        jn_field_error(&e, "egress_allowlist", "%s", why);
+        jn_api_invalid(res, "invalid_body", &e);
+        return false;
+    }
+    jn_egress_policy_free(policy);
+    if (*cors && jn_cors_origins_check(*cors, why, sizeof why) != JN_OK) {
+        jn_field_error(&e, "cors_allowed_origins", "%s", why);
+        jn_api_invalid(res, "invalid_body", &e);
+        return false;
+    }
+    return true;
 }
 
 static void patch_environment(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
 {
-    static const char *const fields[] = {"egress_allowlist", NULL};
     jn_gateway_t *gw = ud;
     jn_environment_t env;
     if (!jn_api_begin(gw, req, res, &env))
@@ -38,36 +84,39 @@ static void patch_environment(const jn_http_request_t *req, jn_http_response_t *
     json_object *body = jn_api_body_object(req, res);
     if (!body)
         return;
-    jn_field_error_t e;
-    const char *list = NULL;
-    jn_egress_policy_t *policy = NULL;
-    char why[256];
-    if (jn_json_only_keys(body, fields, "", &e) ||
-        jn_json_string(body, "egress_allowlist", true, sizeof env.egress_allowlist - 1, &list,
-                       &e)) {
-        jn_api_invalid(res, "invalid_body", &e);
-    } else if (jn_egress_policy_new(list, &policy, why, sizeof why) != JN_OK) {
-        jn_field_error(&e, "egress_allowlist", "%s", why);
-        jn_api_invalid(res, "invalid_body", &e);
-    } else {
-        PGconn *conn = jn_api_db(gw, res);
-        if (conn) {
-            jn_err_t err = jn_environments_set_allowlist(conn, env.id, list);
-            jn_api_db_release(gw, conn);
-            if (err) {
-                jn_api_store_error(res, err, "environment");
-            } else {
-                /* Every process hears of the change; this one reloads now, so the next
-                 * request through it already sees it. */
-                jn_env_cache_reload(gw->envs);
-                snprintf(env.egress_allowlist, sizeof env.egress_allowlist, "%s", list);
-                jn_log_info("egress", "environment %s: egress allow-list set to '%s'", env.name,
-                            list);
-                jn_api_data(res, environment_json(&env));
-            }
-        }
+    const char *allowlist = NULL, *cors = NULL;
+    if (!read_settings(body, &allowlist, &cors, res)) {
+        json_object_put(body);
+        return;
     }
-    jn_egress_policy_free(policy);
+    PGconn *conn = jn_api_db(gw, res);
+    if (!conn) {
+        json_object_put(body);
+        return;
+    }
+    jn_err_t err = JN_OK;
+    char *stored_cors = NULL;
+    if (allowlist)
+        err = jn_environments_set_allowlist(conn, env.id, allowlist);
+    if (!err && cors)
+        err = jn_environments_set_cors_origins(conn, env.id, cors);
+    if (!err)
+        err = jn_environments_get_cors_origins(conn, env.id, &stored_cors);
+    jn_api_db_release(gw, conn);
+    if (err) {
+        jn_api_store_error(res, err, "environment");
+    } else {
+        /* Every process hears of the change; this one reloads now, so the next request
+         * through it already sees it. */
+        jn_env_cache_reload(gw->envs);
+        if (allowlist) {
+            snprintf(env.egress_allowlist, sizeof env.egress_allowlist, "%s", allowlist);
+            jn_log_info("egress", "environment %s: egress allow-list set to '%s'", env.name,
+                        allowlist);
+        }
+        jn_api_data(res, environment_json(&env, stored_cors));
+    }
+    free(stored_cors);
     json_object_put(body);
 }
 

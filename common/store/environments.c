@@ -126,3 +126,36 @@ jn_err_t jn_environments_set_allowlist(PGconn *conn, long long env_id, const cha
                             "WHERE id = $1 RETURNING id",
                             2, params);
 }
+
+jn_err_t jn_environments_set_cors_origins(PGconn *conn, long long env_id, const char *origins)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%lld", env_id);
+    const char *params[] = {id, origins};
+    return jn_pg_exec_found(conn,
+                            "UPDATE environments SET cors_allowed_origins = $2, updated_at = now() "
+                            "WHERE id = $1 RETURNING id",
+                            2, params);
+}
+
+jn_err_t jn_environments_get_cors_origins(PGconn *conn, long long env_id, char **out)
+{
+    *out = NULL;
+    char id[24];
+    snprintf(id, sizeof id, "%lld", env_id);
+    const char *params[] = {id};
+    PGresult *r = NULL;
+    jn_err_t err = jn_pg_exec(conn, "SELECT cors_allowed_origins FROM environments WHERE id = $1",
+                              1, params, &r);
+    if (err)
+        return err;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return JN_ERR_NOT_FOUND;
+    }
+    *out = strdup(PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!*out)
+        abort();
+    return JN_OK;
+}

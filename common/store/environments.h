@@ -45,4 +45,9 @@ jn_err_t jn_environments_load(PGconn *conn, jn_environment_row_t **rows, size_t 
 /* Sets the environment's egress allow-list (already validated). */
 jn_err_t jn_environments_set_allowlist(PGconn *conn, long long env_id, const char *allowlist);
 
+/* The origins whose pages may call the end-user routes (already validated; "" = any). */
+jn_err_t jn_environments_set_cors_origins(PGconn *conn, long long env_id, const char *origins);
+/* *out is a new string (free()). */
+jn_err_t jn_environments_get_cors_origins(PGconn *conn, long long env_id, char **out);
+
 #endif
