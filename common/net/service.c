@@ -158,7 +158,9 @@ void jn_service_start(jn_service_t *svc, const char *name, jn_program_t program,
                 svc->config.instance_id);
 
     apply_migrations(svc);
-    svc->pg = jn_pg_pool_new(svc->config.database_url, name, svc->config.pg_pool_size);
+    jn_pg_options_t pg_opts;
+    jn_pg_options_from_config(&svc->config, &pg_opts);
+    svc->pg = jn_pg_pool_new_with(svc->config.database_url, name, &pg_opts);
 
     char client_id[192];
     snprintf(client_id, sizeof client_id, "junction-%s-%s", name, svc->config.instance_id);
