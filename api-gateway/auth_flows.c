@@ -277,6 +277,7 @@ static void client_credentials_route(const jn_http_request_t *req, jn_http_respo
         jn_http_respond_error(res, 400, "connection_test_failed", "%s", oerr.message);
         json_object_put(config);
     } else {
+        jn_oauth_token_metadata(f.provider, token.raw, config);
         jn_connection_request_t cr = {0};
         flow_request(&f, &cr, config);
         cr.credentials_type = "OAUTH2_CC";
@@ -460,27 +461,6 @@ static void callback_page(jn_http_response_t *res, const char *error, const char
     json_object_put(data);
 }
 
-/* Copies token_response_metadata paths from the token answer into connection_config. */
-static void copy_token_metadata(json_object *provider, json_object *raw, json_object *config)
-{
-    json_object *paths = NULL;
-    if (!json_object_object_get_ex(provider, "token_response_metadata", &paths))
-        return;
-    for (size_t i = 0; i < json_object_array_length(paths); i++) {
-        const char *path = json_object_get_string(json_object_array_get_idx(paths, i));
-        json_object *v = raw;
-        char copy[128];
-        snprintf(copy, sizeof copy, "%s", path);
-        char *save = NULL;
-        for (char *part = strtok_r(copy, ".", &save); part && v; part = strtok_r(NULL, ".", &save))
-            if (!json_object_object_get_ex(v, part, &v))
-                v = NULL;
-        if (v &&
-            (json_object_is_type(v, json_type_string) || json_object_is_type(v, json_type_boolean)))
-            json_object_object_add(config, path, json_object_new_string(json_object_get_string(v)));
-    }
-}
-
 /* Tells the frontend SDK's WebSocket (if the flow was started with one) how it ended, in
  * Nango's message shapes. */
 static void notify_frontend(PGconn *conn, const char *ws_client, const char *pck,
@@ -599,7 +579,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
             snprintf(message, sizeof message, "%s", oerr.message);
     }
     if (!err) {
-        copy_token_metadata(f.provider, token.raw, config);
+        jn_oauth_token_metadata(f.provider, token.raw, config);
         jn_connection_request_t cr = {0};
         flow_request(&f, &cr, config);
         config = NULL; /* cr owns it now */
