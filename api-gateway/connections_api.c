@@ -9,7 +9,8 @@
  *   POST   /connections/metadata                replace metadata (one id or a list)
  *   PATCH  /connections/metadata                shallow-merge metadata
  * Reading a connection refreshes an OAuth token that is about to expire (or when asked),
- * through the single-flight refresh in common/providers/token_refresh.c.
+ * through the single-flight refresh in common/providers/token_refresh.c; no database
+ * connection is held while the provider is asked.
  */
 #include "routes.h"
 
@@ -163,34 +164,34 @@ static void get_connection(const jn_http_request_t *req, jn_http_response_t *res
         !query_bool(req, res, "force_refresh", &force) ||
         !query_bool(req, res, "refresh_token", &with_refresh))
         return;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    double requested_at =
-        (double)now.tv_sec + (double)now.tv_nsec / 1e9 - JN_TOKEN_REFRESH_COALESCE_S;
     PGconn *conn = jn_api_db(gw, res);
     if (!conn)
         return;
     jn_connection_t c;
     jn_err_t err = jn_connections_get(conn, &gw->keyring, env.id, pck, cid, false, &c);
+    jn_api_db_release(gw, conn);
     if (err) {
-        jn_api_db_release(gw, conn);
         not_found(res, err, cid, pck);
         return;
     }
-    long long row = c.id;
+    /* The seq of the row as this request found it: a force refresh is satisfied only by
+     * credentials stored after that. */
+    long long row = c.id, seq = c.refresh_seq;
     jn_connection_cleanup(&c);
     char why[512] = "";
-    err = jn_token_refresh(conn, &gw->keyring, gw->catalog, row, force, requested_at, &c, why,
+    err = jn_token_refresh(gw->svc->pg, &gw->keyring, gw->catalog, row, force, seq, &c, why,
                            sizeof why);
     if (err == JN_ERR_UPSTREAM || err == JN_ERR_INVALID) {
         /* The refresh failed and is recorded; answer with the connection, minus credentials. */
         jn_connection_t plain;
         json_object *payload = json_object_new_object();
-        if (jn_connections_get_by_id(conn, &gw->keyring, row, false, &plain) == JN_OK) {
-            json_object_object_add(payload, "connection", connection_full(&plain, false));
-            jn_connection_cleanup(&plain);
+        if ((conn = jn_api_db(gw, res))) {
+            if (jn_connections_get_by_id(conn, &gw->keyring, row, false, &plain) == JN_OK) {
+                json_object_object_add(payload, "connection", connection_full(&plain, false));
+                jn_connection_cleanup(&plain);
+            }
+            jn_api_db_release(gw, conn);
         }
-        jn_api_db_release(gw, conn);
         json_object *error = json_object_new_object();
         json_object_object_add(error, "code", json_object_new_string("invalid_credentials"));
         json_object_object_add(error, "message", json_object_new_string(why));
@@ -200,20 +201,26 @@ static void get_connection(const jn_http_request_t *req, jn_http_response_t *res
         jn_http_respond_json(res, 400, root);
         return;
     }
+    if (err == JN_ERR_TIMEOUT && why[0]) {
+        jn_http_respond_error(res, 503, "service_unavailable", "%s; retry shortly", why);
+        return;
+    }
     if (err) {
-        jn_api_db_release(gw, conn);
         not_found(res, err, cid, pck);
         return;
     }
     /* A read stamp: losing one in a crash is harmless, so this commit does not wait for
-     * the WAL flush (every read would otherwise). One round trip; row is our own number. */
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "BEGIN; SET LOCAL synchronous_commit TO off; "
-             "UPDATE connections SET last_fetched_at = now() WHERE id = %lld; COMMIT",
-             row);
-    jn_pg_exec_script(conn, sql);
-    jn_api_db_release(gw, conn);
+     * the WAL flush (every read would otherwise), and a busy pool skips it. One round
+     * trip; row is our own number. */
+    if ((conn = jn_pg_acquire(gw->svc->pg, 1000, &err))) {
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "BEGIN; SET LOCAL synchronous_commit TO off; "
+                 "UPDATE connections SET last_fetched_at = now() WHERE id = %lld; COMMIT",
+                 row);
+        jn_pg_exec_script(conn, sql);
+        jn_pg_release(gw->svc->pg, conn);
+    }
     json_object *body = connection_full(&c, with_refresh);
     jn_connection_cleanup(&c);
     jn_http_respond_json(res, 200, body);

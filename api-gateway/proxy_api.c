@@ -99,27 +99,24 @@ static void stream_free(void *ud)
 typedef struct {
     jn_gateway_t *gw;
     long long connection_row;
+    long long seq;            /* refresh_seq of the credentials the call was sent with */
     json_object *credentials; /* the latest, owned */
 } refresh_ctx_t;
 
-/* After a 401: refresh now (single-flight), hand back the new credentials. */
+/* After a 401: refresh now (single-flight: unless newer credentials than those that got
+ * the 401 are stored already), hand back the new credentials. */
 static bool refresh_after_401(void *ud, json_object **credentials)
 {
     refresh_ctx_t *r = ud;
-    jn_err_t err;
-    PGconn *conn = jn_pg_acquire(r->gw->svc->pg, 5000, &err);
-    if (!conn)
-        return false;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
     jn_connection_t c;
     char why[512];
-    err = jn_token_refresh(conn, &r->gw->keyring, r->gw->catalog, r->connection_row, true,
-                           (double)now.tv_sec, &c, why, sizeof why);
-    jn_pg_release(r->gw->svc->pg, conn);
+    jn_err_t err = jn_token_refresh(r->gw->svc->pg, &r->gw->keyring, r->gw->catalog,
+                                    r->connection_row, true, r->seq, &c, why, sizeof why);
     if (err)
         return false;
-    *credentials = json_object_get(c.credentials);
+    /* Handed over, not shared: jn_connection_cleanup wipes the credentials it holds. */
+    *credentials = c.credentials;
+    c.credentials = NULL;
     jn_connection_cleanup(&c);
     return true;
 }
@@ -255,23 +252,21 @@ static bool job_prepare(proxy_job_t *job, jn_gateway_t *gw, const jn_http_reques
         job_cleanup(job);
         return false;
     }
-    /* One read for the connection and its credentials; the row lock and the token request
-     * happen only when the token is about to expire. */
+    /* One read for the connection and its credentials; a token refresh happens only when
+     * the token is about to expire, with the database connection given back first. */
     jn_err_t err = jn_connections_get(conn, &gw->keyring, job->env.id, pck, cid, true, &job->c);
     if (!err)
         err = jn_providers_lookup(gw->catalog, conn, job->env.id, job->c.provider, &job->provider);
+    jn_api_db_release(gw, conn);
     if (!err && jn_token_expiring(&job->c, job->provider)) {
         jn_connection_t fresh;
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
         /* A failed refresh keeps the old credentials: the provider then decides. */
-        if (jn_token_refresh(conn, &gw->keyring, gw->catalog, job->c.id, false, (double)now.tv_sec,
-                             &fresh, why, sizeof why) == JN_OK) {
+        if (jn_token_refresh(gw->svc->pg, &gw->keyring, gw->catalog, job->c.id, false,
+                             job->c.refresh_seq, &fresh, why, sizeof why) == JN_OK) {
             jn_connection_cleanup(&job->c);
             job->c = fresh;
         }
     }
-    jn_api_db_release(gw, conn);
     if (err) {
         char what[600];
         snprintf(what, sizeof what, "connection '%s' of integration '%s'", cid, pck);
@@ -282,7 +277,7 @@ static bool job_prepare(proxy_job_t *job, jn_gateway_t *gw, const jn_http_reques
     const char *rest = jn_http_param(req, "*");
     snprintf(job->endpoint, sizeof job->endpoint, "/%s", rest ? rest : "");
     job->query = jn_http_query_string(req);
-    job->refresh = (refresh_ctx_t){gw, job->c.id, NULL};
+    job->refresh = (refresh_ctx_t){gw, job->c.id, job->c.refresh_seq, NULL};
     job->target = (jn_provider_target_t){job->c.provider, job->provider, job->c.credentials,
                                          job->c.connection_config};
     call->endpoint = job->endpoint;

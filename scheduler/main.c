@@ -17,13 +17,8 @@
 static void refresh_sweep(jn_service_t *svc, const jn_crypto_keyring_t *ring,
                           const jn_catalog_t *catalog)
 {
-    jn_err_t err;
-    PGconn *conn = jn_pg_acquire(svc->pg, 5000, &err);
-    if (!conn)
-        return;
     int refreshed = 0, failed = 0;
-    err = jn_token_refresh_sweep(conn, ring, catalog, SWEEP_BATCH, &refreshed, &failed);
-    jn_pg_release(svc->pg, conn);
+    jn_err_t err = jn_token_refresh_sweep(svc->pg, ring, catalog, SWEEP_BATCH, &refreshed, &failed);
     if (err)
         jn_log_warn("refresh", "token refresh sweep stopped early: %s", jn_err_str(err));
     else if (refreshed || failed)

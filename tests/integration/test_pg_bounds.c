@@ -33,13 +33,6 @@ static char dir[600];
 static char url[128];
 static pid_t postmaster;
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -119,10 +112,10 @@ static void test_statement_timeout_keeps_the_connection(void **state)
     jn_err_t err;
     PGconn *conn = jn_pg_acquire(pool, 5000, &err);
     assert_non_null(conn);
-    long t0 = now_ms();
+    long t0 = jn_test_now_ms();
     /* The server cancels it at statement_timeout, before the client deadline. */
     assert_int_equal(jn_pg_exec(conn, "SELECT pg_sleep(5)", 0, NULL, NULL), JN_ERR_TIMEOUT);
-    long took = now_ms() - t0;
+    long took = jn_test_now_ms() - t0;
     assert_true(took >= STATEMENT_MS - 100 && took < DEADLINE_MS);
     assert_int_equal(PQstatus(conn), CONNECTION_OK);
     assert_int_equal(jn_pg_exec(conn, "SELECT 1", 0, NULL, NULL), JN_OK);
@@ -139,9 +132,9 @@ typedef struct {
 static void *ping_once(void *arg)
 {
     pinger_t *p = arg;
-    long t0 = now_ms();
+    long t0 = jn_test_now_ms();
     p->err = jn_pg_ping(p->pool);
-    p->took_ms = now_ms() - t0;
+    p->took_ms = jn_test_now_ms() - t0;
     return NULL;
 }
 
@@ -166,9 +159,9 @@ static void test_frozen_server_fails_fast_and_the_pool_recovers(void **state)
 
     signal_cluster(SIGSTOP);
     /* A query on an open connection: the server accepts the bytes and answers nothing. */
-    long t0 = now_ms();
+    long t0 = jn_test_now_ms();
     err = jn_pg_exec(a, "SELECT 1", 0, NULL, NULL);
-    long took = now_ms() - t0;
+    long took = jn_test_now_ms() - t0;
     assert_int_equal(err, JN_ERR_DB_UNAVAILABLE);
     if (took < DEADLINE_MS - 100 || took > DEADLINE_MS + SLACK_MS)
         fail_msg("the query failed after %ld ms; the deadline is %d ms", took, DEADLINE_MS);
