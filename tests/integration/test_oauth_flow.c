@@ -278,13 +278,14 @@ static void test_client_credentials(void **state)
     json_object_put(resp);
 }
 
-/* The connection's connection_config value at key (keys may hold dots), or NULL. */
+/* The connection's connection_config value at key (keys may hold dots); fails the test
+ * when there is none. */
 static const char *config_value(json_object *connection, const char *key)
 {
     json_object *config = NULL, *v = NULL;
     if (!json_object_object_get_ex(connection, "connection_config", &config) ||
         !json_object_object_get_ex(config, key, &v))
-        return NULL;
+        fail_msg("connection_config has no '%s': %s", key, json_object_to_json_string(connection));
     return json_object_get_string(v);
 }
 
