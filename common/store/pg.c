@@ -36,7 +36,8 @@
 struct jn_pg_pool {
     char *url;
     char *application_name;
-    jn_pg_options_t opts; /* connections point at this: it lives as long as the pool */
+    jn_pg_options_t opts;
+    long down_until_ms; /* monotonic; borrowing fails at once before it (atomic) */
     int opened;
     PGconn **idle;
     int idle_count;
@@ -74,27 +75,50 @@ static void notice_processor(void *arg, const char *message)
     jn_log_debug("pg", "notice: %s", line);
 }
 
-/* Attaches the pool's options to a connection (PGEVT_REGISTER), so query helpers find
- * its deadline from the PGconn alone. */
-static int limits_event(PGEventId id, void *info, void *pass_through)
+/* Attaches the pool to each of its connections (PGEVT_REGISTER), so query helpers find
+ * the deadline, and where to report a server that stopped answering, from the PGconn
+ * alone. */
+static int pool_event(PGEventId id, void *info, void *pass_through)
 {
     if (id == PGEVT_REGISTER) {
         PGEventRegister *r = info;
-        PQsetInstanceData(r->conn, limits_event, pass_through);
+        PQsetInstanceData(r->conn, pool_event, pass_through);
     }
     return 1;
 }
 
-static int query_deadline_ms(const PGconn *conn)
+static jn_pg_pool_t *pool_of(const PGconn *conn)
 {
-    const jn_pg_options_t *opts = PQinstanceData(conn, limits_event);
-    return opts ? opts->query_deadline_ms : 0;
+    return PQinstanceData(conn, pool_event);
 }
 
-/* Opens a connection; limits (NULL for none) become session settings and its deadline. */
-static PGconn *open_connection(const char *url, const char *application_name,
-                               const jn_pg_options_t *limits)
+static int query_deadline_ms(const PGconn *conn)
 {
+    const jn_pg_pool_t *pool = pool_of(conn);
+    return pool ? pool->opts.query_deadline_ms : 0;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* PostgreSQL just failed to answer (a missed deadline, a failed connection): for the next
+ * JN_PG_DOWN_WINDOW_MS, borrowers fail at once instead of each waiting out their own
+ * deadline; the first one after the window tries again. */
+static void mark_down(jn_pg_pool_t *pool)
+{
+    if (pool)
+        __atomic_store_n(&pool->down_until_ms, now_ms() + JN_PG_DOWN_WINDOW_MS, __ATOMIC_RELAXED);
+}
+
+/* Opens a connection; the limits of pool (NULL for none) become session settings and its
+ * deadline. */
+static PGconn *open_connection(const char *url, const char *application_name, jn_pg_pool_t *pool)
+{
+    const jn_pg_options_t *limits = pool ? &pool->opts : NULL;
     char timeout[16], options[128];
     snprintf(timeout, sizeof timeout, "%d", limits ? limits->connect_timeout_s : 5);
     const char *keys[] = {"dbname",
@@ -134,7 +158,7 @@ static PGconn *open_connection(const char *url, const char *application_name,
     }
     PQsetNoticeProcessor(conn, notice_processor, NULL);
     if (limits) {
-        if (!PQregisterEventProc(conn, limits_event, "junction-limits", (void *)limits))
+        if (!PQregisterEventProc(conn, pool_event, "junction-pool", pool))
             abort();
         PQsetnonblocking(conn, 1);
     }
@@ -144,13 +168,6 @@ static PGconn *open_connection(const char *url, const char *application_name,
 PGconn *jn_pg_connect(const char *url, const char *application_name)
 {
     return open_connection(url, application_name, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
 PGconn *jn_pg_connect_wait(const char *url, const char *application_name, int deadline_ms)
@@ -223,6 +240,10 @@ PGconn *jn_pg_acquire(jn_pg_pool_t *pool, int timeout_ms, jn_err_t *err)
         deadline.tv_nsec -= 1000000000L;
     }
 
+    if (now_ms() < __atomic_load_n(&pool->down_until_ms, __ATOMIC_RELAXED)) {
+        *err = JN_ERR_DB_UNAVAILABLE;
+        return NULL;
+    }
     pthread_mutex_lock(&pool->lock);
     while (pool->idle_count == 0 && pool->opened >= pool->opts.size) {
         if (pthread_cond_timedwait(&pool->freed, &pool->lock, &deadline) == ETIMEDOUT) {
@@ -241,18 +262,24 @@ PGconn *jn_pg_acquire(jn_pg_pool_t *pool, int timeout_ms, jn_err_t *err)
     }
     pthread_mutex_unlock(&pool->lock);
 
+    bool reset_failed = false;
     if (conn && PQstatus(conn) != CONNECTION_OK) {
         PQreset(conn); /* bounded by connect_timeout; keeps the attached options */
         if (PQstatus(conn) != CONNECTION_OK) {
+            /* A new connection would try the same server the same way: not twice. */
+            jn_log_warn("pg", "cannot reconnect to PostgreSQL at %s:%s", PQhost(conn),
+                        PQport(conn));
             PQfinish(conn);
             conn = NULL;
+            reset_failed = true;
         } else {
             PQsetnonblocking(conn, 1);
         }
     }
-    if (!conn)
-        conn = open_connection(pool->url, pool->application_name, &pool->opts);
+    if (!conn && !reset_failed)
+        conn = open_connection(pool->url, pool->application_name, pool);
     if (!conn) {
+        mark_down(pool);
         pthread_mutex_lock(&pool->lock);
         pool->opened--;
         pthread_cond_signal(&pool->freed);
@@ -349,6 +376,7 @@ expired:
     PQclear(keep);
     *expired = true;
     drop_connection(conn);
+    mark_down(pool_of(conn));
     return NULL;
 }
 

@@ -14,7 +14,9 @@
  * every pooled session), and a server that answers nothing at all (a client-side deadline
  * per query: the query is sent without blocking and the socket is watched; on expiry the
  * connection is dropped and the query fails with JN_ERR_DB_UNAVAILABLE). TCP keepalives
- * find a dead peer on an idle connection.
+ * find a dead peer on an idle connection. Once PostgreSQL has failed to answer (a missed
+ * deadline, a failed connection), the pool fails borrowers at once for JN_PG_DOWN_WINDOW_MS
+ * rather than letting each wait out its own deadline; then the next borrower tries again.
  */
 #ifndef JN_PG_H
 #define JN_PG_H
@@ -25,6 +27,9 @@
 #include "core/err.h"
 
 typedef struct jn_pg_pool jn_pg_pool_t;
+
+/* How long a pool fails borrowers at once after PostgreSQL failed to answer. */
+#define JN_PG_DOWN_WINDOW_MS 1000
 
 /* How a pool bounds its connections (docs/operations.md, JUNCTION_PG_*). */
 typedef struct {
@@ -59,7 +64,9 @@ jn_pg_pool_t *jn_pg_pool_new_with(const char *url, const char *application_name,
 void jn_pg_pool_free(jn_pg_pool_t *pool);
 
 /* Borrows a healthy connection, waiting up to timeout_ms for a free one.
- * NULL with *err = JN_ERR_DB_UNAVAILABLE or JN_ERR_TIMEOUT. Give it back with release. */
+ * NULL with *err = JN_ERR_DB_UNAVAILABLE (PostgreSQL cannot be reached, or failed to
+ * answer less than JN_PG_DOWN_WINDOW_MS ago) or JN_ERR_TIMEOUT (no free connection).
+ * Give it back with release. */
 PGconn *jn_pg_acquire(jn_pg_pool_t *pool, int timeout_ms, jn_err_t *err);
 void jn_pg_release(jn_pg_pool_t *pool, PGconn *conn);
 
