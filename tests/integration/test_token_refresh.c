@@ -8,6 +8,7 @@
  * concurrent callers that saw the same credentials coalesce onto one token request, and a
  * later force refresh asks again however recent the last one; a waiter takes the holder's
  * outcome; an abandoned lease is taken over and its holder's late answer stores nothing;
+ * a stored refresh is announced on the NOTIFY channel an event loop can wait on;
  * a dead grant is marked and never retried until the credentials are replaced; the sweep
  * skips locked rows and backs off from failing connections.
  */
@@ -449,6 +450,43 @@ static void test_abandoned_lease_is_taken_over_and_fenced(void **state)
     free(stored);
 }
 
+typedef struct {
+    PGconn *conn;
+    char payload[32];
+} listener_t;
+
+static bool notified(void *ud)
+{
+    listener_t *l = ud;
+    PQconsumeInput(l->conn);
+    PGnotify *n = PQnotifies(l->conn);
+    if (!n)
+        return false;
+    snprintf(l->payload, sizeof l->payload, "%s", n->extra);
+    PQfreemem(n);
+    return true;
+}
+
+/* What an event loop waits on instead of polling: a stored refresh NOTIFYs the channel
+ * with the connection's row id. */
+static void test_stored_refresh_notifies(void **state)
+{
+    (void)state;
+    char cid[64];
+    long long row = new_connection(cid, sizeof cid);
+    listener_t l = {.conn = PQconnectdb(gw.db_url)};
+    assert_int_equal(PQstatus(l.conn), CONNECTION_OK);
+    PQclear(PQexec(l.conn, "LISTEN " JN_TOKEN_REFRESH_CHANNEL));
+    caller_t c = {.row = row, .seq = seq_of(row)};
+    force_refresh(&c);
+    assert_int_equal(c.err, JN_OK);
+    assert_true(jn_test_wait_until(notified, &l, 5000));
+    char want[32];
+    snprintf(want, sizeof want, "%lld", row);
+    assert_string_equal(l.payload, want);
+    PQfinish(l.conn);
+}
+
 static bool sweep_done;
 
 static void *run_sweep(void *arg)
@@ -673,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_force_refresh_a_second_later_asks_again),
         cmocka_unit_test(test_waiter_takes_the_holders_failure),
         cmocka_unit_test(test_abandoned_lease_is_taken_over_and_fenced),
+        cmocka_unit_test(test_stored_refresh_notifies),
         cmocka_unit_test(test_dead_grant_is_marked_and_never_retried),
         cmocka_unit_test(test_sweep_skips_locked_rows),
         cmocka_unit_test(test_sweep_backs_off_failing_connections),
