@@ -57,10 +57,14 @@ static int setup(void **state)
 
 static void signal_cluster(int sig);
 
+static jn_test_gateway_t gw; /* the gateway test's, stopped here if that test failed */
+
 static int teardown(void **state)
 {
     (void)state;
     signal_cluster(SIGCONT); /* a failed test may have left it frozen */
+    if (gw.proc.pid > 0)
+        jn_test_process_kill(&gw.proc);
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "tests/support/throwaway_pg.sh stop '%s'", dir);
     jn_test_run(cmd);
@@ -237,7 +241,6 @@ static void test_gateway_answers_503_while_frozen(void **state)
     const char *env[] = {db_env, "JUNCTION_PG_STATEMENT_TIMEOUT_MS=1000",
                          "JUNCTION_PG_QUERY_DEADLINE_MS=1500", "JUNCTION_PG_CONNECT_TIMEOUT_S=2",
                          NULL};
-    jn_test_gateway_t gw;
     jn_test_gateway_start(&gw, GATEWAY_BIN, env); /* its database is the throwaway cluster */
     assert_true(gateway_answers(&gw));
 
@@ -261,6 +264,7 @@ static void test_gateway_answers_503_while_frozen(void **state)
     }
     assert_true(jn_test_wait_until(gateway_answers, &gw, 15000));
     jn_test_gateway_stop(&gw);
+    gw.proc.pid = 0;
 }
 
 int main(void)
