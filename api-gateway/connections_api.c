@@ -9,7 +9,8 @@
  *   POST   /connections/metadata                replace metadata (one id or a list)
  *   PATCH  /connections/metadata                shallow-merge metadata
  * Reading a connection refreshes an OAuth token that is about to expire (or when asked),
- * through the single-flight refresh in common/providers/token_refresh.c.
+ * through the single-flight refresh in common/providers/token_refresh.c; no database
+ * connection is held while the provider is asked.
  */
 #include "routes.h"
 
@@ -22,6 +23,7 @@
 #include "store/connections.h"
 #include "providers/custom_providers.h"
 #include "store/integrations.h"
+#include "providers/refresh.h"
 #include "providers/token_refresh.h"
 
 #define MAX_ID 255
@@ -151,6 +153,101 @@ static void not_found(jn_http_response_t *res, jn_err_t err, const char *cid, co
 
 /* ---- handlers ---- */
 
+/* GET /connections/:connectionId, in up to three steps: read the row (pool); refresh the
+ * credentials when forced or about to expire (the task pool and the loop, never a thread
+ * waiting on the token endpoint); then answer (pool). */
+typedef struct {
+    jn_gateway_t *gw;
+    jn_http_response_t *res;
+    jn_http_pending_t *pending;
+    long long row;
+    bool with_refresh;
+    jn_err_t err;
+    char why[512];
+    jn_connection_t c;
+} get_job_t;
+
+/* Answers with the connection and stamps its read. */
+static void answer_connection(get_job_t *j)
+{
+    jn_gateway_t *gw = j->gw;
+    jn_err_t err;
+    PGconn *conn;
+    /* A read stamp: losing one in a crash is harmless, so this commit does not wait for
+     * the WAL flush (every read would otherwise), and a busy pool skips it. One round
+     * trip; row is our own number. */
+    if ((conn = jn_pg_acquire(gw->engine->pg, 1000, &err))) {
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "BEGIN; SET LOCAL synchronous_commit TO off; "
+                 "UPDATE connections SET last_fetched_at = now() WHERE id = %lld; COMMIT",
+                 j->row);
+        jn_pg_exec_script(conn, sql);
+        jn_pg_release(gw->engine->pg, conn);
+    }
+    json_object *body = connection_full(&j->c, j->with_refresh);
+    jn_http_respond_json(j->res, 200, body);
+}
+
+/* The refresh failed and is recorded: Nango answers 400 with the connection (no
+ * credentials) in the error's payload. */
+static void answer_refresh_failure(get_job_t *j)
+{
+    jn_connection_t plain;
+    json_object *payload = json_object_new_object();
+    PGconn *conn = jn_api_db(j->gw, j->res);
+    if (conn) {
+        if (jn_connections_get_by_id(conn, &j->gw->keyring, j->row, false, &plain) == JN_OK) {
+            json_object_object_add(payload, "connection", connection_full(&plain, false));
+            jn_connection_cleanup(&plain);
+        }
+        jn_api_db_release(j->gw, conn);
+    }
+    json_object *error = json_object_new_object();
+    json_object_object_add(error, "code", json_object_new_string("invalid_credentials"));
+    json_object_object_add(error, "message", json_object_new_string(j->why));
+    json_object_object_add(error, "payload", payload);
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "error", error);
+    jn_http_respond_json(j->res, 400, root);
+}
+
+static void get_finish_on_pool(void *ud)
+{
+    get_job_t *j = ud;
+    if (j->err == JN_ERR_UPSTREAM || j->err == JN_ERR_INVALID)
+        answer_refresh_failure(j);
+    else if (j->err == JN_ERR_TIMEOUT || j->err == JN_ERR_BUSY || j->err == JN_ERR_DB_UNAVAILABLE)
+        jn_http_respond_error(j->res, 503, "service_unavailable", "%s; retry shortly", j->why);
+    else if (j->err)
+        jn_api_store_error(j->res, j->err, "connection");
+    else
+        answer_connection(j);
+    jn_connection_cleanup(&j->c);
+    jn_http_pending_finish(j->pending);
+    free(j);
+}
+
+static void get_refreshed(jn_err_t err, jn_connection_t *c, const char *why, void *ud)
+{
+    get_job_t *j = ud;
+    j->err = err;
+    if (err) {
+        snprintf(j->why, sizeof j->why, "%s", why ? why : jn_err_str(err));
+    } else {
+        jn_connection_cleanup(&j->c);
+        j->c = *c;
+        memset(c, 0, sizeof *c);
+    }
+    if (jn_taskpool_submit(j->gw->engine->tasks, get_finish_on_pool, j) != JN_OK) {
+        jn_http_respond_error(j->res, 503, "service_unavailable",
+                              "the server is overloaded; retry shortly");
+        jn_connection_cleanup(&j->c);
+        jn_http_pending_finish(j->pending);
+        free(j);
+    }
+}
+
 static void get_connection(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
 {
     jn_gateway_t *gw = ud;
@@ -163,60 +260,38 @@ static void get_connection(const jn_http_request_t *req, jn_http_response_t *res
         !query_bool(req, res, "force_refresh", &force) ||
         !query_bool(req, res, "refresh_token", &with_refresh))
         return;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    double requested_at =
-        (double)now.tv_sec + (double)now.tv_nsec / 1e9 - JN_TOKEN_REFRESH_COALESCE_S;
     PGconn *conn = jn_api_db(gw, res);
     if (!conn)
         return;
-    jn_connection_t c;
-    jn_err_t err = jn_connections_get(conn, &gw->keyring, env.id, pck, cid, false, &c);
-    if (err) {
-        jn_api_db_release(gw, conn);
-        not_found(res, err, cid, pck);
-        return;
-    }
-    long long row = c.id;
-    jn_connection_cleanup(&c);
-    char why[512] = "";
-    err = jn_token_refresh(conn, &gw->keyring, gw->catalog, row, force, requested_at, &c, why,
-                           sizeof why);
-    if (err == JN_ERR_UPSTREAM || err == JN_ERR_INVALID) {
-        /* The refresh failed and is recorded; answer with the connection, minus credentials. */
-        jn_connection_t plain;
-        json_object *payload = json_object_new_object();
-        if (jn_connections_get_by_id(conn, &gw->keyring, row, false, &plain) == JN_OK) {
-            json_object_object_add(payload, "connection", connection_full(&plain, false));
-            jn_connection_cleanup(&plain);
-        }
-        jn_api_db_release(gw, conn);
-        json_object *error = json_object_new_object();
-        json_object_object_add(error, "code", json_object_new_string("invalid_credentials"));
-        json_object_object_add(error, "message", json_object_new_string(why));
-        json_object_object_add(error, "payload", payload);
-        json_object *root = json_object_new_object();
-        json_object_object_add(root, "error", error);
-        jn_http_respond_json(res, 400, root);
-        return;
-    }
-    if (err) {
-        jn_api_db_release(gw, conn);
-        not_found(res, err, cid, pck);
-        return;
-    }
-    /* A read stamp: losing one in a crash is harmless, so this commit does not wait for
-     * the WAL flush (every read would otherwise). One round trip; row is our own number. */
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "BEGIN; SET LOCAL synchronous_commit TO off; "
-             "UPDATE connections SET last_fetched_at = now() WHERE id = %lld; COMMIT",
-             row);
-    jn_pg_exec_script(conn, sql);
+    get_job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        abort();
+    *j = (get_job_t){.gw = gw, .res = res, .with_refresh = with_refresh};
+    jn_err_t err = jn_connections_get(conn, &gw->keyring, env.id, pck, cid, true, &j->c);
     jn_api_db_release(gw, conn);
-    json_object *body = connection_full(&c, with_refresh);
-    jn_connection_cleanup(&c);
-    jn_http_respond_json(res, 200, body);
+    if (err) {
+        free(j);
+        not_found(res, err, cid, pck);
+        return;
+    }
+    j->row = j->c.id;
+    json_object *provider = NULL;
+    bool oauth = j->c.credentials_type && (strcmp(j->c.credentials_type, "OAUTH2") == 0 ||
+                                           strcmp(j->c.credentials_type, "OAUTH2_CC") == 0);
+    if (oauth && !force)
+        provider = jn_catalog_get(gw->catalog, j->c.provider);
+    bool expiring = oauth && !force && (provider ? jn_token_expiring(&j->c, provider) : true);
+    if (!force && !expiring) {
+        answer_connection(j);
+        jn_connection_cleanup(&j->c);
+        free(j);
+        return;
+    }
+    /* The seq of the row as this request found it: a force refresh is satisfied only by
+     * credentials stored after that. */
+    j->pending = jn_http_defer(req);
+    jn_refresh_start(&gw->engine->sessions, env.id, env.egress, j->row, force, j->c.refresh_seq,
+                     get_refreshed, j);
 }
 
 static void list_connections(const jn_http_request_t *req, jn_http_response_t *res, void *ud)

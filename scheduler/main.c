@@ -12,13 +12,9 @@
 /* Refreshes tokens about to expire, so a sync or proxy call never waits on a refresh. */
 static void refresh_sweep(jn_engine_t *e)
 {
-    jn_err_t err;
-    PGconn *conn = jn_pg_acquire(e->pg, 5000, &err);
-    if (!conn)
-        return;
     int refreshed = 0, failed = 0;
-    err = jn_token_refresh_sweep(conn, &e->keyring, e->catalog, SWEEP_BATCH, &refreshed, &failed);
-    jn_pg_release(e->pg, conn);
+    jn_err_t err =
+        jn_token_refresh_sweep(e->pg, &e->keyring, e->catalog, SWEEP_BATCH, &refreshed, &failed);
     if (err)
         jn_log_warn("refresh", "token refresh sweep stopped early: %s", jn_err_str(err));
     else if (refreshed || failed)

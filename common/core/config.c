@@ -225,6 +225,22 @@ jn_err_t jn_config_load(jn_config_t *cfg, jn_program_t program, jn_config_getenv
     if ((err = read_int(&r, "JUNCTION_PG_POOL_SIZE", 8, 1, 200, &n)))
         return err;
     cfg->pg_pool_size = (int)n;
+    if ((err = read_int(&r, "JUNCTION_PG_CONNECT_TIMEOUT_S", 5, 2, 60, &n)))
+        return err;
+    cfg->pg_connect_timeout_s = (int)n;
+    if ((err = read_int(&r, "JUNCTION_PG_STATEMENT_TIMEOUT_MS", 10000, 100, 3600000, &n)))
+        return err;
+    cfg->pg_statement_timeout_ms = (int)n;
+    if ((err = read_int(&r, "JUNCTION_PG_LOCK_TIMEOUT_MS", 5000, 100, 3600000, &n)))
+        return err;
+    cfg->pg_lock_timeout_ms = (int)n;
+    /* The client deadline defaults to a little more than the server's, so that a slow
+     * statement on a live server is cancelled by PostgreSQL (the connection survives) and
+     * only a server that answers nothing costs the connection. */
+    if ((err = read_int(&r, "JUNCTION_PG_QUERY_DEADLINE_MS", cfg->pg_statement_timeout_ms + 2000L,
+                        100, 3700000, &n)))
+        return err;
+    cfg->pg_query_deadline_ms = (int)n;
     if ((err = read_int(&r, "JUNCTION_MAX_BODY_BYTES", 75L * 1024 * 1024, 1024, 1024L * 1024 * 1024,
                         &n)))
         return err;

@@ -34,6 +34,14 @@ typedef struct {
     char bind_address[64];            /* JUNCTION_BIND_ADDRESS, default 0.0.0.0 */
     jn_log_level_t log_level;         /* JUNCTION_LOG_LEVEL, default info */
     int pg_pool_size;                 /* JUNCTION_PG_POOL_SIZE, default 8, 1..200 */
+    int pg_connect_timeout_s;         /* JUNCTION_PG_CONNECT_TIMEOUT_S, default 5, 2..60 */
+    int pg_statement_timeout_ms;      /* JUNCTION_PG_STATEMENT_TIMEOUT_MS (server side),
+                                         default 10000, 100..3600000 */
+    int pg_lock_timeout_ms;           /* JUNCTION_PG_LOCK_TIMEOUT_MS (server side), default
+                                         5000, 100..3600000 */
+    int pg_query_deadline_ms;         /* JUNCTION_PG_QUERY_DEADLINE_MS (client side): a query
+                                         unanswered this long drops its connection; default
+                                         statement timeout + 2000, 100..3700000 */
     long max_body_bytes;              /* JUNCTION_MAX_BODY_BYTES: largest request body the
                                          gateway reads; default 75 MiB, 1 KiB..1 GiB */
     unsigned char encryption_key[32]; /* JUNCTION_ENCRYPTION_KEY, base64 of 32 bytes */

@@ -110,7 +110,9 @@ void jn_engine_start(jn_engine_t *e, const char *name, jn_program_t program)
     raise_descriptor_limit();
 
     apply_migrations(e);
-    e->pg = jn_pg_pool_new(e->config.database_url, name, e->config.pg_pool_size);
+    jn_pg_options_t pg_opts;
+    jn_pg_options_from_config(&e->config, &pg_opts);
+    e->pg = jn_pg_pool_new_with(e->config.database_url, name, &pg_opts);
     jn_crypto_keyring_init(&e->keyring, e->config.encryption_key);
     for (int i = 0; i < e->config.retired_key_count; i++)
         jn_crypto_keyring_add_retired(&e->keyring, e->config.retired_keys[i]);

@@ -1,11 +1,12 @@
 /*
- * oauth.h - the OAuth 2 client side of Junction: authorization URLs and token requests
- * (authorization code with PKCE, refresh, client credentials), built from a provider
- * entry (docs/providers.md) and a connection's config.
+ * oauth.h - the OAuth 2 client side of Junction: authorization URLs, PKCE, Nango's
+ * credential shapes, and the blocking transport for token requests (authorization code
+ * with PKCE, refresh, client credentials).
  *
- * Token requests use libcurl with http(s) only, a 15 s timeout and a 1 MiB answer cap.
- * Errors say what the provider answered (its "error" and "error_description"), never
- * the secrets that were sent.
+ * Token requests are built and their answers read by oauth_request.h; here they are sent
+ * with libcurl, http(s) only, under the environment's egress policy, with a 15 s timeout
+ * and a 1 MiB answer cap. The blocking functions suit a thread that may wait; an event
+ * loop sends the same jn_oauth_request_t with its own client.
  */
 #ifndef JN_OAUTH_H
 #define JN_OAUTH_H
@@ -14,28 +15,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "providers/egress.h"
 #include "core/err.h"
+#include "providers/egress.h"
+#include "providers/oauth_request.h"
 
-typedef struct {
-    char *access_token;
-    char *refresh_token;  /* NULL when the provider sent none */
-    long long expires_at; /* unix seconds, 0 when the token does not expire */
-    json_object *raw;     /* the provider's whole answer */
-} jn_oauth_token_t;
-
-typedef struct {
-    const char *client_id;
-    const char *client_secret;
-    const jn_egress_policy_t *egress; /* where token requests may go (required) */
-} jn_oauth_client_t;
-
-/* Why a token request failed, for the caller to record on the connection. */
-typedef struct {
-    char message[512];
-    int http_status;    /* 0 when no answer came */
-    bool invalid_grant; /* the grant is dead (revoked, expired): retrying will not help */
-} jn_oauth_error_t;
+/* How long a blocking token request may take, connecting included. A refresh lease
+ * (token_refresh.h) outlives it. */
+#define JN_OAUTH_TOKEN_TIMEOUT_MS 15000L
 
 /* Builds the provider's authorization URL. scopes is comma-separated (the integration's)
  * or NULL for the provider's default_scopes; code_challenge NULL means no PKCE.
@@ -46,7 +32,13 @@ jn_err_t jn_oauth_authorize_url(json_object *provider, const char *client_id, co
                                 const char *state, const char *code_challenge, char **url,
                                 char *why, size_t why_len);
 
-/* Token requests. On failure *err says why; out is untouched. */
+/* Sends req (blocking) under egress and reads the answer (jn_oauth_request_parse). On
+ * failure *e says why and out is untouched: JN_ERR_UPSTREAM when no answer came or the
+ * provider failed (worth retrying later), JN_ERR_INVALID when refused. */
+jn_err_t jn_oauth_send(const jn_oauth_request_t *req, const jn_egress_policy_t *egress,
+                       jn_oauth_token_t *out, jn_oauth_error_t *e);
+
+/* Build, send and read in one call. On failure *err says why; out is untouched. */
 jn_err_t jn_oauth_exchange_code(json_object *provider, const jn_oauth_client_t *client,
                                 json_object *connection_config, const char *code,
                                 const char *redirect_uri, const char *code_verifier,
@@ -63,9 +55,6 @@ jn_err_t jn_oauth_client_credentials(json_object *provider, const jn_oauth_clien
  * "raw"}. New object. */
 json_object *jn_oauth_credentials(const jn_oauth_token_t *t, const char *type,
                                   const jn_oauth_client_t *client);
-
-/* Frees and wipes the token. */
-void jn_oauth_token_cleanup(jn_oauth_token_t *t);
 
 /* The PKCE pair: a random verifier (43+ chars) and its S256 challenge. */
 void jn_oauth_pkce(char verifier[64], char challenge[64]);

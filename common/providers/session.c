@@ -18,6 +18,7 @@
 
 #include "core/log.h"
 #include "providers/custom_providers.h"
+#include "providers/refresh.h"
 #include "providers/token_refresh.h"
 
 #define DB_WAIT_MS 5000
@@ -119,33 +120,36 @@ static jn_err_t provider_for(const jn_session_deps_t *d, PGconn *conn, long long
     return jn_providers_lookup(d->catalog, conn, env_id, name, out);
 }
 
-static double wall_now(void)
+/* Whether an entry's token expires within the provider's margin now: its expiry was
+ * measured by PostgreSQL's clock when the entry was read, and time has passed since. */
+static bool entry_expiring(const jn_conn_entry_t *e)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    jn_connection_t c = e->conn; /* a shallow view: nothing is freed through it */
+    if (c.expires_at_unix > 0)
+        c.expires_in_s -= (double)(now_ms - e->loaded_ms) / 1000.0;
+    return jn_token_expiring(&c, e->provider);
 }
 
-/* Reads the connection, refreshing credentials that are about to expire, and caches it.
- * force refreshes whatever the expiry (after a 401). */
-static jn_err_t load_entry(const jn_session_deps_t *d, const jn_environment_t *env, const char *pck,
-                           const char *cid, long long row_id, bool force, jn_conn_entry_t **out,
-                           char *why, size_t why_len)
+/* Reads the connection (by key, or by row id) and its provider's definition, with a pool
+ * connection held only for the reads. */
+static jn_err_t read_connection(const jn_session_deps_t *d, const jn_environment_t *env,
+                                const char *pck, const char *cid, long long row_id,
+                                jn_connection_t *c, json_object **provider, bool *owned, char *why,
+                                size_t why_len)
 {
-    *out = NULL;
-    uint64_t epoch = jn_conn_cache_epoch(d->cache);
     jn_err_t err;
     PGconn *conn = jn_pg_acquire(d->pg, DB_WAIT_MS, &err);
     if (!conn) {
         snprintf(why, why_len, "the database is unavailable; retry shortly");
         return err;
     }
-    double asked = wall_now();
-    jn_connection_t c;
     if (row_id)
-        err = jn_connections_get_by_id(conn, d->keyring, row_id, true, &c);
+        err = jn_connections_get_by_id(conn, d->keyring, row_id, true, c);
     else
-        err = jn_connections_get(conn, d->keyring, env->id, pck, cid, true, &c);
+        err = jn_connections_get(conn, d->keyring, env->id, pck, cid, true, c);
     if (err) {
         jn_pg_release(d->pg, conn);
         if (err == JN_ERR_NOT_FOUND)
@@ -155,28 +159,54 @@ static jn_err_t load_entry(const jn_session_deps_t *d, const jn_environment_t *e
             snprintf(why, why_len, "the connection could not be read (%s)", jn_err_str(err));
         return err;
     }
+    err = provider_for(d, conn, env->id, c->provider, provider, owned);
+    jn_pg_release(d->pg, conn);
+    if (err) {
+        snprintf(why, why_len, "the integration's provider '%s' was not found", c->provider);
+        jn_connection_cleanup(c);
+    }
+    return err;
+}
+
+/* The provider's definition for a new entry made from old's connection: the catalog's,
+ * or a private copy of old's own. */
+static json_object *provider_like(const jn_conn_entry_t *old, bool *owned)
+{
+    *owned = old->provider_owned;
+    if (!old->provider_owned)
+        return old->provider;
+    json_object *copy = NULL;
+    if (json_object_deep_copy(old->provider, &copy, NULL) != 0)
+        abort();
+    return copy;
+}
+
+/* The blocking form, for threads that may wait (scripts): reads, refreshes credentials
+ * about to expire, caches. */
+static jn_err_t load_entry_sync(const jn_session_deps_t *d, const jn_environment_t *env,
+                                const char *pck, const char *cid, long long row_id,
+                                jn_conn_entry_t **out, char *why, size_t why_len)
+{
+    *out = NULL;
+    uint64_t epoch = jn_conn_cache_epoch(d->cache);
+    jn_connection_t c;
     json_object *provider = NULL;
     bool owned = false;
-    err = provider_for(d, conn, env->id, c.provider, &provider, &owned);
-    if (err) {
-        jn_pg_release(d->pg, conn);
-        snprintf(why, why_len, "the integration's provider '%s' was not found", c.provider);
-        jn_connection_cleanup(&c);
+    jn_err_t err = read_connection(d, env, pck, cid, row_id, &c, &provider, &owned, why, why_len);
+    if (err)
         return err;
-    }
-    if (force || jn_token_expiring(&c, provider)) {
+    if (jn_token_expiring(&c, provider)) {
         jn_connection_t fresh;
         char rwhy[512];
         /* A failed refresh keeps the old credentials: the provider then decides. */
-        if (jn_token_refresh(conn, d->keyring, d->catalog, c.id, force, asked, &fresh, rwhy,
-                             sizeof rwhy) == JN_OK) {
+        if (jn_token_refresh(d->pg, d->keyring, d->catalog, c.id, false, c.refresh_seq, &fresh,
+                             rwhy, sizeof rwhy) == JN_OK) {
             jn_connection_cleanup(&c);
             c = fresh;
         } else {
             jn_log_info("session", "connection %lld: credential refresh failed: %s", c.id, rwhy);
         }
     }
-    jn_pg_release(d->pg, conn);
     jn_conn_entry_t *e = jn_conn_entry_new(env->id, &c, provider, owned);
     jn_conn_cache_put(d->cache, e, epoch);
     *out = e;
@@ -191,7 +221,10 @@ typedef struct {
     char *pck, *cid;
     jn_session_open_fn done;
     void *ud;
-    jn_conn_entry_t *entry;
+    uint64_t epoch;
+    jn_connection_t c;
+    json_object *provider;
+    bool owned;
     jn_err_t err;
     char why[512];
 } open_job_t;
@@ -203,21 +236,52 @@ static void open_job_free(open_job_t *j)
     free(j);
 }
 
-static void open_finish_on_loop(void *ud)
+/* Makes the entry, caches it, and opens the session. */
+static void open_complete(open_job_t *j)
+{
+    jn_conn_entry_t *e = jn_conn_entry_new(j->env.id, &j->c, j->provider, j->owned);
+    jn_conn_cache_put(j->d.cache, e, j->epoch);
+    j->done(session_new(&j->d, &j->env, e), JN_OK, NULL, j->ud);
+    open_job_free(j);
+}
+
+static void open_refreshed(jn_err_t err, jn_connection_t *c, const char *why, void *ud)
 {
     open_job_t *j = ud;
-    if (j->err)
+    if (err) {
+        /* A failed refresh keeps the old credentials: the provider then decides. */
+        jn_log_info("session", "connection %lld: credential refresh failed: %s", j->c.id, why);
+    } else {
+        jn_connection_cleanup(&j->c);
+        j->c = *c;
+        memset(c, 0, sizeof *c);
+    }
+    open_complete(j);
+}
+
+static void open_read_on_loop(void *ud)
+{
+    open_job_t *j = ud;
+    if (j->err) {
         j->done(NULL, j->err, j->why, j->ud);
-    else
-        j->done(session_new(&j->d, &j->env, j->entry), JN_OK, NULL, j->ud);
-    open_job_free(j);
+        open_job_free(j);
+        return;
+    }
+    if (jn_token_expiring(&j->c, j->provider)) {
+        jn_refresh_start(&j->d, j->env.id, j->env.egress, j->c.id, false, j->c.refresh_seq,
+                         open_refreshed, j);
+        return;
+    }
+    open_complete(j);
 }
 
 static void open_on_pool(void *ud)
 {
     open_job_t *j = ud;
-    j->err = load_entry(&j->d, &j->env, j->pck, j->cid, 0, false, &j->entry, j->why, sizeof j->why);
-    jn_loop_post(jn_provider_http_loop(j->d.http), open_finish_on_loop, j);
+    j->epoch = jn_conn_cache_epoch(j->d.cache);
+    j->err = read_connection(&j->d, &j->env, j->pck, j->cid, 0, &j->c, &j->provider, &j->owned,
+                             j->why, sizeof j->why);
+    jn_loop_post(jn_provider_http_loop(j->d.http), open_read_on_loop, j);
 }
 
 static char *xstrdup(const char *s)
@@ -234,7 +298,7 @@ void jn_session_open(const jn_session_deps_t *deps, const jn_environment_t *env,
 {
     jn_conn_entry_t *e =
         jn_conn_cache_get(deps->cache, env->id, provider_config_key, connection_id);
-    if (e && !jn_token_expiring(&e->conn, e->provider)) {
+    if (e && !entry_expiring(e)) {
         done(session_new(deps, env, e), JN_OK, NULL, ud);
         return;
     }
@@ -261,13 +325,13 @@ jn_err_t jn_session_open_sync(const jn_session_deps_t *deps, const jn_environmen
     *out = NULL;
     jn_conn_entry_t *e =
         jn_conn_cache_get(deps->cache, env->id, provider_config_key, connection_id);
-    if (e && jn_token_expiring(&e->conn, e->provider)) {
+    if (e && entry_expiring(e)) {
         jn_conn_entry_unref(e);
         e = NULL;
     }
     if (!e) {
         jn_err_t err =
-            load_entry(deps, env, provider_config_key, connection_id, 0, false, &e, why, why_len);
+            load_entry_sync(deps, env, provider_config_key, connection_id, 0, &e, why, why_len);
         if (err)
             return err;
     }
@@ -281,7 +345,7 @@ typedef struct {
     jn_session_t *s;
     jn_provider_stream_t *stream;
     jn_provider_refresh_done_fn done;
-    jn_conn_entry_t *fresh;
+    uint64_t epoch;
 } refresh_job_t;
 
 static json_object *copy_credentials(const jn_conn_entry_t *e)
@@ -292,53 +356,25 @@ static json_object *copy_credentials(const jn_conn_entry_t *e)
     return copy;
 }
 
-static void refresh_finish_on_loop(void *ud)
+static void refreshed_after_401(jn_err_t err, jn_connection_t *c, const char *why, void *ud)
 {
     refresh_job_t *j = ud;
     json_object *creds = NULL;
-    if (j->fresh) {
-        creds = copy_credentials(j->fresh);
-        session_swap(j->s, j->fresh);
+    jn_conn_entry_t *old = current_entry(j->s);
+    if (err) {
+        jn_log_info("session", "connection %lld: refresh after a 401 failed: %s", old->conn.id,
+                    why);
+    } else {
+        bool owned;
+        json_object *provider = provider_like(old, &owned);
+        jn_conn_entry_t *fresh = jn_conn_entry_new(j->s->env.id, c, provider, owned);
+        jn_conn_cache_put(j->s->d.cache, fresh, j->epoch);
+        creds = copy_credentials(fresh);
+        session_swap(j->s, fresh);
     }
     j->done(j->stream, creds);
     session_unref(j->s);
     free(j);
-}
-
-/* The token a set of credentials presents, for telling whether they changed. */
-static const char *presented_token(const jn_connection_t *c)
-{
-    json_object *v = NULL;
-    if (!c->credentials)
-        return "";
-    if (json_object_object_get_ex(c->credentials, "access_token", &v) ||
-        json_object_object_get_ex(c->credentials, "token", &v))
-        return json_object_get_string(v);
-    return "";
-}
-
-static void refresh_on_pool(void *ud)
-{
-    refresh_job_t *j = ud;
-    jn_conn_entry_t *old = current_entry(j->s);
-    char why[512];
-    /* Someone else (another process) may have refreshed since these credentials were
-     * read: then the stored ones are newer, and no new refresh is needed. */
-    jn_err_t err = load_entry(&j->s->d, &j->s->env, NULL, NULL, old->conn.id, false, &j->fresh, why,
-                              sizeof why);
-    if (err == JN_OK &&
-        strcmp(presented_token(&j->fresh->conn), presented_token(&old->conn)) != 0) {
-        jn_loop_post(jn_provider_http_loop(j->s->d.http), refresh_finish_on_loop, j);
-        return;
-    }
-    jn_conn_entry_unref(j->fresh);
-    j->fresh = NULL;
-    if (load_entry(&j->s->d, &j->s->env, NULL, NULL, old->conn.id, true, &j->fresh, why,
-                   sizeof why) != JN_OK) {
-        jn_log_info("session", "connection %lld: reload after a 401 failed: %s", old->conn.id, why);
-        j->fresh = NULL;
-    }
-    jn_loop_post(jn_provider_http_loop(j->s->d.http), refresh_finish_on_loop, j);
 }
 
 static bool is_oauth(const jn_connection_t *c)
@@ -347,6 +383,8 @@ static bool is_oauth(const jn_connection_t *c)
                                    strcmp(c->credentials_type, "OAUTH2_CC") == 0);
 }
 
+/* Forced, but relative to the refused credentials: if anyone (another process) stored
+ * newer ones since they were read, those are taken without asking the provider. */
 static void refresh_after_401(void *ud, jn_provider_stream_t *stream,
                               jn_provider_refresh_done_fn done)
 {
@@ -355,12 +393,10 @@ static void refresh_after_401(void *ud, jn_provider_stream_t *stream,
     if (!j)
         abort();
     atomic_fetch_add(&s->refs, 1);
-    *j = (refresh_job_t){s, stream, done, NULL};
-    if (jn_taskpool_submit(s->d.tasks, refresh_on_pool, j) != JN_OK) {
-        session_unref(s);
-        free(j);
-        done(stream, NULL);
-    }
+    *j = (refresh_job_t){s, stream, done, jn_conn_cache_epoch(s->d.cache)};
+    jn_conn_entry_t *old = current_entry(s);
+    jn_refresh_start(&s->d, s->env.id, s->env.egress, old->conn.id, true, old->conn.refresh_seq,
+                     refreshed_after_401, j);
 }
 
 /* ---- calling ---- */
@@ -390,10 +426,10 @@ jn_err_t jn_session_fetch(jn_session_t *s, const jn_provider_call_t *call, size_
                           jn_provider_response_t *out, char *why, size_t why_len)
 {
     jn_conn_entry_t *e = current_entry(s);
-    if (jn_token_expiring(&e->conn, e->provider)) {
+    if (entry_expiring(e)) {
         jn_conn_entry_t *fresh = NULL;
         char rwhy[512];
-        if (load_entry(&s->d, &s->env, NULL, NULL, e->conn.id, false, &fresh, rwhy, sizeof rwhy) ==
+        if (load_entry_sync(&s->d, &s->env, NULL, NULL, e->conn.id, &fresh, rwhy, sizeof rwhy) ==
             JN_OK) {
             session_swap(s, fresh);
             e = fresh;

@@ -2,9 +2,10 @@
  * connections.c - SQL for connections (migration 0003).
  *
  * Upsert runs in a transaction that locks the existing row (or draws a new id first), so
- * the sealed credentials are always bound to the id of the row that holds them, and an
- * override never interleaves with a token refresh of the same connection (the refresh
- * holds the same row lock).
+ * the sealed credentials are always bound to the id of the row that holds them. An
+ * override grows refresh_seq and drops any refresh lease: a token refresh that was in
+ * flight then finds its lease gone and stores nothing over the new credentials
+ * (common/providers/token_refresh.c), and a dead grant is alive again.
  */
 #include "store/connections.h"
 
@@ -57,6 +58,9 @@ jn_err_t jn_connection_from_row(const PGresult *r, int row, const jn_crypto_keyr
     snprintf(c->created_at, sizeof c->created_at, "%s", PQgetvalue(r, row, 16));
     snprintf(c->updated_at, sizeof c->updated_at, "%s", PQgetvalue(r, row, 17));
     c->expires_at_unix = strtod(PQgetvalue(r, row, 18), NULL);
+    c->refresh_seq = strtoll(PQgetvalue(r, row, 19), NULL, 10);
+    c->expires_in_s = strtod(PQgetvalue(r, row, 20), NULL);
+    c->reauth_required = PQgetvalue(r, row, 21)[0] == 't';
     if (!with_credentials)
         return JN_OK;
     char aad[64];
@@ -226,7 +230,9 @@ static jn_err_t upsert_once(PGconn *conn, const jn_crypto_keyring_t *ring, long 
                          "tags = coalesce($11::jsonb, tags), "
                          "webhook_url_override = coalesce($12, webhook_url_override), "
                          "refresh_error = NULL, refresh_error_at = NULL, refresh_failures = 0, "
-                         "updated_at = now() "
+                         "refresh_seq = refresh_seq + 1, refresh_lease = NULL, "
+                         "refresh_lease_until = NULL, refresh_retry_at = NULL, "
+                         "reauth_required_at = NULL, updated_at = now() "
                          "WHERE id = $1 AND environment_id = $2 AND integration_id = $3 AND "
                          "connection_id = $4",
                          12, params, NULL);

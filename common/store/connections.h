@@ -35,6 +35,9 @@ typedef struct {
     char *webhook_url_override;
     char *refresh_error; /* last refresh failure, NULL when the last refresh worked */
     char refresh_error_at[40];
+    bool reauth_required;  /* the grant is dead: no refresh until the credentials are replaced */
+    long long refresh_seq; /* grows with every stored credential (refresh, import, OAuth) */
+    double expires_in_s;   /* expires_at minus PostgreSQL's clock when read (0 when none) */
     char last_fetched_at[40];
     char created_at[40];
     char updated_at[40];
@@ -110,7 +113,8 @@ jn_err_t jn_connection_from_row(const PGresult *r, int row, const jn_crypto_keyr
                                 bool with_credentials, jn_connection_t *out);
 
 /* The select list jn_connection_from_row expects, over "c" (connections) joined with "i"
- * (integrations). */
+ * (integrations), and how many columns it has (a caller may select more after them). */
+#define JN_CONNECTION_COLUMN_COUNT 22
 #define JN_CONNECTION_COLUMNS                                                                      \
     "c.id, c.integration_id, c.connection_id, i.unique_key, i.provider, c.credentials_type, "      \
     "c.credentials_sealed, "                                                                       \
@@ -124,6 +128,8 @@ jn_err_t jn_connection_from_row(const PGresult *r, int row, const jn_crypto_keyr
     "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ''), "                                                  \
     "to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "              \
     "to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "              \
-    "coalesce(extract(epoch FROM c.expires_at), 0)"
+    "coalesce(extract(epoch FROM c.expires_at), 0), c.refresh_seq, "                               \
+    "coalesce(extract(epoch FROM c.expires_at - clock_timestamp()), 0), "                          \
+    "c.reauth_required_at IS NOT NULL"
 
 #endif

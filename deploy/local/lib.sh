@@ -174,6 +174,28 @@ stop_pidfile() {
   rm -f "$file"
 }
 
+# pg_bindir — print the folder of the PostgreSQL server binaries (initdb, pg_ctl…);
+# fails when there is none.
+pg_bindir() {
+  if [[ -x /usr/lib/postgresql/15/bin/initdb ]]; then
+    printf '%s\n' /usr/lib/postgresql/15/bin
+  elif command -v pg_config >/dev/null 2>&1 && [[ -x "$(pg_config --bindir)/initdb" ]]; then
+    pg_config --bindir
+  else
+    return 1
+  fi
+}
+
+# as_pg COMMAND... — run as a cluster's owner (the OS user postgres when we are root:
+# PostgreSQL refuses to run as root).
+as_pg() {
+  if ((EUID == 0)); then
+    (cd / && runuser -u postgres -- "$@")
+  else
+    "$@"
+  fi
+}
+
 # pg_home_dir — where postgres.sh keeps its cluster: $STATE/postgres, or, when we are
 # root and the OS user postgres cannot enter $STATE (a clone under /root, say), a folder
 # under /var/lib named after $STATE, so the server never needs the user's folders opened.

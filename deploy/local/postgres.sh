@@ -17,22 +17,8 @@ PG_LOG="$LOG_DIR/postgres.log"
 PG_PORT="$JUNCTION_PG_PORT"
 
 find_bindir() {
-  if [[ -x /usr/lib/postgresql/15/bin/initdb ]]; then
-    PG_BIN=/usr/lib/postgresql/15/bin
-  elif command -v pg_config >/dev/null 2>&1 && [[ -x "$(pg_config --bindir)/initdb" ]]; then
-    PG_BIN=$(pg_config --bindir)
-  else
+  PG_BIN=$(pg_bindir) ||
     die "PostgreSQL server binaries not found (Debian package postgresql-15); run deploy/local/deps.sh"
-  fi
-}
-
-# as_pg COMMAND... — run as the cluster owner (postgres when we are root).
-as_pg() {
-  if ((EUID == 0)); then
-    (cd / && runuser -u postgres -- "$@")
-  else
-    "$@"
-  fi
 }
 
 # check_traversable — the postgres OS user must reach $PG_DIR.

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <json-c/json.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,6 +316,33 @@ static void test_environments_isolated(void **state)
     assert_string_equal(jn_test_json_str(resp, "credentials.apiKey"), "sk_live_SECRET_2");
     json_object_put(resp);
     free(before);
+}
+
+/* The schema itself ties a connection's environment to its integration's: a row that
+ * names one environment and another environment's integration cannot exist, whatever
+ * the code above it does. */
+static void test_schema_ties_connection_to_its_environment(void **state)
+{
+    (void)state;
+    PGconn *conn = PQconnectdb(gw.db_url);
+    assert_int_equal(PQstatus(conn), CONNECTION_OK);
+    PGresult *r = PQexec(
+        conn, "INSERT INTO connections (environment_id, integration_id, connection_id, "
+              "credentials_type, credentials_sealed) SELECT p.id, i.id, 'cross', 'API_KEY', 'x' "
+              "FROM environments p, integrations i JOIN environments d ON d.id = i.environment_id "
+              "WHERE p.name = 'prod' AND d.name = 'dev' AND i.unique_key = 'stripe'");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23503"); /* foreign key */
+    assert_non_null(strstr(PQresultErrorMessage(r), "connections_integration_environment_fkey"));
+    PQclear(r);
+    /* Moving an existing connection to another environment is refused the same way. */
+    r = PQexec(conn, "UPDATE connections SET environment_id = (SELECT id FROM environments WHERE "
+                     "name = 'prod') WHERE environment_id = (SELECT id FROM environments WHERE "
+                     "name = 'dev')");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23503");
+    PQclear(r);
+    PQfinish(conn);
 }
 
 static void test_bad_input(void **state)
@@ -750,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_import_and_read),
         cmocka_unit_test(test_list_filters_patch_delete),
         cmocka_unit_test(test_environments_isolated),
+        cmocka_unit_test(test_schema_ties_connection_to_its_environment),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_connect_session_api_key),
         cmocka_unit_test(test_reconnect_session),

@@ -1,9 +1,10 @@
 /*
  * Integration: the whole OAuth 2 dance over HTTP against the fake provider
  * (connect session → /oauth/connect → authorize → /oauth/callback → connection), refused
- * and replayed callbacks, single-flight token refresh across two gateway processes, a
- * dead refresh token recorded without losing credentials, client credentials, and the
- * scheduler's refresh sweep.
+ * and replayed callbacks, refresh-token rotation, a dead refresh token recorded without
+ * losing credentials, client credentials, token_response_metadata on every kind of token
+ * acquisition, and the scheduler's refresh sweep. Refresh concurrency and failure
+ * handling are in test_token_refresh.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <json-c/json.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,118 +24,48 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fake_oauth.h"
 #include "harness.h"
 
 static jn_test_gateway_t gw;
-static jn_test_process_t fake;
-static char fake_url[64];
-
-static bool fake_listening(void *ud)
-{
-    (void)ud;
-    char *log = jn_test_read_log(&fake);
-    const char *line = strstr(log, "listening on ");
-    if (line)
-        snprintf(fake_url, sizeof fake_url, "http://127.0.0.1:%ld", strtol(line + 13, NULL, 10));
-    free(log);
-    return line != NULL;
-}
+static jn_test_fake_t fake;
 
 static long fake_call(const char *method, const char *path, const char *body, json_object **resp)
 {
-    char url[256], *text = NULL;
-    snprintf(url, sizeof url, "%s%s", fake_url, path);
-    const char *headers[] = {"Content-Type: application/json", NULL};
-    long st = jn_test_http(method, url, headers, body, body ? strlen(body) : 0, &text);
-    if (resp)
-        *resp = json_tokener_parse(text);
-    free(text);
-    return st;
+    return jn_test_fake_call(&fake, method, path, body, resp);
 }
 
 static long token_requests(const char *grant)
 {
-    json_object *stats = NULL;
-    assert_int_equal(fake_call("GET", "/_admin/stats", NULL, &stats), 200);
-    char path[96];
-    snprintf(path, sizeof path, "token_requests_by_grant.%s", grant);
-    const char *v = jn_test_json_str(stats, path);
-    long n = v ? strtol(v, NULL, 10) : 0;
-    json_object_put(stats);
-    return n;
-}
-
-static void expect(long got, long want, json_object *resp, const char *what)
-{
-    if (got != want)
-        fail_msg("%s: %ld (wanted %ld) %s", what, got, want,
-                 resp ? json_object_to_json_string(resp) : "");
+    return jn_test_fake_token_requests(&fake, grant);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    const char *argv[] = {FAKE_PROVIDER_BIN, "--port", "0", NULL};
-    jn_test_spawn(&fake, argv, NULL, "oauth_fake_provider");
-    assert_true(jn_test_wait_until(fake_listening, NULL, 10000));
-
+    jn_test_fake_start(&fake, FAKE_PROVIDER_BIN, "oauth_fake_provider");
     /* The harness makes the gateway's public URL its own address, so the provider
      * redirects the browser back to it. */
     jn_test_gateway_start(&gw, GATEWAY_BIN, NULL);
-
-    char def[2048];
-    snprintf(def, sizeof def,
-             "{\"display_name\":\"Fake OAuth\",\"categories\":[\"dev-tools\"],"
-             "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"OAUTH2\","
-             "\"authorization_url\":\"%s/oauth/authorize\",\"token_url\":\"%s/oauth/token\","
-             "\"pkce\":true,\"proxy\":{\"base_url\":\"%s/api\"}}",
-             fake_url, fake_url, fake_url);
+    jn_test_fake_setup_gateway(&gw, &fake);
     json_object *resp = NULL;
-    expect(jn_test_api(&gw, "PUT", "/junction/providers/fake-oauth", gw.dev_key, def, &resp), 201,
-           resp, "custom provider");
-    json_object_put(resp);
-    snprintf(
-        def, sizeof def,
-        "{\"display_name\":\"Fake CC\",\"categories\":[\"dev-tools\"],"
-        "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"OAUTH2_CC\","
-        "\"token_url\":\"%s/oauth/token\",\"token_params\":{\"grant_type\":\"client_credentials\"},"
-        "\"proxy\":{\"base_url\":\"%s/api\"},"
-        "\"credentials\":{\"client_id\":{\"type\":\"string\",\"title\":\"Client ID\"},"
-        "\"client_secret\":{\"type\":\"string\",\"title\":\"Client secret\",\"secret\":true}}}",
-        fake_url, fake_url);
-    expect(jn_test_api(&gw, "PUT", "/junction/providers/fake-cc", gw.dev_key, def, &resp), 201,
-           resp, "custom cc provider");
-    json_object_put(resp);
-    expect(jn_test_api(&gw, "POST", "/integrations", gw.dev_key,
-                       "{\"provider\":\"fake-oauth\",\"unique_key\":\"fake\",\"credentials\":"
-                       "{\"type\":\"OAUTH2\",\"client_id\":\"test-client\","
-                       "\"client_secret\":\"test-secret\",\"scopes\":\"read,write\"}}",
-                       &resp),
-           200, resp, "integration");
-    json_object_put(resp);
-    expect(jn_test_api(&gw, "POST", "/integrations", gw.dev_key,
-                       "{\"provider\":\"fake-cc\",\"unique_key\":\"fake-cc\"}", &resp),
-           200, resp, "cc integration");
-    json_object_put(resp);
 
     /* Token requests obey the egress policy: the fake provider is on loopback, refused
      * until the environment admits it. */
-    expect(jn_test_api(&gw, "POST", "/connect/sessions", gw.dev_key,
-                       "{\"end_user\":{\"id\":\"egress\"}}", &resp),
-           201, resp, "session");
+    jn_test_expect_status(jn_test_api(&gw, "POST", "/connect/sessions", gw.dev_key,
+                                      "{\"end_user\":{\"id\":\"egress\"}}", &resp),
+                          201, resp, "session");
     char path[256];
     snprintf(path, sizeof path, "/oauth2/auth/fake-cc?connect_session_token=%s",
              jn_test_json_str(resp, "data.token"));
     json_object_put(resp);
-    expect(jn_test_api(&gw, "POST", path, NULL,
-                       "{\"client_id\":\"test-client\",\"client_secret\":\"test-secret\"}", &resp),
-           400, resp, "refused token request");
+    jn_test_expect_status(
+        jn_test_api(&gw, "POST", path, NULL,
+                    "{\"client_id\":\"test-client\",\"client_secret\":\"test-secret\"}", &resp),
+        400, resp, "refused token request");
     assert_non_null(strstr(jn_test_json_str(resp, "error.message"), "loopback"));
     json_object_put(resp);
-    expect(jn_test_api(&gw, "PATCH", "/junction/environment", gw.dev_key,
-                       "{\"egress_allowlist\":\"127.0.0.0/8\"}", &resp),
-           200, resp, "allow-list");
-    json_object_put(resp);
+    jn_test_fake_allow(&gw);
     return 0;
 }
 
@@ -143,77 +73,18 @@ static int teardown(void **state)
 {
     (void)state;
     jn_test_gateway_stop(&gw);
-    jn_test_signal(&fake, SIGTERM);
-    jn_test_process_wait(&fake, 10000);
-    jn_test_process_kill(&fake);
+    jn_test_fake_stop(&fake);
     return 0;
-}
-
-/* The test's browser: the last cookie the gateway set ("name=value"), sent back to the
- * gateway on every request, and that Set-Cookie line whole. */
-static char browser_cookie[256];
-static char browser_set_cookie[512];
-
-static size_t keep_cookie(char *line, size_t size, size_t n, void *ud)
-{
-    (void)ud;
-    size_t len = size * n;
-    if (len > 12 && strncasecmp(line, "Set-Cookie: ", 12) == 0) {
-        snprintf(browser_set_cookie, sizeof browser_set_cookie, "%.*s", (int)(len - 12), line + 12);
-        browser_set_cookie[strcspn(browser_set_cookie, "\r\n")] = '\0';
-        size_t pair = strcspn(browser_set_cookie, ";");
-        const char *eq = memchr(browser_set_cookie, '=', pair);
-        /* An emptied value is the gateway deleting the cookie. */
-        if (eq && (size_t)(eq - browser_set_cookie) + 1 < pair)
-            snprintf(browser_cookie, sizeof browser_cookie, "%.*s", (int)pair, browser_set_cookie);
-        else
-            browser_cookie[0] = '\0';
-    }
-    return len;
-}
-
-/* GET without following redirects, as the test's browser; returns the status and the
- * Location header. */
-static long get_no_follow(const char *url, char *location, size_t cap, char **body)
-{
-    CURL *curl = curl_easy_init();
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    if (strncmp(url, gw.url, strlen(gw.url)) == 0) {
-        if (browser_cookie[0])
-            curl_easy_setopt(curl, CURLOPT_COOKIE, browser_cookie);
-        curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, keep_cookie);
-    }
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
-    FILE *sink = body ? NULL : fopen("/dev/null", "w");
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = body ? open_memstream(&buf, &len) : sink;
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, mem);
-    long status = 0;
-    location[0] = '\0';
-    if (curl_easy_perform(curl) == CURLE_OK) {
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-        char *loc = NULL;
-        curl_easy_getinfo(curl, CURLINFO_REDIRECT_URL, &loc);
-        if (loc)
-            snprintf(location, cap, "%s", loc);
-    }
-    curl_easy_cleanup(curl);
-    fclose(mem);
-    if (body)
-        *body = buf;
-    return status;
 }
 
 static void new_session(char *token, size_t cap)
 {
-    json_object *resp = NULL;
-    expect(jn_test_api(&gw, "POST", "/connect/sessions", gw.dev_key,
-                       "{\"end_user\":{\"id\":\"oauth-user\"}}", &resp),
-           201, resp, "session");
-    snprintf(token, cap, "%s", jn_test_json_str(resp, "data.token"));
-    json_object_put(resp);
+    jn_test_connect_session(&gw, token, cap);
+}
+
+static long get_no_follow(const char *url, char *location, size_t cap, char **body)
+{
+    return jn_test_get_no_follow(url, location, cap, body);
 }
 
 static char dance_ws_client[48];
@@ -237,64 +108,11 @@ static bool ws_read_text(int fd, char *out, size_t cap)
     return true;
 }
 
-/* text with every '/' written "\\/", as the callback page's JSON has it. */
-static void slash_escaped(const char *text, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (; *text && n + 3 < cap; text++) {
-        if (*text == '/')
-            out[n++] = '\\';
-        out[n++] = *text;
-    }
-    out[n] = '\0';
-}
-
 /* Runs the dance and returns the new connection id. */
 static void oauth_dance(char *connection_id, size_t cap, char *callback_url, size_t cb_cap)
 {
-    char token[128], url[512], location[2048];
-    new_session(token, sizeof token);
-    snprintf(url, sizeof url, "%s/oauth/connect/fake?connect_session_token=%s%s%s", gw.url, token,
-             dance_ws_client[0] ? "&ws_client_id=" : "", dance_ws_client);
-    assert_int_equal(get_no_follow(url, location, sizeof location, NULL), 302);
-    assert_true(strncmp(location, fake_url, strlen(fake_url)) == 0);
-    assert_non_null(strstr(location, "code_challenge_method=S256"));
-    assert_non_null(strstr(location, "state="));
-    assert_non_null(strstr(location, "client_id=test-client"));
-    assert_non_null(strstr(location, "scope=read%20write"));
-
-    /* The provider approves and sends the browser back to our callback. */
-    char callback[2048];
-    assert_int_equal(get_no_follow(location, callback, sizeof callback, NULL), 302);
-    char prefix[160];
-    snprintf(prefix, sizeof prefix, "%s/oauth/callback?", gw.url);
-    assert_true(strncmp(callback, prefix, strlen(prefix)) == 0);
-    char *html = NULL;
-    long st = get_no_follow(callback, location, sizeof location, &html);
-    if (st != 200)
-        fail_msg("callback answered %ld: %s", st, html);
-    assert_non_null(strstr(html, "nango_oauth_callback_success"));
-    /* The result is posted to the gateway's own origin (and the environment's), never '*'. */
-    char targets[320], own[128];
-    slash_escaped(gw.url, own, sizeof own);
-    snprintf(targets, sizeof targets, "t=[\"%s\"", own);
-    assert_non_null(strstr(html, targets));
-    assert_null(strstr(html, "'*'"));
-    char *listed = jn_test_sql_value(gw.db_url, "SELECT cors_allowed_origins FROM environments "
-                                                "WHERE name = 'dev'");
-    if (listed && *listed) {
-        char other[128];
-        slash_escaped(listed, other, sizeof other);
-        snprintf(targets, sizeof targets, "t=[\"%s\",\"%s\"]", own, other);
-        assert_non_null(strstr(html, targets));
-    }
-    free(listed);
-    const char *id = strstr(html, "\"connectionId\":\"");
-    assert_non_null(id);
-    id += 16;
-    snprintf(connection_id, cap, "%.*s", (int)strcspn(id, "\""), id);
-    free(html);
-    snprintf(callback_url, cb_cap, "%s", callback);
+    jn_test_oauth_dance(&gw, &fake, dance_ws_client[0] ? dance_ws_client : NULL, connection_id, cap,
+                        callback_url, cb_cap);
 }
 
 static char flow_connection[64];
@@ -310,7 +128,8 @@ static void test_full_dance_and_replay(void **state)
     char path[256];
     snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake", flow_connection);
     json_object *resp = NULL;
-    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "connection");
+    jn_test_expect_status(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp,
+                          "connection");
     assert_string_equal(jn_test_json_str(resp, "credentials.type"), "OAUTH2");
     assert_string_equal(jn_test_json_str(resp, "end_user.id"), "oauth-user");
     const char *access = jn_test_json_str(resp, "credentials.access_token");
@@ -321,7 +140,7 @@ static void test_full_dance_and_replay(void **state)
 
     /* The token works at the provider. */
     char url[256], auth[200];
-    snprintf(url, sizeof url, "%s/api/me", fake_url);
+    snprintf(url, sizeof url, "%s/api/me", fake.url);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
     const char *headers[] = {auth, NULL};
     assert_int_equal(jn_test_http("GET", url, headers, NULL, 0, NULL), 200);
@@ -359,17 +178,17 @@ static void test_callback_only_in_the_browser_that_started(void **state)
     char token[128], url[512], location[2048], callback[2048];
     new_session(token, sizeof token);
     snprintf(url, sizeof url, "%s/oauth/connect/fake?connect_session_token=%s", gw.url, token);
-    browser_cookie[0] = '\0';
+    jn_test_browser_cookie[0] = '\0';
     assert_int_equal(get_no_follow(url, location, sizeof location, NULL), 302);
     /* The nonce cookie: unreadable by scripts, sent on the provider's redirect back, only to
      * the callback, gone with the attempt. */
-    assert_non_null(strstr(browser_set_cookie, "jn_oauth_"));
-    assert_non_null(strstr(browser_set_cookie, "; HttpOnly"));
-    assert_non_null(strstr(browser_set_cookie, "; SameSite=Lax"));
-    assert_non_null(strstr(browser_set_cookie, "; Path=/oauth/callback"));
-    assert_non_null(strstr(browser_set_cookie, "; Max-Age=1800"));
+    assert_non_null(strstr(jn_test_browser_set_cookie, "jn_oauth_"));
+    assert_non_null(strstr(jn_test_browser_set_cookie, "; HttpOnly"));
+    assert_non_null(strstr(jn_test_browser_set_cookie, "; SameSite=Lax"));
+    assert_non_null(strstr(jn_test_browser_set_cookie, "; Path=/oauth/callback"));
+    assert_non_null(strstr(jn_test_browser_set_cookie, "; Max-Age=1800"));
     char started[256];
-    snprintf(started, sizeof started, "%s", browser_cookie);
+    snprintf(started, sizeof started, "%s", jn_test_browser_cookie);
     assert_int_equal(get_no_follow(location, callback, sizeof callback, NULL), 302);
 
     /* Someone else's browser opens the callback link (the account-linking CSRF): no
@@ -377,13 +196,13 @@ static void test_callback_only_in_the_browser_that_started(void **state)
     long exchanges = token_requests("authorization_code");
     char *before = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
     char *html = NULL;
-    browser_cookie[0] = '\0';
+    jn_test_browser_cookie[0] = '\0';
     assert_int_equal(get_no_follow(callback, location, sizeof location, &html), 400);
     assert_non_null(strstr(html, "nango_oauth_callback_error"));
     assert_non_null(strstr(html, "not started in this browser"));
     free(html);
-    snprintf(browser_cookie, sizeof browser_cookie, "%.*s=%064d", (int)strcspn(started, "="),
-             started, 0);
+    snprintf(jn_test_browser_cookie, sizeof jn_test_browser_cookie, "%.*s=%064d",
+             (int)strcspn(started, "="), started, 0);
     assert_int_equal(get_no_follow(callback, location, sizeof location, NULL), 400);
     char *after = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
     assert_string_equal(before, after);
@@ -391,12 +210,12 @@ static void test_callback_only_in_the_browser_that_started(void **state)
     assert_int_equal(token_requests("authorization_code"), exchanges);
 
     /* The browser that started it still can, once, and the cookie is then deleted. */
-    snprintf(browser_cookie, sizeof browser_cookie, "%s", started);
+    snprintf(jn_test_browser_cookie, sizeof jn_test_browser_cookie, "%s", started);
     assert_int_equal(get_no_follow(callback, location, sizeof location, &html), 200);
     assert_non_null(strstr(html, "nango_oauth_callback_success"));
     free(html);
-    assert_string_equal(browser_cookie, "");
-    assert_non_null(strstr(browser_set_cookie, "Max-Age=0"));
+    assert_string_equal(jn_test_browser_cookie, "");
+    assert_non_null(strstr(jn_test_browser_set_cookie, "Max-Age=0"));
     after = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
     assert_int_equal(strtol(after, NULL, 10), strtol(before, NULL, 10) + 1);
     free(before);
@@ -417,7 +236,7 @@ static void test_callback_page_posts_to_the_environments_origins(void **state)
     snprintf(url, sizeof url, "%s/oauth/callback?state=%064d&code=x", gw.url, 1);
     assert_int_equal(get_no_follow(url, location, sizeof location, &html), 400);
     char only[160], own[128];
-    slash_escaped(gw.url, own, sizeof own);
+    jn_test_slash_escaped(gw.url, own, sizeof own);
     snprintf(only, sizeof only, "t=[\"%s\"]", own);
     assert_non_null(strstr(html, only));
     free(html);
@@ -443,97 +262,6 @@ static void test_provider_denial(void **state)
     json_object_put(resp);
 }
 
-typedef struct {
-    const char *base;
-    const char *key;
-    char path[256];
-    long status;
-    char access[128];
-} refresher_t;
-
-static bool url_answers_200(void *ud)
-{
-    return jn_test_http("GET", ud, NULL, NULL, 0, NULL) == 200;
-}
-
-static void *refresh_once(void *arg)
-{
-    refresher_t *r = arg;
-    char url[512], auth[200], *body = NULL;
-    snprintf(url, sizeof url, "%s%s", r->base, r->path);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", r->key);
-    const char *headers[] = {auth, NULL};
-    r->status = jn_test_http("GET", url, headers, NULL, 0, &body);
-    json_object *o = json_tokener_parse(body);
-    const char *a = jn_test_json_str(o, "credentials.access_token");
-    snprintf(r->access, sizeof r->access, "%s", a ? a : "");
-    json_object_put(o);
-    free(body);
-    return NULL;
-}
-
-static void test_concurrent_force_refresh_is_single_flight(void **state)
-{
-    (void)state;
-    /* A second gateway process on the same database. */
-    static char db_env[600], port_env[64], admin_env[64], dev_env[200], prod_env[200];
-    char second_url[64], second_admin[64], health[96];
-    jn_test_gateway_ports(port_env, admin_env, second_url, second_admin);
-    snprintf(db_env, sizeof db_env, "JUNCTION_DATABASE_URL=%s", gw.db_url);
-    snprintf(dev_env, sizeof dev_env, "JUNCTION_SECRET_KEY_DEV=%s", gw.dev_key);
-    snprintf(prod_env, sizeof prod_env, "JUNCTION_SECRET_KEY_PROD=%s", gw.prod_key);
-    const char *env[] = {db_env,
-                         port_env,
-                         admin_env,
-                         dev_env,
-                         prod_env,
-                         "JUNCTION_BIND_ADDRESS=127.0.0.1",
-                         "JUNCTION_TOPIC_PARTITIONS=1",
-                         NULL};
-    const char *argv[] = {GATEWAY_BIN, NULL};
-    jn_test_process_t second;
-    jn_test_spawn(&second, argv, env, "oauth_second_gateway");
-    snprintf(health, sizeof health, "%s/health", second_admin);
-    assert_true(jn_test_wait_until(url_answers_200, health, 60000));
-
-    /* Slow token answers make the twenty requests overlap. */
-    json_object *resp = NULL;
-    assert_int_equal(fake_call("POST", "/_admin/config", "{\"token_latency_ms\":400}", &resp), 200);
-    json_object_put(resp);
-    long before = token_requests("refresh_token");
-    /* The connection was created moments ago, inside the coalescing window that lets a
-     * force_refresh reuse a fresh token: age it so this round must really refresh. */
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "UPDATE connections SET credentials_refreshed_at = now() - interval '1 minute' "
-             "WHERE connection_id = '%s' RETURNING 1",
-             flow_connection);
-    free(jn_test_sql_value(gw.db_url, sql));
-
-    enum { N = 20 };
-    refresher_t r[N];
-    pthread_t threads[N];
-    for (int i = 0; i < N; i++) {
-        r[i].base = i % 2 ? second_url : gw.url;
-        r[i].key = gw.dev_key;
-        snprintf(r[i].path, sizeof r[i].path,
-                 "/connections/%s?provider_config_key=fake&force_refresh=true", flow_connection);
-        pthread_create(&threads[i], NULL, refresh_once, &r[i]);
-    }
-    for (int i = 0; i < N; i++)
-        pthread_join(threads[i], NULL);
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(r[i].status, 200);
-        assert_string_equal(r[i].access, r[0].access); /* everyone got the same new token */
-    }
-    assert_int_equal(token_requests("refresh_token"), before + 1);
-    assert_int_equal(fake_call("POST", "/_admin/config", "{\"token_latency_ms\":0}", &resp), 200);
-    json_object_put(resp);
-
-    jn_test_signal(&second, SIGTERM);
-    assert_true(jn_test_process_wait(&second, 20000));
-}
-
 static void test_rotation_and_dead_refresh_token(void **state)
 {
     (void)state;
@@ -542,17 +270,11 @@ static void test_rotation_and_dead_refresh_token(void **state)
     assert_int_equal(fake_call("POST", "/_admin/config", "{\"rotate_refresh_tokens\":true}", &resp),
                      200);
     json_object_put(resp);
-    /* Age the last refresh past the coalescing window, so this force really refreshes. */
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "UPDATE connections SET credentials_refreshed_at = now() - interval '1 minute' "
-             "WHERE connection_id = '%s' RETURNING 1",
-             flow_connection);
-    free(jn_test_sql_value(gw.db_url, sql));
     char path[256];
     snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake&refresh_token=true",
              flow_connection);
-    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "before");
+    jn_test_expect_status(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp,
+                          "before");
     char old_refresh[128];
     snprintf(old_refresh, sizeof old_refresh, "%s",
              jn_test_json_str(resp, "credentials.refresh_token"));
@@ -560,7 +282,8 @@ static void test_rotation_and_dead_refresh_token(void **state)
     snprintf(path, sizeof path,
              "/connections/%s?provider_config_key=fake&refresh_token=true&force_refresh=true",
              flow_connection);
-    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "rotated");
+    jn_test_expect_status(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp,
+                          "rotated");
     const char *new_refresh = jn_test_json_str(resp, "credentials.refresh_token");
     assert_non_null(new_refresh);
     assert_string_not_equal(new_refresh, old_refresh);
@@ -570,17 +293,18 @@ static void test_rotation_and_dead_refresh_token(void **state)
     json_object_put(resp);
 
     /* A revoked grant: the failure is recorded, the old credentials stay. */
-    free(jn_test_sql_value(gw.db_url, sql));
     assert_int_equal(fake_call("POST", "/_admin/revoke", "{\"all\":true}", &resp), 200);
     json_object_put(resp);
     snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake", flow_connection);
-    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "still readable");
+    jn_test_expect_status(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp,
+                          "still readable");
     char access[128];
     snprintf(access, sizeof access, "%s", jn_test_json_str(resp, "credentials.access_token"));
     json_object_put(resp);
     snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake&force_refresh=true",
              flow_connection);
-    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 400, resp, "dead grant");
+    jn_test_expect_status(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 400, resp,
+                          "dead grant");
     assert_string_equal(jn_test_json_str(resp, "error.code"), "invalid_credentials");
     const char *message = jn_test_json_str(resp, "error.message");
     assert_non_null(message);
@@ -588,7 +312,8 @@ static void test_rotation_and_dead_refresh_token(void **state)
     assert_non_null(jn_test_json_str(resp, "error.payload.connection.errors.0.message"));
     json_object_put(resp);
     snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake", flow_connection);
-    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "after failure");
+    jn_test_expect_status(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp,
+                          "after failure");
     assert_string_equal(jn_test_json_str(resp, "credentials.access_token"), access);
     assert_string_equal(jn_test_json_str(resp, "errors.0.type"), "auth");
     json_object_put(resp);
@@ -602,23 +327,79 @@ static void test_client_credentials(void **state)
     json_object *resp = NULL;
     long before = token_requests("client_credentials");
     snprintf(path, sizeof path, "/oauth2/auth/fake-cc?connect_session_token=%s", token);
-    expect(jn_test_api(&gw, "POST", path, NULL,
-                       "{\"client_id\":\"test-client\",\"client_secret\":\"wrong\"}", &resp),
-           400, resp, "wrong secret");
+    jn_test_expect_status(jn_test_api(&gw, "POST", path, NULL,
+                                      "{\"client_id\":\"test-client\",\"client_secret\":\"wrong\"}",
+                                      &resp),
+                          400, resp, "wrong secret");
     assert_string_equal(jn_test_json_str(resp, "error.code"), "connection_test_failed");
     json_object_put(resp);
-    expect(jn_test_api(&gw, "POST", path, NULL,
-                       "{\"client_id\":\"test-client\",\"client_secret\":\"test-secret\"}", &resp),
-           200, resp, "client credentials");
+    jn_test_expect_status(
+        jn_test_api(&gw, "POST", path, NULL,
+                    "{\"client_id\":\"test-client\",\"client_secret\":\"test-secret\"}", &resp),
+        200, resp, "client credentials");
     char cid[64];
     snprintf(cid, sizeof cid, "%s", jn_test_json_str(resp, "connectionId"));
     json_object_put(resp);
     assert_int_equal(token_requests("client_credentials"), before + 2);
     snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake-cc", cid);
-    expect(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp, "cc connection");
+    jn_test_expect_status(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp,
+                          "cc connection");
     assert_string_equal(jn_test_json_str(resp, "credentials.type"), "OAUTH2_CC");
     assert_non_null(jn_test_json_str(resp, "credentials.token"));
     json_object_put(resp);
+}
+
+/* The connection's connection_config value at key (keys may hold dots); fails the test
+ * when there is none. */
+static const char *config_value(json_object *connection, const char *key)
+{
+    json_object *config = NULL, *v = NULL;
+    if (!json_object_object_get_ex(connection, "connection_config", &config) ||
+        !json_object_object_get_ex(config, key, &v))
+        fail_msg("connection_config has no '%s': %s", key, json_object_to_json_string(connection));
+    return json_object_get_string(v);
+}
+
+static void test_token_metadata_on_every_acquisition(void **state)
+{
+    (void)state;
+    jn_test_fake_config(&fake, "{\"extra_token_fields\":{\"instance_url\":"
+                               "\"https://eu1.example.test\",\"team\":{\"id\":\"T42\"}}}");
+    /* Client credentials. */
+    char token[128], path[256], cid[64];
+    new_session(token, sizeof token);
+    json_object *resp = NULL;
+    snprintf(path, sizeof path, "/oauth2/auth/fake-cc?connect_session_token=%s", token);
+    jn_test_expect_status(
+        jn_test_api(&gw, "POST", path, NULL,
+                    "{\"client_id\":\"test-client\",\"client_secret\":\"test-secret\"}", &resp),
+        200, resp, "client credentials");
+    snprintf(cid, sizeof cid, "%s", jn_test_json_str(resp, "connectionId"));
+    json_object_put(resp);
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake-cc", cid);
+    jn_test_expect_status(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp,
+                          "cc connection");
+    assert_string_equal(config_value(resp, "instance_url"), "https://eu1.example.test");
+    assert_string_equal(config_value(resp, "team.id"), "T42");
+    json_object_put(resp);
+
+    /* Authorization code, then a refresh that brings a new value. */
+    char callback[2048];
+    oauth_dance(cid, sizeof cid, callback, sizeof callback);
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake", cid);
+    jn_test_expect_status(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp,
+                          "oauth connection");
+    assert_string_equal(config_value(resp, "instance_url"), "https://eu1.example.test");
+    json_object_put(resp);
+    jn_test_fake_config(&fake, "{\"extra_token_fields\":{\"instance_url\":"
+                               "\"https://eu2.example.test\"}}");
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake&force_refresh=true", cid);
+    jn_test_expect_status(jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp), 200, resp,
+                          "refreshed");
+    assert_string_equal(config_value(resp, "instance_url"), "https://eu2.example.test");
+    assert_string_equal(config_value(resp, "team.id"), "T42"); /* merged, not replaced */
+    json_object_put(resp);
+    jn_test_fake_config(&fake, "{\"extra_token_fields\":null}");
 }
 
 static bool refreshed_by_sweep(void *ud)
@@ -789,7 +570,7 @@ static void test_end_user_host_reaches_nothing(void **state)
 {
     (void)state;
     long st;
-    const char *port = strrchr(fake_url, ':') + 1;
+    const char *port = strrchr(fake.url, ':') + 1;
     char def[2048];
     snprintf(def, sizeof def,
              "{\"display_name\":\"Hosted CC\",\"categories\":[\"dev-tools\"],"
@@ -804,11 +585,11 @@ static void test_end_user_host_reaches_nothing(void **state)
              port, port);
     json_object *resp = NULL;
     st = jn_test_api(&gw, "PUT", "/junction/providers/hosted-cc", gw.dev_key, def, &resp);
-    expect(st, 201, resp, "provider");
+    jn_test_expect_status(st, 201, resp, "provider");
     json_object_put(resp);
     st = jn_test_api(&gw, "POST", "/integrations", gw.dev_key,
                      "{\"provider\":\"hosted-cc\",\"unique_key\":\"hosted-cc\"}", &resp);
-    expect(st, 200, resp, "integration");
+    jn_test_expect_status(st, 200, resp, "integration");
     json_object_put(resp);
 
     char token[128], path[512];
@@ -824,7 +605,7 @@ static void test_end_user_host_reaches_nothing(void **state)
         st =
             jn_test_api(&gw, "POST", path, NULL,
                         "{\"client_id\":\"test-client\",\"client_secret\":\"test-secret\"}", &resp);
-        expect(st, 400, resp, hosts[i]);
+        jn_test_expect_status(st, 400, resp, hosts[i]);
         const char *code = jn_test_json_str(resp, "error.code");
         const char *message = jn_test_json_str(resp, "error.message");
         if (!code || strcmp(code, "invalid_query_params") != 0 || !message ||
@@ -864,17 +645,17 @@ static void test_token_metadata_is_held_to_hosts(void **state)
              "\"connection_config\":{\"instance_url\":{\"type\":\"string\","
              "\"title\":\"Instance\",\"automated\":true,"
              "\"pattern\":\"^https://[a-z0-9.-]+$\",\"host_suffixes\":[\".salesforce.com\"]}}}",
-             fake_url, fake_url, fake_url);
+             fake.url, fake.url, fake.url);
     json_object *resp = NULL;
     st = jn_test_api(&gw, "PUT", "/junction/providers/fake-meta", gw.dev_key, def, &resp);
-    expect(st, 201, resp, "provider");
+    jn_test_expect_status(st, 201, resp, "provider");
     json_object_put(resp);
     st = jn_test_api(&gw, "POST", "/integrations", gw.dev_key,
                      "{\"provider\":\"fake-meta\",\"unique_key\":\"fake-meta\","
                      "\"credentials\":{\"type\":\"OAUTH2\",\"client_id\":\"test-client\","
                      "\"client_secret\":\"test-secret\"}}",
                      &resp);
-    expect(st, 200, resp, "integration");
+    jn_test_expect_status(st, 200, resp, "integration");
     json_object_put(resp);
 
     char *count_before = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections");
@@ -910,7 +691,7 @@ static void test_token_metadata_is_held_to_hosts(void **state)
              (int)strcspn(id, "\""), id);
     free(html);
     st = jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp);
-    expect(st, 200, resp, "connection");
+    jn_test_expect_status(st, 200, resp, "connection");
     assert_string_equal(jn_test_json_str(resp, "connection_config.instance_url"),
                         "https://acme.my.salesforce.com");
     json_object *config = NULL;
@@ -1037,9 +818,9 @@ int main(void)
         cmocka_unit_test(test_callback_only_in_the_browser_that_started),
         cmocka_unit_test(test_callback_page_posts_to_the_environments_origins),
         cmocka_unit_test(test_provider_denial),
-        cmocka_unit_test(test_concurrent_force_refresh_is_single_flight),
         cmocka_unit_test(test_rotation_and_dead_refresh_token),
         cmocka_unit_test(test_client_credentials),
+        cmocka_unit_test(test_token_metadata_on_every_acquisition),
         cmocka_unit_test(test_scheduler_sweep_refreshes_expiring_tokens),
         cmocka_unit_test(test_end_user_host_reaches_nothing),
         cmocka_unit_test(test_token_metadata_is_held_to_hosts),

@@ -409,3 +409,17 @@ const char *jn_test_json_str(json_object *o, const char *path)
     }
     return o ? json_object_get_string(o) : NULL;
 }
+
+void jn_test_expect_status(long got, long want, json_object *resp, const char *what)
+{
+    if (got != want)
+        fail_msg("%s: %ld (wanted %ld) %s", what, got, want,
+                 resp ? json_object_to_json_string(resp) : "");
+}
+
+long jn_test_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}

@@ -67,6 +67,9 @@ long jn_test_http_headers(const char *method, const char *url, const char *const
  * out (may be NULL). */
 int jn_test_header_value(const char *headers, const char *name, char *out, size_t cap);
 
+/* Milliseconds on the monotonic clock, for measuring how long something took. */
+long jn_test_now_ms(void);
+
 /* Polls fn(ud) every 100 ms until it returns true or timeout_ms passes. */
 bool jn_test_wait_until(bool (*fn)(void *ud), void *ud, int timeout_ms);
 
@@ -80,8 +83,6 @@ void jn_test_drop_database(const char *name);
 /* Runs one SQL statement on the database at url, returns the first column of the first row
  * as a new string (or NULL when there are no rows). Fails the test on error. */
 char *jn_test_sql_value(const char *url, const char *sql);
-
-#endif
 
 /* A gateway started for one test file on its own fresh database, with fixed dev/prod
  * keys. extra_env may add variables (NULL-terminated, may be NULL). */
@@ -107,5 +108,10 @@ struct json_object;
 long jn_test_api(const jn_test_gateway_t *gw, const char *method, const char *path, const char *key,
                  const char *body, struct json_object **resp);
 
+/* Fails the test unless got == want, naming what and showing resp (may be NULL). */
+void jn_test_expect_status(long got, long want, struct json_object *resp, const char *what);
+
 /* The string at a dotted path ("error.code", "data.0.unique_key") or NULL. */
 const char *jn_test_json_str(struct json_object *o, const char *path);
+
+#endif

@@ -65,6 +65,10 @@ static void test_defaults(void **state)
     assert_true(cfg.has_encryption_key);
     assert_memory_equal(cfg.encryption_key, "0123456789abcdef0123456789abcdef", 32);
     assert_string_equal(cfg.secret_key_dev, "");
+    assert_int_equal(cfg.pg_connect_timeout_s, 5);
+    assert_int_equal(cfg.pg_statement_timeout_ms, 10000);
+    assert_int_equal(cfg.pg_lock_timeout_ms, 5000);
+    assert_int_equal(cfg.pg_query_deadline_ms, 12000);
 
     assert_int_equal(load(&env, JN_PROGRAM_SCHEDULER, &cfg, why), JN_OK);
     assert_int_equal(cfg.port, 3004);
@@ -83,9 +87,19 @@ static void test_overrides(void **state)
     put(&env, "JUNCTION_LOG_LEVEL", "DEBUG");
     put(&env, "JUNCTION_SECRET_KEY_DEV", "0123456789abcdef-dev");
     put(&env, "JUNCTION_KAFKA_BROKERS", "k1:9092,k2:9093");
+    put(&env, "JUNCTION_PG_STATEMENT_TIMEOUT_MS", "30000");
+    put(&env, "JUNCTION_PG_LOCK_TIMEOUT_MS", "1000");
+    put(&env, "JUNCTION_PG_CONNECT_TIMEOUT_S", "3");
     jn_config_t cfg;
     char why[512] = "";
     assert_int_equal(load(&env, JN_PROGRAM_GATEWAY, &cfg, why), JN_OK);
+    assert_int_equal(cfg.pg_statement_timeout_ms, 30000);
+    assert_int_equal(cfg.pg_query_deadline_ms, 32000); /* follows the statement timeout */
+    assert_int_equal(cfg.pg_lock_timeout_ms, 1000);
+    assert_int_equal(cfg.pg_connect_timeout_s, 3);
+    put(&env, "JUNCTION_PG_QUERY_DEADLINE_MS", "1500");
+    assert_int_equal(load(&env, JN_PROGRAM_GATEWAY, &cfg, why), JN_OK);
+    assert_int_equal(cfg.pg_query_deadline_ms, 1500);
     assert_int_equal(cfg.port, 8080);
     assert_string_equal(cfg.topic_prefix, "acme.prod");
     assert_int_equal(cfg.topic_partitions, 48);
@@ -124,6 +138,10 @@ static void test_malformed_values(void **state)
     expect_invalid("JUNCTION_TOPIC_PREFIX", "bad prefix", JN_PROGRAM_GATEWAY);
     expect_invalid("JUNCTION_TOPIC_PARTITIONS", "0", JN_PROGRAM_GATEWAY);
     expect_invalid("JUNCTION_LOG_LEVEL", "loud", JN_PROGRAM_GATEWAY);
+    expect_invalid("JUNCTION_PG_STATEMENT_TIMEOUT_MS", "0", JN_PROGRAM_GATEWAY);
+    expect_invalid("JUNCTION_PG_LOCK_TIMEOUT_MS", "5s", JN_PROGRAM_GATEWAY);
+    expect_invalid("JUNCTION_PG_QUERY_DEADLINE_MS", "99", JN_PROGRAM_GATEWAY);
+    expect_invalid("JUNCTION_PG_CONNECT_TIMEOUT_S", "1", JN_PROGRAM_GATEWAY);
     expect_invalid("JUNCTION_ENCRYPTION_KEY", "c2hvcnQ=", JN_PROGRAM_GATEWAY);
     expect_invalid("JUNCTION_ENCRYPTION_KEY", "not base64 at all!", JN_PROGRAM_GATEWAY);
     expect_invalid("JUNCTION_SECRET_KEY_DEV", "short", JN_PROGRAM_GATEWAY);
