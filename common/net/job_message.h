@@ -1,0 +1,34 @@
+/*
+ * job_message.h - the Kafka message that tells a worker to run a job (docs/topics.md).
+ *
+ * A message only points at its job: the row in PostgreSQL (store/jobs.h) holds the input,
+ * the state and the lease, so a message can be sent again, duplicated or delivered late
+ * without harm. Value (JSON, version 1):
+ *   {"version":1,"job_id":"<uuid>","kind":"action|sync|webhook","environment_id":<n>,
+ *    "connection_id":<connections.id or 0>}
+ * Key: the connection's id in decimal (a job without a connection: its job id), so that
+ * one connection's jobs stay in order on one partition. Topics: <prefix>.actions,
+ * <prefix>.syncs, <prefix>.webhooks by kind.
+ */
+#ifndef JN_JOB_MESSAGE_H
+#define JN_JOB_MESSAGE_H
+
+#include <stddef.h>
+
+#include "core/err.h"
+#include "store/jobs.h"
+
+#define JN_JOB_MESSAGE_VERSION 1
+
+/* The message's value as a new string (free()), and its key into key (at least 40 bytes). */
+char *jn_job_message_encode(const jn_job_ref_t *job, char key[40]);
+
+/* Parses a message's value strictly. JN_ERR_INVALID with a reason for the dead-letter
+ * topic ("not valid JSON", "unsupported version 2", "job_id: not a UUID", ...). */
+jn_err_t jn_job_message_decode(const void *value, size_t len, jn_job_ref_t *out, char *why,
+                               size_t why_len);
+
+/* The topic kind a job kind travels on: "actions", "syncs", "webhooks". */
+const char *jn_job_message_topic_kind(jn_job_kind_t kind);
+
+#endif
