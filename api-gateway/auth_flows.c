@@ -41,7 +41,6 @@ typedef struct {
     jn_integration_t integration;
     json_object *provider;
     const char *pck;
-    jn_egress_policy_t *egress;
     json_object *end_user; /* the session's end user with its organization, for the row */
 } flow_t;
 
@@ -49,7 +48,6 @@ static void flow_cleanup(jn_gateway_t *gw, flow_t *f)
 {
     json_object_put(f->provider);
     json_object_put(f->end_user);
-    jn_egress_policy_free(f->egress);
     jn_integration_cleanup(&f->integration);
     jn_connect_session_cleanup(&f->session);
     if (f->conn)
@@ -100,10 +98,13 @@ static bool flow_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_r
         flow_cleanup(gw, f);
         return false;
     }
-    f->env.id = f->session.env_id;
-    snprintf(f->env.uuid, sizeof f->env.uuid, "%s", f->session.env_uuid);
-    snprintf(f->env.egress_allowlist, sizeof f->env.egress_allowlist, "%s",
-             f->session.egress_allowlist ? f->session.egress_allowlist : "");
+    /* The environment as every process sees it, with its one egress policy. */
+    if (jn_env_cache_get(gw->envs, f->session.env_id, &f->env) != JN_OK) {
+        jn_http_respond_error(res, 503, "service_unavailable",
+                              "the environment cannot be read right now; retry shortly");
+        flow_cleanup(gw, f);
+        return false;
+    }
     if (!jn_connect_session_allows(&f->session, f->pck)) {
         jn_http_respond_error(res, 400, "integration_not_allowed",
                               "this connect session does not allow integration '%s'", f->pck);
@@ -124,6 +125,9 @@ static bool flow_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_r
         flow_cleanup(gw, f);
         return false;
     }
+    /* No database connection is held while a provider is asked. */
+    jn_api_db_release(gw, f->conn);
+    f->conn = NULL;
     return true;
 }
 
@@ -131,12 +135,7 @@ static bool flow_begin(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_r
  * list was validated when it was set, so a parse failure means "no allow-list"). */
 static const jn_egress_policy_t *flow_egress(flow_t *f)
 {
-    if (!f->egress) {
-        char why[128];
-        if (jn_egress_policy_new(f->session.egress_allowlist, &f->egress, why, sizeof why) != JN_OK)
-            jn_egress_policy_new(NULL, &f->egress, why, sizeof why);
-    }
-    return f->egress;
+    return f->env.egress;
 }
 
 static const char *auth_mode(json_object *provider)
@@ -281,7 +280,7 @@ static void credentials_route(const jn_http_request_t *req, jn_http_response_t *
         flow_request(&f, &cr, config);
         jn_connection_t c;
         bool created;
-        if (jn_api_save_connection(gw, f.conn, &f.env, &cr, JN_CONNCFG_VALUES, res, &c, &created)) {
+        if (jn_api_save_connection(gw, &f.env, &cr, JN_CONNCFG_VALUES, true, res, &c, &created)) {
             respond_created(res, &c);
             jn_connection_cleanup(&c);
         }
@@ -354,7 +353,7 @@ static void client_credentials_route(const jn_http_request_t *req, jn_http_respo
         cr.expires_at = token.expires_at;
         jn_connection_t c;
         bool created;
-        if (jn_api_save_connection(gw, f.conn, &f.env, &cr, JN_CONNCFG_VALUES, res, &c, &created)) {
+        if (jn_api_save_connection(gw, &f.env, &cr, JN_CONNCFG_VALUES, true, res, &c, &created)) {
             respond_created(res, &c);
             jn_connection_cleanup(&c);
         }
@@ -526,17 +525,22 @@ static void oauth_connect(const jn_http_request_t *req, jn_http_response_t *res,
                                 ttl,
                                 ws_client_id,
                                 nonce_hash};
-        err = jn_pg_exec(f.conn,
+        PGconn *conn = jn_api_db(gw, res);
+        err = conn ? jn_pg_exec(
+                         conn,
                          "INSERT INTO oauth_attempts (state_hash, session_id, integration_id, "
                          "connection_id, connection_config, code_verifier_sealed, redirect_uri, "
                          "expires_at, ws_client_id, browser_nonce_hash) VALUES ($1, $2, $3, $4, "
                          "$5::jsonb, $6, $7, now() + make_interval(secs => $8), $9, $10)",
-                         10, params, NULL);
+                         10, params, NULL)
+                   : JN_ERR_DB_UNAVAILABLE;
+        if (conn)
+            jn_api_db_release(gw, conn);
         free(cid);
         free(sealed);
-        if (err) {
+        if (err && conn) {
             jn_api_store_error(res, err, "authorization attempt");
-        } else {
+        } else if (!err) {
             jn_http_respond_text(res, 302, "text/plain; charset=utf-8", "Redirecting\n");
             jn_http_add_header(res, "Location", url);
             jn_http_add_header(res, "Cache-Control", "no-store");
@@ -629,11 +633,18 @@ static void callback_page(jn_http_response_t *res, const jn_gateway_t *gw, const
 
 /* Tells the frontend SDK's WebSocket (if the flow was started with one) how it ended, in
  * Nango's message shapes. */
-static void notify_frontend(PGconn *conn, const char *ws_client, const char *pck,
+static void notify_frontend(jn_gateway_t *gw, const char *ws_client, const char *pck,
                             const char *connection_id, const char *error)
 {
     if (!ws_client[0])
         return;
+    jn_http_response_t scratch = {0};
+    PGconn *conn = jn_api_db(gw, &scratch);
+    jn_http_response_cleanup(&scratch);
+    if (!conn) {
+        jn_log_warn("oauth", "could not notify the frontend's WebSocket: no database");
+        return;
+    }
     json_object *m = json_object_new_object();
     json_object_object_add(m, "message_type", json_object_new_string(error ? "error" : "success"));
     if (pck)
@@ -647,6 +658,7 @@ static void notify_frontend(PGconn *conn, const char *ws_client, const char *pck
     }
     if (jn_oauth_ws_publish(conn, ws_client, m) != JN_OK)
         jn_log_warn("oauth", "could not notify the frontend's WebSocket");
+    jn_api_db_release(gw, conn);
     json_object_put(m);
 }
 
@@ -742,10 +754,9 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         if (!err && PQntuples(r) == 1) {
             char pck[256];
             snprintf(pck, sizeof pck, "%s", PQgetvalue(r, 0, 0));
-            f.env.id = f.session.env_id;
-            snprintf(f.env.egress_allowlist, sizeof f.env.egress_allowlist, "%s",
-                     f.session.egress_allowlist ? f.session.egress_allowlist : "");
-            err = jn_integrations_get(conn, &gw->keyring, f.env.id, pck, true, &f.integration);
+            err = jn_env_cache_get(gw->envs, f.session.env_id, &f.env);
+            if (!err)
+                err = jn_integrations_get(conn, &gw->keyring, f.env.id, pck, true, &f.integration);
             f.pck = f.integration.unique_key;
         } else if (!err) {
             err = JN_ERR_NOT_FOUND;
@@ -757,6 +768,9 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         if (err)
             snprintf(message, sizeof message, "the integration no longer exists");
     }
+    /* No database connection is held while the token endpoint is asked. */
+    jn_api_db_release(gw, conn);
+    f.conn = conn = NULL;
     const char *provider_error = jn_http_query(req, "error");
     if (!err && (provider_error || !code || !*code)) {
         const char *desc = jn_http_query(req, "error_description");
@@ -788,11 +802,11 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         jn_connection_t c;
         bool created;
         jn_http_response_t scratch = {0};
-        if (jn_api_save_connection(gw, conn, &f.env, &cr, JN_CONNCFG_VALUES, &scratch, &c,
+        if (jn_api_save_connection(gw, &f.env, &cr, JN_CONNCFG_VALUES, true, &scratch, &c,
                                    &created)) {
             callback_page(res, gw, f.session.cors_allowed_origins, NULL, c.connection_id,
                           c.provider_config_key);
-            notify_frontend(conn, ws_client, c.provider_config_key, c.connection_id, NULL);
+            notify_frontend(gw, ws_client, c.provider_config_key, c.connection_id, NULL);
             jn_log_info("oauth", "connection %lld %s through OAuth", c.id,
                         created ? "created" : "renewed");
             jn_connection_cleanup(&c);
@@ -806,7 +820,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     }
     if (err) {
         callback_page(res, gw, f.session.cors_allowed_origins, message, NULL, NULL);
-        notify_frontend(conn, ws_client, f.pck, connection_id, message);
+        notify_frontend(gw, ws_client, f.pck, connection_id, message);
     }
     jn_oauth_token_cleanup(&token);
     if (verifier) {

@@ -3,6 +3,8 @@
  */
 #include "connection_requests.h"
 
+#include "providers/connection_save.h"
+
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -416,156 +418,34 @@ void jn_api_connection_request_cleanup(jn_connection_request_t *cr)
     memset(cr, 0, sizeof *cr);
 }
 
-/* Runs the provider's verification request with the new credentials. False (and the
- * reason in why) when the provider refuses them or cannot be asked. */
-static bool verify_credentials(jn_gateway_t *gw, const jn_environment_t *env, const char *name,
-                               json_object *provider, const jn_connection_request_t *cr, char *why,
-                               size_t why_len)
-{
-    json_object *proxy = NULL, *verification = NULL, *endpoints = NULL, *method = NULL;
-    if (!json_object_object_get_ex(provider, "proxy", &proxy) ||
-        !json_object_object_get_ex(proxy, "verification", &verification) ||
-        !json_object_object_get_ex(verification, "endpoints", &endpoints))
-        return true;
-    json_object_object_get_ex(verification, "method", &method);
-    jn_provider_target_t target = {name, provider, cr->credentials, cr->connection_config};
-    bool accepted = false;
-    size_t n = json_object_array_length(endpoints);
-    for (size_t i = 0; i < n && !accepted; i++) {
-        const char *endpoint = json_object_get_string(json_object_array_get_idx(endpoints, i));
-        jn_provider_call_t call = {
-            .method = method ? json_object_get_string(method) : "GET",
-            .endpoint = endpoint,
-            .timeout_ms = 15000,
-            .retries = 1,
-            .egress = env->egress,
-        };
-        jn_provider_response_t res;
-        char cwhy[512];
-        jn_err_t err = jn_provider_fetch(gw->provider_http, env->id, &target, &call, 1024 * 1024,
-                                         &res, cwhy, sizeof cwhy);
-        if (err) {
-            snprintf(why, why_len, "the credentials could not be verified: %s", cwhy);
-            break;
-        }
-        if (res.status >= 200 && res.status < 300)
-            accepted = true;
-        else
-            snprintf(why, why_len, "the provider refused these credentials (HTTP %ld on %s %s)",
-                     res.status, call.method, endpoint);
-        jn_provider_response_cleanup(&res);
-    }
-    return accepted;
-}
-
-/* API_KEY credentials: only keys the provider declares, and every declared one that is
- * neither optional nor defaulted. */
-static jn_err_t check_api_key_credentials(json_object *provider, json_object *creds,
-                                          jn_field_error_t *e)
-{
-    json_object *specs = NULL;
-    json_object_object_get_ex(provider, "credentials", &specs);
-    json_object_object_foreach(creds, key, value)
-    {
-        (void)value;
-        char path[128];
-        snprintf(path, sizeof path, "credentials.%s", key);
-        if (strcmp(key, "type") != 0 && (!specs || !json_object_object_get_ex(specs, key, NULL)))
-            return jn_field_error(e, path, "is not a credential of this provider");
-    }
-    if (!json_object_is_type(specs, json_type_object))
-        return JN_OK;
-    json_object_object_foreach(specs, name, spec)
-    {
-        json_object *v = NULL;
-        bool optional =
-                 json_object_object_get_ex(spec, "optional", &v) && json_object_get_boolean(v),
-             defaulted = json_object_object_get_ex(spec, "default", NULL);
-        json_object *given = NULL;
-        if (optional || defaulted ||
-            (json_object_object_get_ex(creds, name, &given) &&
-             json_object_get_string_len(given) > 0))
-            continue;
-        char path[128];
-        snprintf(path, sizeof path, "credentials.%s", name);
-        return jn_field_error(e, path, "is required by this provider");
-    }
-    return JN_OK;
-}
-
-static const char *auth_mode(json_object *provider)
-{
-    json_object *v = NULL;
-    return json_object_object_get_ex(provider, "auth_mode", &v) ? json_object_get_string(v) : "";
-}
-
-bool jn_api_save_connection(jn_gateway_t *gw, PGconn *conn, const jn_environment_t *env,
-                            jn_connection_request_t *cr, jn_conncfg_source_t source,
+bool jn_api_save_connection(jn_gateway_t *gw, const jn_environment_t *env,
+                            jn_connection_request_t *cr, jn_conncfg_source_t source, bool verify,
                             jn_http_response_t *res, jn_connection_t *out, bool *created)
 {
-    jn_integration_t it;
+    jn_connection_save_t in = {
+        .provider_config_key = cr->provider_config_key,
+        .connection_id = cr->connection_id,
+        .credentials_type = cr->credentials_type,
+        .credentials = cr->credentials,
+        .expires_at = cr->expires_at,
+        .connection_config = cr->connection_config,
+        .metadata = cr->metadata,
+        .end_user = cr->end_user,
+        .tags = cr->tags,
+        .webhook_url_override = cr->webhook_url_override,
+    };
+    jn_connection_save_error_t e;
     jn_err_t err =
-        jn_integrations_get(conn, &gw->keyring, env->id, cr->provider_config_key, false, &it);
-    if (err) {
-        char what[320];
-        snprintf(what, sizeof what, "integration '%s'", cr->provider_config_key);
-        jn_api_store_error(res, err, what);
+        jn_connection_save(&gw->engine->sessions, env, &in, source, verify, out, created, &e);
+    switch (err) {
+    case JN_OK: return true;
+    case JN_ERR_INVALID: jn_api_invalid(res, "invalid_body", &e.field); return false;
+    case JN_ERR_NOT_FOUND:
+        jn_http_respond_error(res, 404, "not_found", "%s", e.why);
         return false;
-    }
-    json_object *provider = NULL;
-    err = jn_providers_lookup(gw->catalog, conn, env->id, it.provider, &provider);
-    if (err) {
-        jn_integration_cleanup(&it);
-        jn_api_store_error(res, err, "the integration's provider");
+    case JN_ERR_UPSTREAM:
+        jn_http_respond_error(res, 400, "connection_test_failed", "%s", e.why);
         return false;
+    default: jn_api_store_error(res, err, "connection"); return false;
     }
-    jn_field_error_t e;
-    char why[600];
-    bool ok = false;
-    const char *mode = auth_mode(provider);
-    if (strcmp(mode, cr->credentials_type) != 0) {
-        jn_field_error(&e, "credentials.type", "integration '%s' uses %s, not %s",
-                       cr->provider_config_key, mode, cr->credentials_type);
-        jn_api_invalid(res, "invalid_body", &e);
-    } else if (jn_connection_config_check(provider, cr->connection_config, source, &e)) {
-        jn_api_invalid(res, "invalid_body", &e);
-    } else if (strcmp(mode, "API_KEY") == 0 &&
-               check_api_key_credentials(provider, cr->credentials, &e)) {
-        jn_api_invalid(res, "invalid_body", &e);
-    } else if (!verify_credentials(gw, env, it.provider, provider, cr, why, sizeof why)) {
-        jn_http_respond_error(res, 400, "connection_test_failed", "%s", why);
-    } else {
-        if (!cr->connection_id) {
-            cr->generated_id = jn_api_new_connection_id();
-            cr->connection_id = cr->generated_id;
-        }
-        jn_connection_input_t in = {
-            .integration_id = it.id,
-            .connection_id = cr->connection_id,
-            .credentials_type = cr->credentials_type,
-            .credentials = cr->credentials,
-            .expires_at = cr->expires_at,
-            .connection_config = cr->connection_config,
-            .metadata = cr->metadata,
-            .end_user = cr->end_user,
-            .tags = cr->tags,
-            .webhook_url_override = cr->webhook_url_override,
-        };
-        err = jn_connections_upsert(conn, &gw->keyring, env->id, &in, created, out);
-        if (err)
-            jn_api_store_error(res, err, "connection");
-        else
-            ok = true;
-    }
-    json_object_put(provider);
-    jn_integration_cleanup(&it);
-    if (ok) {
-        /* Answer with credentials, as Nango's import does. */
-        jn_connection_t full;
-        if (jn_connections_get_by_id(conn, &gw->keyring, out->id, true, &full) == JN_OK) {
-            jn_connection_cleanup(out);
-            *out = full;
-        }
-    }
-    return ok;
 }

@@ -40,13 +40,14 @@ jn_err_t jn_api_read_credentials(json_object *creds, const char *type, jn_connec
 
 void jn_api_connection_request_cleanup(jn_connection_request_t *cr);
 
-/* Resolves the integration, checks type, credentials and connection_config (as coming
- * from source: JN_CONNCFG_DEVELOPER for an import; a connect flow, which judged the end
- * user's part of the config itself, passes JN_CONNCFG_VALUES), verifies the credentials
- * with the provider, and upserts. On failure answers res itself (404, 400, 503) and returns
- * false. */
-bool jn_api_save_connection(jn_gateway_t *gw, PGconn *conn, const jn_environment_t *env,
-                            jn_connection_request_t *cr, jn_conncfg_source_t source,
+/* Saves through jn_connection_save (common/providers/connection_save.h): connection_config
+ * judged as coming from source (JN_CONNCFG_DEVELOPER for an import; a connect flow, which
+ * judged the end user's part itself, passes JN_CONNCFG_VALUES), credentials verified with
+ * the provider when verify (the connect flows; an import stores what it is given). On
+ * failure answers res itself (404, 400, 503) and returns false. Holds no database
+ * connection of the caller's. */
+bool jn_api_save_connection(jn_gateway_t *gw, const jn_environment_t *env,
+                            jn_connection_request_t *cr, jn_conncfg_source_t source, bool verify,
                             jn_http_response_t *res, jn_connection_t *out, bool *created);
 
 /* A new connection id: a version-4 UUID (new string; caller frees). */

@@ -537,21 +537,15 @@ static void import_connection(const jn_http_request_t *req, jn_http_response_t *
     json_object *tags = cr.end_user ? jn_api_end_user_tags(cr.end_user, NULL, cr.tags) : NULL;
     if (tags)
         cr.tags = tags;
-    PGconn *conn = jn_api_db(gw, res);
-    if (!conn) {
-        json_object_put(tags);
-        jn_api_connection_request_cleanup(&cr);
-        json_object_put(body);
-        return;
-    }
+    /* Stored as given, without asking the provider (Nango's import does the same), so a
+     * bulk migration is never blocked by a provider that is slow or away. */
     jn_connection_t c;
     bool created = false;
-    if (jn_api_save_connection(gw, conn, &env, &cr, JN_CONNCFG_DEVELOPER, res, &c, &created)) {
+    if (jn_api_save_connection(gw, &env, &cr, JN_CONNCFG_DEVELOPER, false, res, &c, &created)) {
         json_object *full = connection_full(&c, true);
         jn_connection_cleanup(&c);
         jn_http_respond_json(res, created ? 201 : 200, full);
     }
-    jn_api_db_release(gw, conn);
     jn_api_connection_request_cleanup(&cr);
     json_object_put(tags);
     json_object_put(body);

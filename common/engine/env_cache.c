@@ -12,51 +12,13 @@
 #include "core/log.h"
 #include "providers/egress.h"
 
-typedef struct policy_node {
-    struct policy_node *next;
-    char *allowlist;
-    jn_egress_policy_t *policy;
-} policy_node_t;
-
 struct jn_env_cache {
     jn_pg_pool_t *pool;
     pthread_mutex_t lock;
     jn_environment_row_t *rows;
     size_t count;
     bool loaded;
-    policy_node_t *policies; /* every policy ever compiled, freed at the end */
 };
-
-/* The compiled policy for allowlist, made once per distinct text. Call with the lock. */
-static const jn_egress_policy_t *policy_for(jn_env_cache_t *c, const char *env_name,
-                                            const char *allowlist)
-{
-    if (!allowlist[0])
-        return NULL;
-    for (policy_node_t *p = c->policies; p; p = p->next) {
-        if (strcmp(p->allowlist, allowlist) == 0)
-            return p->policy;
-    }
-    jn_egress_policy_t *policy = NULL;
-    char why[256];
-    if (jn_egress_policy_new(allowlist, &policy, why, sizeof why) != JN_OK) {
-        jn_log_error("environments",
-                     "environment '%s': its egress allow-list is invalid (%s); no internal "
-                     "address is allowed until it is fixed",
-                     env_name, why);
-        policy = NULL;
-    }
-    policy_node_t *node = calloc(1, sizeof *node);
-    if (!node)
-        abort();
-    node->allowlist = strdup(allowlist);
-    if (!node->allowlist)
-        abort();
-    node->policy = policy;
-    node->next = c->policies;
-    c->policies = node;
-    return policy;
-}
 
 jn_err_t jn_env_cache_reload(jn_env_cache_t *c)
 {
@@ -72,7 +34,7 @@ jn_err_t jn_env_cache_reload(jn_env_cache_t *c)
         return err;
     pthread_mutex_lock(&c->lock);
     for (size_t i = 0; i < count; i++)
-        rows[i].env.egress = policy_for(c, rows[i].env.name, rows[i].env.egress_allowlist);
+        rows[i].env.egress = jn_egress_policy_shared(rows[i].env.egress_allowlist);
     jn_environment_row_t *old = c->rows;
     size_t old_count = c->count;
     c->rows = rows;
@@ -106,12 +68,6 @@ void jn_env_cache_free(jn_env_cache_t *c)
     if (c->rows) {
         jn_secure_wipe(c->rows, c->count * sizeof *c->rows);
         free(c->rows);
-    }
-    for (policy_node_t *p = c->policies, *next; p; p = next) {
-        next = p->next;
-        jn_egress_policy_free(p->policy);
-        free(p->allowlist);
-        free(p);
     }
     free(c);
 }

@@ -6,10 +6,8 @@
  * key and a constant-time comparison with each environment's hash. The cache is reloaded
  * off the request path: when the invalidation listener hears that the environments table
  * changed, and on a timer as a safety net; a request never waits for a reload. Each
- * environment's egress allow-list is compiled once per change into a policy that lives as
- * long as the process (old ones are kept: requests in flight may still hold them). An
- * allow-list that does not compile (only possible if the table was edited by hand) is
- * logged and replaced by the strict policy: one place decides, and it fails closed.
+ * environment carries its egress policy from jn_egress_policy_shared(), the one place
+ * that builds them (it fails closed the same way for everyone).
  */
 #ifndef JN_ENV_CACHE_H
 #define JN_ENV_CACHE_H

@@ -18,7 +18,18 @@
 #define CHANNEL "junction_invalidate"
 #define ENV_RELOAD_S 30
 
+#define MAX_EXTRA 4
+
+typedef struct {
+    char channel[64];
+    void (*fn)(const char *payload, void *ud);
+    void *ud;
+} extra_t;
+
 struct jn_invalidation {
+    pthread_mutex_t lock;
+    extra_t extra[MAX_EXTRA];
+    int extra_count;
     char *database_url;
     char application_name[64];
     jn_env_cache_t *envs;
@@ -33,6 +44,53 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void jn_invalidation_subscribe(jn_invalidation_t *inv, const char *channel,
+                               void (*fn)(const char *payload, void *ud), void *ud)
+{
+    pthread_mutex_lock(&inv->lock);
+    if (inv->extra_count < MAX_EXTRA) {
+        extra_t *x = &inv->extra[inv->extra_count++];
+        snprintf(x->channel, sizeof x->channel, "%s", channel);
+        x->fn = fn;
+        x->ud = ud;
+    } else {
+        jn_log_error("invalidation", "too many channels; %s is not heard", channel);
+    }
+    pthread_mutex_unlock(&inv->lock);
+}
+
+/* LISTENs on the extra channels from index *listened on and tells their subscribers to
+ * check (a gap may have passed). False when a LISTEN failed. */
+static bool listen_extra(jn_invalidation_t *inv, PGconn *conn, int *listened)
+{
+    pthread_mutex_lock(&inv->lock);
+    int n = inv->extra_count;
+    extra_t extra[MAX_EXTRA];
+    memcpy(extra, inv->extra, sizeof extra);
+    pthread_mutex_unlock(&inv->lock);
+    for (int i = *listened; i < n; i++) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "LISTEN %s", extra[i].channel);
+        if (jn_pg_exec_script(conn, sql) != JN_OK)
+            return false;
+    }
+    for (int i = *listened; i < n; i++)
+        extra[i].fn(NULL, extra[i].ud);
+    *listened = n;
+    return true;
+}
+
+static bool dispatch_extra(jn_invalidation_t *inv, const PGnotify *note, int listened)
+{
+    for (int i = 0; i < listened; i++) {
+        if (strcmp(inv->extra[i].channel, note->relname) == 0) {
+            inv->extra[i].fn(note->extra, inv->extra[i].ud);
+            return true;
+        }
+    }
+    return false;
 }
 
 static void apply(jn_invalidation_t *inv, const char *payload)
@@ -72,7 +130,9 @@ static void *listen_main(void *arg)
         "1 while this process hears change notices (its caches are trusted)", NULL);
     while (!atomic_load(&inv->stop)) {
         PGconn *conn = jn_pg_connect(inv->database_url, inv->application_name);
-        if (!conn || jn_pg_exec_script(conn, "LISTEN " CHANNEL) != JN_OK) {
+        int listened = 0;
+        if (!conn || jn_pg_exec_script(conn, "LISTEN " CHANNEL) != JN_OK ||
+            !listen_extra(inv, conn, &listened)) {
             if (conn)
                 PQfinish(conn);
             nap(inv, backoff_ms);
@@ -98,9 +158,13 @@ static void *listen_main(void *arg)
                 break;
             PGnotify *note;
             while ((note = PQnotifies(conn)) != NULL) {
-                apply(inv, note->extra);
+                if (!dispatch_extra(inv, note, listened))
+                    apply(inv, note->extra);
                 PQfreemem(note);
             }
+            /* Channels subscribed since the LISTEN was made. */
+            if (inv->extra_count > listened && !listen_extra(inv, conn, &listened))
+                break;
             if (now_s() - last_reload >= ENV_RELOAD_S) {
                 jn_env_cache_reload(inv->envs);
                 last_reload = now_s();
@@ -130,6 +194,7 @@ jn_invalidation_t *jn_invalidation_start(const char *database_url, const char *a
     snprintf(inv->application_name, sizeof inv->application_name, "%s-listen", application_name);
     inv->envs = envs;
     inv->connections = connections;
+    pthread_mutex_init(&inv->lock, NULL);
     /* Until the first LISTEN, nothing is cached. */
     jn_conn_cache_clear(connections, true);
     if (pthread_create(&inv->thread, NULL, listen_main, inv) != 0)

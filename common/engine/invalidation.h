@@ -20,6 +20,13 @@ typedef struct jn_invalidation jn_invalidation_t;
 jn_invalidation_t *jn_invalidation_start(const char *database_url, const char *application_name,
                                          jn_env_cache_t *envs, jn_conn_cache_t *connections);
 
+/* Also hears channel (at most 4 extra channels; call before the first LISTEN is made, i.e.
+ * right after start): fn(payload, ud) runs on the listener thread for each notice, and
+ * fn(NULL, ud) each time the LISTEN is (re)established, when notices may have been
+ * missed (check what you wait for). fn must not block long. */
+void jn_invalidation_subscribe(jn_invalidation_t *inv, const char *channel,
+                               void (*fn)(const char *payload, void *ud), void *ud);
+
 /* True while the LISTEN is established (the caches are trusted). */
 bool jn_invalidation_listening(jn_invalidation_t *inv);
 

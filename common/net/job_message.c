@@ -61,8 +61,8 @@ jn_err_t jn_job_message_decode(const void *value, size_t len, jn_job_ref_t *out,
         snprintf(text, sizeof text, "not a valid JSON object (%s)", fe.message);
         return reason(why, why_len, text);
     }
-    static const char *const keys[] = {"version", "job_id", "kind", "environment_id",
-                                       "connection_id", NULL};
+    static const char *const keys[] = {"version",        "job_id",        "kind",
+                                       "environment_id", "connection_id", NULL};
     jn_err_t err = JN_OK;
     json_object *v = NULL;
     const char *text = NULL;

@@ -189,16 +189,39 @@ jn_err_t jn_kafka_produce(jn_kafka_producer_t *p, const char *topic, const void 
                           size_t key_len, const void *value, size_t value_len,
                           jn_kafka_delivery_fn on_delivery, void *opaque)
 {
+    return jn_kafka_produce_with_headers(p, topic, key, key_len, value, value_len, NULL,
+                                         on_delivery, opaque);
+}
+
+jn_err_t jn_kafka_produce_with_headers(jn_kafka_producer_t *p, const char *topic, const void *key,
+                                       size_t key_len, const void *value, size_t value_len,
+                                       const char *const *headers, jn_kafka_delivery_fn on_delivery,
+                                       void *opaque)
+{
     delivery_t *d = malloc(sizeof *d);
     if (!d)
         abort();
     d->fn = on_delivery;
     d->opaque = opaque;
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-        RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    rd_kafka_headers_t *hdrs = NULL;
+    if (headers && headers[0]) {
+        hdrs = rd_kafka_headers_new(8);
+        for (size_t i = 0; headers[i] && headers[i + 1]; i += 2)
+            rd_kafka_header_add(hdrs, headers[i], -1, headers[i + 1], -1);
+    }
+    rd_kafka_resp_err_t e =
+        hdrs ? rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+                                 RD_KAFKA_V_VALUE((void *)value, value_len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                                 RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END)
+             : rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+                                 RD_KAFKA_V_VALUE((void *)value, value_len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d),
+                                 RD_KAFKA_V_END);
     if (e) {
+        /* On failure the headers stay ours. */
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
         free(d);
         jn_log_warn("kafka", "cannot queue a message for %s: %s", topic, rd_kafka_err2str(e));
         return classify(e);
@@ -415,6 +438,38 @@ void jn_kafka_consumer_done(jn_kafka_consumer_t *c, jn_kafka_message_t *msg)
                     msg->partition, rd_kafka_err2str(e));
     (void)c;
     rd_kafka_message_destroy(m);
+    msg->handle = NULL;
+}
+
+void jn_kafka_consumer_store(jn_kafka_consumer_t *c, const char *topic, int partition,
+                             long long next_offset)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition)->offset = next_offset;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, list);
+    /* A partition taken away by a rebalance cannot store: its next owner sees the
+     * message again and finds its job done. */
+    if (e && e != RD_KAFKA_RESP_ERR__STATE && e != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+        jn_log_warn("kafka", "cannot store offset %lld of %s[%d]: %s", next_offset, topic,
+                    partition, rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+void jn_kafka_consumer_pause(jn_kafka_consumer_t *c, bool pause)
+{
+    rd_kafka_topic_partition_list_t *assigned = NULL;
+    if (rd_kafka_assignment(c->rk, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR || !assigned)
+        return;
+    if (pause)
+        rd_kafka_pause_partitions(c->rk, assigned);
+    else
+        rd_kafka_resume_partitions(c->rk, assigned);
+    rd_kafka_topic_partition_list_destroy(assigned);
+}
+
+void jn_kafka_consumer_forget(jn_kafka_message_t *msg)
+{
+    rd_kafka_message_destroy(msg->handle);
     msg->handle = NULL;
 }
 

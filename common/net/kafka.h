@@ -46,6 +46,13 @@ jn_err_t jn_kafka_produce(jn_kafka_producer_t *p, const char *topic, const void 
                           size_t key_len, const void *value, size_t value_len,
                           jn_kafka_delivery_fn on_delivery, void *opaque);
 
+/* jn_kafka_produce with message headers: headers is a NULL-terminated list of name, value,
+ * name, value, ... (strings, copied); NULL for none. */
+jn_err_t jn_kafka_produce_with_headers(jn_kafka_producer_t *p, const char *topic, const void *key,
+                                       size_t key_len, const void *value, size_t value_len,
+                                       const char *const *headers, jn_kafka_delivery_fn on_delivery,
+                                       void *opaque);
+
 /* Produces and waits up to timeout_ms for the acknowledgement. JN_OK means the broker
  * has the message; JN_ERR_TIMEOUT means it may still arrive. */
 jn_err_t jn_kafka_produce_sync(jn_kafka_producer_t *p, const char *topic, const void *key,
@@ -93,6 +100,18 @@ void jn_kafka_consumer_done(jn_kafka_consumer_t *c, jn_kafka_message_t *msg);
  * when it is about to stop consuming, so the message is delivered again after a restart
  * or rebalance. */
 void jn_kafka_consumer_release(jn_kafka_message_t *msg);
+
+/* Stores next_offset (the offset of the first message not yet done) for commit, for a
+ * consumer that finishes messages out of order and tracks the low-water mark itself. */
+void jn_kafka_consumer_store(jn_kafka_consumer_t *c, const char *topic, int partition,
+                             long long next_offset);
+
+/* Pauses (or resumes) fetching from every assigned partition; polling goes on, so the
+ * member stays in its group. */
+void jn_kafka_consumer_pause(jn_kafka_consumer_t *c, bool pause);
+
+/* Releases msg without storing anything (the caller stores offsets itself). */
+void jn_kafka_consumer_forget(jn_kafka_message_t *msg);
 
 /* Commits stored offsets, leaves the group and frees. NULL is fine. */
 void jn_kafka_consumer_free(jn_kafka_consumer_t *c);

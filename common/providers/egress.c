@@ -9,12 +9,15 @@
  */
 #include "providers/egress.h"
 
+#include "core/log.h"
+
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,6 +394,50 @@ void jn_egress_policy_free(jn_egress_policy_t *p)
         return;
     free(p->entries);
     free(p);
+}
+
+/* ---- shared policies ---- */
+
+typedef struct shared_policy {
+    struct shared_policy *next;
+    char *allowlist;
+    jn_egress_policy_t *policy;
+} shared_policy_t;
+
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static shared_policy_t *shared_policies;
+
+const jn_egress_policy_t *jn_egress_policy_shared(const char *allowlist)
+{
+    if (!allowlist || !allowlist[0])
+        return NULL;
+    pthread_mutex_lock(&shared_lock);
+    for (shared_policy_t *p = shared_policies; p; p = p->next) {
+        if (strcmp(p->allowlist, allowlist) == 0) {
+            pthread_mutex_unlock(&shared_lock);
+            return p->policy;
+        }
+    }
+    jn_egress_policy_t *policy = NULL;
+    char why[256];
+    if (jn_egress_policy_new(allowlist, &policy, why, sizeof why) != JN_OK) {
+        jn_log_error("egress",
+                     "a stored egress allow-list is invalid (%s); no internal address is "
+                     "allowed until it is fixed",
+                     why);
+        policy = NULL;
+    }
+    shared_policy_t *node = calloc(1, sizeof *node);
+    if (!node)
+        abort();
+    node->allowlist = strdup(allowlist);
+    if (!node->allowlist)
+        abort();
+    node->policy = policy;
+    node->next = shared_policies;
+    shared_policies = node;
+    pthread_mutex_unlock(&shared_lock);
+    return policy;
 }
 
 /* ---- applying the policy to libcurl ---- */

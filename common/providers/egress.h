@@ -50,6 +50,14 @@ jn_err_t jn_egress_policy_new(const char *allowlist, jn_egress_policy_t **out, c
 /* Frees p; NULL is a no-op. */
 void jn_egress_policy_free(jn_egress_policy_t *p);
 
+/* The policy for an environment's stored allow-list, the one way every part of Junction
+ * gets it: compiled once per distinct text and kept for the life of the process (there are
+ * few distinct lists, and calls in flight may hold one). An empty list gives NULL (nothing
+ * extra is allowed). A list that does not compile — possible only if the table was edited
+ * by hand, since the API checks it — is logged and also gives NULL: everyone fails closed
+ * the same way. Thread-safe. */
+const jn_egress_policy_t *jn_egress_policy_shared(const char *allowlist);
+
 /* Decides for one socket address (a struct sockaddr_in or sockaddr_in6 of len bytes).
  * Returns true when it may be connected to (why is then set to ""); when refused, writes
  * a reason into why, such as "127.0.0.1 is a loopback address" or "::ffff:10.0.0.1

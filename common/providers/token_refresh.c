@@ -339,20 +339,12 @@ jn_err_t jn_token_refresh_request(const jn_refresh_lease_t *lease, jn_oauth_requ
 jn_err_t jn_token_refresh_ask(const jn_refresh_lease_t *lease, jn_oauth_token_t *token,
                               jn_oauth_error_t *failure)
 {
-    jn_egress_policy_t *egress = NULL;
-    char why[128];
-    if (jn_egress_policy_new(lease->egress_allowlist, &egress, why, sizeof why) != JN_OK) {
-        memset(failure, 0, sizeof *failure);
-        snprintf(failure->message, sizeof failure->message,
-                 "the environment's egress allow-list is invalid: %s", why);
-        return JN_ERR_INVALID;
-    }
+    const jn_egress_policy_t *egress = jn_egress_policy_shared(lease->egress_allowlist);
     jn_oauth_request_t req;
     jn_err_t err = jn_token_refresh_request(lease, &req, failure);
     if (!err)
         err = jn_oauth_send(&req, egress, token, failure);
     jn_oauth_request_cleanup(&req);
-    jn_egress_policy_free(egress);
     return err;
 }
 

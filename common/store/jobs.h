@@ -48,7 +48,7 @@ typedef struct {
     jn_job_state_t state;
     int attempts, max_attempts;
     long long lease_token;
-    json_object *input, *output, *error; /* owned; NULL when SQL NULL */
+    json_object *input, *output, *error;                  /* owned; NULL when SQL NULL */
     char created_at[40], started_at[40], finished_at[40]; /* ISO 8601 UTC or "" */
 } jn_job_t;
 

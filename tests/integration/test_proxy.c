@@ -193,6 +193,17 @@ static void test_egress_is_refused_until_allowed(void **state)
 
 /* A provider with a verification request: bad credentials are refused before the
  * connection is saved. */
+/* A connect session of the dev environment; its token. */
+static void connect_token(char *token, size_t cap)
+{
+    json_object *resp = NULL;
+    must(jn_test_api(&gw, "POST", "/connect/sessions", gw.dev_key,
+                     "{\"end_user\":{\"id\":\"proxy-user\"}}", &resp),
+         201, resp, "connect session");
+    snprintf(token, cap, "%s", jn_test_json_str(resp, "data.token"));
+    json_object_put(resp);
+}
+
 static void test_credentials_verified_on_save(void **state)
 {
     (void)state;
@@ -212,23 +223,32 @@ static void test_credentials_verified_on_save(void **state)
                      "{\"provider\":\"fake-verified\",\"unique_key\":\"verified\"}", &resp),
          200, resp, "integration");
     json_object_put(resp);
+    /* An import stores what it is given without asking the provider (as Nango's does:
+     * a bulk migration is never blocked by a provider). */
+    long api_before = api_requests();
     must(jn_test_api(&gw, "POST", "/connections", gw.dev_key,
-                     "{\"provider_config_key\":\"verified\",\"connection_id\":\"v1\","
+                     "{\"provider_config_key\":\"verified\",\"connection_id\":\"v0\","
                      "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"wrong-key\"}}",
                      &resp),
-         400, resp, "wrong key");
+         201, resp, "import");
+    json_object_put(resp);
+    assert_int_equal(api_requests(), api_before);
+    /* An end user's connect flow verifies: a wrong key stores nothing. */
+    char token[128], path[512];
+    connect_token(token, sizeof token);
+    snprintf(path, sizeof path, "/api-auth/api-key/verified?connect_session_token=%s", token);
+    must(jn_test_api(&gw, "POST", path, NULL, "{\"apiKey\":\"wrong-key\"}", &resp), 400, resp,
+         "wrong key");
     assert_string_equal(jn_test_json_str(resp, "error.code"), "connection_test_failed");
     assert_non_null(strstr(jn_test_json_str(resp, "error.message"), "401"));
     json_object_put(resp);
-    char *n =
-        jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections WHERE connection_id = 'v1'");
+    char *n = jn_test_sql_value(gw.db_url, "SELECT count(*) FROM connections c JOIN integrations i "
+                                           "ON i.id = c.integration_id WHERE i.unique_key = "
+                                           "'verified' AND c.connection_id <> 'v0'");
     assert_string_equal(n, "0");
     free(n);
-    must(jn_test_api(&gw, "POST", "/connections", gw.dev_key,
-                     "{\"provider_config_key\":\"verified\",\"connection_id\":\"v1\","
-                     "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"k-123\"}}",
-                     &resp),
-         201, resp, "right key");
+    must(jn_test_api(&gw, "POST", path, NULL, "{\"apiKey\":\"k-123\"}", &resp), 200, resp,
+         "right key");
     json_object_put(resp);
 }
 
