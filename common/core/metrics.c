@@ -2,9 +2,11 @@
  * metrics.c - the Prometheus registry.
  *
  * Workload: a few hundred series registered at start-up or on first use of a label
- * set, updated on every request. The registry is an append-only array guarded by a
- * mutex for lookups and rendering; series never move or die, so update paths hold no
- * lock.
+ * set, looked up and updated on every request. The registry is an append-only array with a
+ * hash index, guarded by a mutex for lookups and rendering; series never move or die, so
+ * update paths hold no lock. Past MAX_SERIES a lookup gets a sink that is never rendered
+ * (and jn_metrics_dropped_series_total counts it): a label with unbounded values costs
+ * its own figures, never the process.
  */
 #include "core/metrics.h"
 
@@ -37,26 +39,44 @@ struct jn_metric {
     _Atomic int64_t buckets[NBUCKETS]; /* non-cumulative bucket counts */
 };
 
+#define INDEX_SLOTS 8192 /* a power of two, well above MAX_SERIES */
+
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static jn_metric_t *series[MAX_SERIES];
 static int series_count;
+static jn_metric_t *index_slots[INDEX_SLOTS];
+static jn_metric_t overflow_sink;
+static jn_metric_t dropped = {.kind = KIND_COUNTER,
+                              .name = "jn_metrics_dropped_series_total",
+                              .help = "Series not created because the registry was full"};
+
+static unsigned series_hash(const char *name, const char *labels)
+{
+    unsigned h = 2166136261u;
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ 0xffu) * 16777619u;
+    for (const char *p = labels; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
 
 static jn_metric_t *lookup(kind_t kind, const char *name, const char *help, const char *labels)
 {
     if (!labels)
         labels = "";
+    unsigned slot = series_hash(name, labels) & (INDEX_SLOTS - 1);
     pthread_mutex_lock(&registry_lock);
-    for (int i = 0; i < series_count; i++) {
-        if (strcmp(series[i]->name, name) == 0 && strcmp(series[i]->labels, labels) == 0) {
-            jn_metric_t *found = series[i];
+    for (jn_metric_t *m; (m = index_slots[slot]) != NULL; slot = (slot + 1) & (INDEX_SLOTS - 1)) {
+        if (strcmp(m->name, name) == 0 && strcmp(m->labels, labels) == 0) {
             pthread_mutex_unlock(&registry_lock);
-            return found;
+            return m;
         }
     }
     if (series_count == MAX_SERIES) {
         pthread_mutex_unlock(&registry_lock);
-        fprintf(stderr, "metrics: more than %d series; label values must be bounded\n", MAX_SERIES);
-        abort();
+        atomic_fetch_add_explicit(&dropped.value, 1, memory_order_relaxed);
+        return &overflow_sink;
     }
     jn_metric_t *m = calloc(1, sizeof *m);
     if (!m)
@@ -66,6 +86,7 @@ static jn_metric_t *lookup(kind_t kind, const char *name, const char *help, cons
     snprintf(m->labels, sizeof m->labels, "%s", labels);
     snprintf(m->help, sizeof m->help, "%s", help ? help : "");
     series[series_count++] = m;
+    index_slots[slot] = m;
     pthread_mutex_unlock(&registry_lock);
     return m;
 }
@@ -203,6 +224,8 @@ char *jn_metrics_render(void)
                 render_series(&t, series[j]);
         }
     }
+    append(&t, "# HELP %s %s\n# TYPE %s counter\n", dropped.name, dropped.help, dropped.name);
+    render_series(&t, &dropped);
     pthread_mutex_unlock(&registry_lock);
     return t.data;
 }

@@ -889,8 +889,9 @@ static void decide(jn_provider_stream_t *s)
         fail(s, timeout ? JN_ERR_TIMEOUT : JN_ERR_UPSTREAM, why);
         return;
     }
+    /* The status class, not the status: a provider chooses it, and labels must stay few. */
     char code_label[32];
-    snprintf(code_label, sizeof code_label, "code=\"%ld\"", s->status);
+    snprintf(code_label, sizeof code_label, "code=\"%ldxx\"", s->status / 100);
     count("jn_provider_requests_total", "Requests sent to providers", code_label);
     bool replayable = !s->call.upload;
 

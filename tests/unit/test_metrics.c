@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,11 +52,34 @@ static void test_histogram(void **state)
     free(text);
 }
 
+/* A label with unbounded values fills the registry: past its cap a series is dropped
+ * (and counted), the process goes on, and the series made before still count. */
+static void test_full_registry_drops_instead_of_aborting(void **state)
+{
+    (void)state;
+    jn_metric_t *first = jn_metrics_counter("t_first", "made before", NULL);
+    for (int i = 0; i < 3000; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "id=\"%d\"", i);
+        jn_metric_inc(jn_metrics_counter("t_unbounded_total", "one per id", labels));
+    }
+    jn_metric_inc(first);
+    assert_int_equal(jn_metric_value(first), 1);
+    assert_true(jn_metric_value(jn_metrics_counter("t_first", "made before", NULL)) == 1);
+    char *text = jn_metrics_render();
+    const char *line = strstr(text, "\njn_metrics_dropped_series_total ");
+    assert_non_null(line);
+    assert_true(strtol(line + strlen("\njn_metrics_dropped_series_total "), NULL, 10) > 900);
+    assert_null(strstr(text, "t_unbounded_total{id=\"2999\"}"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_and_gauge),
         cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_full_registry_drops_instead_of_aborting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
