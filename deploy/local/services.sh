@@ -4,7 +4,8 @@
 # Runs the three Junction programs from the build dir (${JUNCTION_BUILD_DIR:-build})
 # in the background with the environment of env.sh, working directory = repo root.
 # Output goes to $STATE/logs/junction-<name>.log, pid files to $STATE/run/.
-# start waits until GET /health answers 200 on each service's port.
+# start waits until GET /health answers 200 on each service's operational port (the
+# gateway's admin port, the scheduler's and the worker's own).
 set -euo pipefail
 JL_TAG=services
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,6 +23,11 @@ declare -A PORT=(
   [scheduler]=$JUNCTION_SCHEDULER_PORT
   [worker]=$JUNCTION_WORKER_PORT
 )
+declare -A HEALTH_PORT=(
+  [gateway]=$JUNCTION_ADMIN_PORT
+  [scheduler]=$JUNCTION_SCHEDULER_PORT
+  [worker]=$JUNCTION_WORKER_PORT
+)
 START_DEADLINE=60
 STOP_TIMEOUT=20
 
@@ -31,7 +37,7 @@ log_file() { printf '%s/junction-%s.log\n' "$LOG_DIR" "$1"; }
 running_pid() { pid_from_file "$(pid_file "$1")" "/${BIN[$1]}"; }
 
 healthy() {
-  curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:${PORT[$1]}/health" 2>/dev/null
+  curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:${HEALTH_PORT[$1]}/health" 2>/dev/null
 }
 
 check_binaries() {
@@ -48,6 +54,9 @@ launch() {
   local name=$1
   if port_open 127.0.0.1 "${PORT[$name]}"; then
     die "port ${PORT[$name]} for $name is already used by another process"
+  fi
+  if port_open 127.0.0.1 "${HEALTH_PORT[$name]}"; then
+    die "port ${HEALTH_PORT[$name]} for $name is already used by another process"
   fi
   log "starting junction-$name on port ${PORT[$name]}"
   (cd "$REPO" && start_bg "$(pid_file "$name")" "$(log_file "$name")" "$(bin_path "$name")")

@@ -17,7 +17,8 @@ summary() {
   cat <<EOF2
 
 Junction is up.
-  gateway:         http://127.0.0.1:$JUNCTION_PORT   (health: /health)
+  gateway:         http://127.0.0.1:$JUNCTION_PORT
+  operations:      http://127.0.0.1:$JUNCTION_ADMIN_PORT/health  (/livez, /readyz, /metrics)
   dev secret key:  $JUNCTION_SECRET_KEY_DEV
   database:        $JUNCTION_DATABASE_URL
   kafka:           $JUNCTION_KAFKA_BROKERS
