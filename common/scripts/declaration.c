@@ -24,13 +24,12 @@
 #define MAX_LIST_ITEM 256
 #define MAX_PATH 255
 
-static const char *const common_fields[] = {"type",     "description", "version",
-                                            "scopes",   "models",      "metadata",
-                                            "endpoint", "checkpoint",  NULL};
+static const char *const common_fields[] = {"type",   "description", "version",  "scopes",
+                                            "models", "metadata",    "endpoint", NULL};
 static const char *const action_fields[] = {"input", "output", NULL};
 static const char *const sync_fields[] = {"frequency",  "sync_type",  "track_deletes",
                                           "auto_start", "on_webhook", "webhook_subscriptions",
-                                          NULL};
+                                          "checkpoint", NULL};
 /* Only in the JSON form. */
 static const char *const stored_fields[] = {"name", "frequency_seconds", NULL};
 
@@ -302,6 +301,39 @@ static jn_err_t check_sync(jn_declaration_t *d, json_object *j, char *why, size_
     return JN_OK;
 }
 
+/* j with its fields in one fixed order, so equal declarations store equal text. Takes j;
+ * the values are shared, so pointers into them stay valid. */
+static json_object *canonical(json_object *j)
+{
+    static const char *const order[] = {"name",
+                                        "type",
+                                        "description",
+                                        "version",
+                                        "scopes",
+                                        "endpoint",
+                                        "input",
+                                        "output",
+                                        "models",
+                                        "metadata",
+                                        "checkpoint",
+                                        "frequency",
+                                        "frequency_seconds",
+                                        "sync_type",
+                                        "track_deletes",
+                                        "auto_start",
+                                        "on_webhook",
+                                        "webhook_subscriptions",
+                                        NULL};
+    json_object *out = json_object_new_object();
+    for (const char *const *k = order; *k; k++) {
+        json_object *v = NULL;
+        if (json_object_object_get_ex(j, *k, &v))
+            json_object_object_add(out, *k, json_object_get(v));
+    }
+    json_object_put(j);
+    return out;
+}
+
 /* Validates and normalises j (taking it), filling d. */
 static jn_err_t check(json_object *j, const char *name, bool stored, jn_declaration_t *d, char *why,
                       size_t why_len)
@@ -361,6 +393,11 @@ static jn_err_t check(json_object *j, const char *name, bool stored, jn_declarat
         goto out;
     if (d->kind == JN_SCRIPT_SYNC)
         err = check_sync(d, j, why, why_len);
+    if (!err) {
+        d->json = canonical(j);
+        d->description = json_object_get_string(json_object_object_get(d->json, "description"));
+        d->version = json_object_get_string(json_object_object_get(d->json, "version"));
+    }
 out:
     if (err)
         jn_declaration_cleanup(d);

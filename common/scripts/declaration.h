@@ -5,14 +5,14 @@
  * contract):
  *   every script  type ("action" | "sync"), description, version ("0.0.1" by default),
  *                 scopes (list of strings), models (Name -> fields), metadata (the
- *                 connection metadata's model), checkpoint (flat model), endpoint
- *                 ({method, path} or "POST /notes"), exec (a function)
+ *                 connection metadata's model), endpoint ({method, path} or
+ *                 "POST /notes"), exec (a function)
  *   an action     input, output (models)
  *   a sync        frequency (required, >= 30 s), sync_type ("incremental" | "full",
  *                 default incremental), track_deletes (full syncs only, default false),
  *                 auto_start (default true), models (at least one; each with an id of
  *                 type string or integer), on_webhook (a function), webhook_subscriptions
- *                 (event types routed to on_webhook)
+ *                 (event types routed to on_webhook), checkpoint (a flat model)
  * Unknown fields are errors, so a typo never passes silently.
  *
  * The declaration has a JSON form, stored beside the source and served by

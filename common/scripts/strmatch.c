@@ -69,8 +69,8 @@ static void restart(matcher_t *m)
     m->depth = MAX_DEPTH;
 }
 
-/* %a, %d, ... ; an upper-case class letter is the complement; anything else is the
- * character itself (%. matches '.'). */
+/* %a, %d, ... (%z is NUL); an upper-case class letter is the complement; anything else
+ * is the character itself (%. matches '.'). */
 static bool class_matches(int c, int cl)
 {
     bool r;
@@ -85,6 +85,7 @@ static bool class_matches(int c, int cl)
     case 'u': r = isupper(c); break;
     case 'w': r = isalnum(c); break;
     case 'x': r = isxdigit(c); break;
+    case 'z': r = c == 0; break; /* deprecated, but the stock library still has it */
     default: return cl == c;
     }
     return isupper(cl) ? !r : r;
