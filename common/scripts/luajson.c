@@ -377,7 +377,7 @@ static int l_encode(lua_State *L)
     json_object *v = NULL;
     char why[320];
     if (jn_luajson_to_json(L, 1, &caps, &v, why, sizeof why) != JN_OK)
-        return luaL_error(L, "json.encode: %s", why);
+        return jn_sandbox_error(L, "json.encode: %s", why);
     if (!v) {
         lua_pushliteral(L, "null");
         return 1;
@@ -407,7 +407,8 @@ static int l_decode(lua_State *L)
     const char *text = luaL_checklstring(L, 1, &len);
     jn_luajson_caps_t caps = jn_luajson_caps_default();
     if (len > caps.max_bytes)
-        return luaL_error(L, "json.decode: the text is larger than %zu bytes", caps.max_bytes);
+        return jn_sandbox_error(L, "json.decode: the text is larger than %zu bytes",
+                                caps.max_bytes);
     jn_sandbox_charge(L, len / 16);
     if (is_null_text(text, len)) {
         lua_pushlightuserdata(L, (void *)&NULL_SENTINEL);
@@ -416,7 +417,7 @@ static int l_decode(lua_State *L)
     json_object *v = NULL;
     jn_field_error_t e;
     if (jn_json_parse(text, len, false, &v, &e) != JN_OK)
-        return luaL_error(L, "json.decode: %s%s%s", e.path, e.path[0] ? ": " : "", e.message);
+        return jn_sandbox_error(L, "json.decode: %s%s%s", e.path, e.path[0] ? ": " : "", e.message);
     jn_sandbox_box_t *box = jn_sandbox_box(L, v, put_json);
     push_any(L, v, true);
     jn_sandbox_box_release(box);
@@ -433,7 +434,7 @@ static int l_array(lua_State *L)
     if (lua_getmetatable(L, 1)) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &ARRAY_MT);
         if (!lua_rawequal(L, -1, -2))
-            return luaL_error(L, "json.array: the table already has a metatable");
+            return jn_sandbox_error(L, "json.array: the table already has a metatable");
         lua_pop(L, 2);
     } else {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &ARRAY_MT);

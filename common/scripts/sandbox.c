@@ -349,6 +349,19 @@ void jn_sandbox_set_deadline(jn_sandbox_t *sb, int64_t ms)
 
 /* ---- error objects and boxes ---- */
 
+int jn_sandbox_error(lua_State *L, const char *fmt, ...)
+{
+    char text[JN_SCRIPT_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    luaL_where(L, 1);
+    lua_pushstring(L, text);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
 int jn_sandbox_raise(lua_State *L, jn_script_status_t status, int http_status, bool with_payload,
                      const char *fmt, ...)
 {
@@ -517,28 +530,22 @@ static int safe_setmetatable(lua_State *L)
 static int print_to_sink(lua_State *L)
 {
     jn_sandbox_t *sb = jn_sandbox_of(L);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    int n = lua_gettop(L);
+    char line[PRINT_MAX];
     size_t total = 0;
-    for (int i = 1; i <= n && total < PRINT_MAX; i++) {
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n && total < sizeof line; i++) {
         size_t len;
         const char *s = luaL_tolstring(L, i, &len);
-        if (len > PRINT_MAX - total)
-            len = PRINT_MAX - total;
-        if (i > 1) {
-            luaL_addchar(&b, '\t');
-            total++;
-        }
-        luaL_addlstring(&b, s, len);
+        if (i > 1)
+            line[total++] = '\t';
+        if (len > sizeof line - total)
+            len = sizeof line - total;
+        memcpy(line + total, s, len);
         total += len;
         lua_pop(L, 1);
     }
-    luaL_pushresult(&b);
-    size_t len;
-    const char *msg = lua_tolstring(L, -1, &len);
     if (sb && sb->print)
-        sb->print(sb->print_ud, msg, len);
+        sb->print(sb->print_ud, line, total);
     return 0;
 }
 

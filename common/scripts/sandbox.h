@@ -172,6 +172,11 @@ void jn_sandbox_charge(lua_State *L, uint64_t cost);
  * left (at least 1). */
 int64_t jn_sandbox_check_deadline(lua_State *L);
 
+/* luaL_error with printf's formatting (luaL_error knows only %s %d %f %p %c %U): raises
+ * "name:line: " + the text, located at the Lua code that called the running C
+ * function. Does not return. */
+int jn_sandbox_error(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Raises an error object of status (ACTION_FAILED, HTTP or HOST) whose message is
  * "name:line: " + the formatted text, at the line of the Lua code that called the
  * running C function. The value on top of the stack, when with_payload, becomes its
