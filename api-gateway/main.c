@@ -53,6 +53,7 @@ int main(void)
     jn_routes_auth_flows(&gw, svc.http);
     jn_routes_connect_page(&gw, svc.http);
     jn_routes_proxy(&gw, svc.http);
+    jn_routes_functions(&gw, svc.http);
     jn_oauth_ws_t *ws = jn_oauth_ws_new(svc.config.database_url);
     jn_oauth_ws_route(ws, svc.http);
     jn_service_listen(&svc);
