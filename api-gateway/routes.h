@@ -35,4 +35,7 @@ void jn_routes_proxy(jn_gateway_t *gw, jn_http_server_t *http);
 /* GET/PATCH /junction/environment (the egress allow-list). */
 void jn_routes_environment(jn_gateway_t *gw, jn_http_server_t *http);
 
+/* /junction/integrations/:uniqueKey/functions[/:name[/code]] and GET /scripts/config. */
+void jn_routes_functions(jn_gateway_t *gw, jn_http_server_t *http);
+
 #endif

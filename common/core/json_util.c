@@ -186,6 +186,11 @@ jn_err_t jn_json_parse(const char *text, size_t len, bool want_object, json_obje
     json_object *value = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
+    if (jerr == json_tokener_continue && end == len) {
+        /* A bare number ("12") is complete only once something follows it. */
+        value = json_tokener_parse_ex(tok, " ", 1);
+        jerr = json_tokener_get_error(tok);
+    }
     json_tokener_free(tok);
     if (jerr == json_tokener_continue) {
         json_object_put(value);

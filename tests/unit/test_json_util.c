@@ -26,6 +26,27 @@ static void test_valid_object(void **state)
     json_object_put(o);
 }
 
+static void test_bare_values(void **state)
+{
+    (void)state;
+    /* A number alone is a complete document, though nothing follows it. */
+    const char *texts[] = {"12", "-3", "1.5e2", "\"s\"", "true"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        json_object *o = NULL;
+        jn_field_error_t e;
+        if (jn_json_parse(texts[i], strlen(texts[i]), false, &o, &e) != JN_OK)
+            fail_msg("'%s' refused: %s", texts[i], e.message);
+        json_object_put(o);
+    }
+    json_object *o = NULL;
+    jn_field_error_t e;
+    assert_int_equal(jn_json_parse("12", 2, false, &o, &e), JN_OK);
+    assert_int_equal(json_object_get_int(o), 12);
+    json_object_put(o);
+    assert_int_equal(jn_json_parse("tru", 3, false, &o, &e), JN_ERR_INVALID);
+    assert_int_equal(jn_json_parse("12", 2, true, &o, &e), JN_ERR_INVALID);
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -132,9 +153,9 @@ static void test_utf8(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_object), cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_depth_cap),    cmocka_unit_test(test_field_readers),
-        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_valid_object),  cmocka_unit_test(test_bare_values),
+        cmocka_unit_test(test_refusals),      cmocka_unit_test(test_depth_cap),
+        cmocka_unit_test(test_field_readers), cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

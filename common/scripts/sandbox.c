@@ -1,0 +1,1232 @@
+/*
+ * sandbox.c - the bounded Lua state: allocator, count hook, library set-up and the
+ * protected, classified call.
+ *
+ * Invariants:
+ *   - Every Lua API call that may allocate runs under lua_pcall (set-up, calls,
+ *     classification), so a refused allocation never reaches the panic handler.
+ *   - Once sb->dead is set it never clears, and every thread the sandbox knows about
+ *     has its hook at count 1; the others fire within their period and re-arm.
+ *   - sb->current is the thread running Lua code right now (the run's coroutine or a
+ *     coroutine the script resumed), so the allocator can make it check the clock.
+ */
+#include "scripts/sandbox.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/crypto.h"
+#include "core/json_util.h"
+#include "scripts/luajson.h"
+#include "scripts/strmatch.h"
+
+#define MAIN_PERIOD 1000         /* instructions between checks, run thread */
+#define CO_PERIOD 100            /* the same in a script's coroutines (see co_resume) */
+#define KICK_BYTES (16u << 20)   /* allocation volume that makes the hook check early */
+#define DEAD_RESERVE (1u << 20)  /* extra memory to report a limit once dead */
+#define PAYLOAD_MAX (256u << 10) /* JSON bytes of an error payload */
+#define PRINT_MAX 8192
+
+struct jn_sandbox {
+    lua_State *L;
+    lua_State *run;     /* the coroutine of the current jn_sandbox_call */
+    lua_State *current; /* the thread running Lua code now */
+    char name[JN_SCRIPT_NAME_MAX];
+    jn_sandbox_limits_t limits;
+    size_t mem, mem_peak, since_check;
+    bool mem_refused, wipe;
+    uint64_t used;
+    int64_t deadline;
+    jn_script_status_t dead;
+    char dead_message[JN_SCRIPT_MESSAGE_MAX];
+    jn_sandbox_print_fn print;
+    void *print_ud;
+};
+
+struct jn_sandbox_box {
+    void *resource;
+    void (*free_fn)(void *);
+};
+
+static const char ERROR_MT = 'e'; /* registry keys: the addresses of these */
+static const char BOX_MT = 'b';
+static const char SNAPSHOTS = 's'; /* weak table: metatable snapshot -> the script's table */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *jn_script_status_str(jn_script_status_t status)
+{
+    switch (status) {
+    case JN_SCRIPT_OK: return "ok";
+    case JN_SCRIPT_ERROR: return "script_error";
+    case JN_SCRIPT_MEMORY: return "memory_limit";
+    case JN_SCRIPT_CPU: return "cpu_limit";
+    case JN_SCRIPT_TIMEOUT: return "timeout";
+    case JN_SCRIPT_ACTION_FAILED: return "action_failed";
+    case JN_SCRIPT_HTTP: return "http_error";
+    case JN_SCRIPT_HOST: return "host_error";
+    case JN_SCRIPT_INVALID_INPUT: return "invalid_input";
+    case JN_SCRIPT_INVALID_OUTPUT: return "invalid_output";
+    }
+    return "script_error";
+}
+
+static jn_sandbox_limits_t limits(uint64_t instructions, int64_t wall_ms, size_t output)
+{
+    return (jn_sandbox_limits_t){64u << 20, instructions, wall_ms, output};
+}
+
+jn_sandbox_limits_t jn_sandbox_limits_action(void)
+{
+    return limits(10000000000ull, 15 * 60 * 1000, 2u << 20);
+}
+
+jn_sandbox_limits_t jn_sandbox_limits_sync(void)
+{
+    return limits(100000000000ull, 24 * 3600 * 1000, 0);
+}
+
+jn_sandbox_limits_t jn_sandbox_limits_webhook(void)
+{
+    return limits(10000000000ull, 5 * 60 * 1000, 0);
+}
+
+jn_sandbox_limits_t jn_sandbox_limits_declaration(void)
+{
+    return limits(10000000ull, 500, 0);
+}
+
+void jn_script_error_cleanup(jn_script_error_t *e)
+{
+    json_object_put(e->payload);
+    memset(e, 0, sizeof *e);
+}
+
+/* ---- messages ---- */
+
+size_t jn_sandbox_clean_text(char *dst, size_t cap, const char *src, size_t len)
+{
+    size_t o = 0;
+    const unsigned char *s = (const unsigned char *)src;
+    for (size_t i = 0; i < len && o + 1 < cap;) {
+        unsigned char c = s[i];
+        size_t n = c < 0x80                   ? 1
+                   : (c >= 0xc2 && c <= 0xdf) ? 2
+                   : (c >= 0xe0 && c <= 0xef) ? 3
+                   : (c >= 0xf0 && c <= 0xf4) ? 4
+                                              : 0;
+        if (n > 1 && (i + n > len || !jn_utf8_valid(src + i, n)))
+            n = 0;
+        if (n == 0 || (n == 1 && c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+            dst[o++] = '?';
+            i++;
+            continue;
+        }
+        if (o + n >= cap)
+            break;
+        memcpy(dst + o, src + i, n);
+        o += n;
+        i += n;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
+/* "source:line: " of the first Lua frame at or above level, or "" when none. */
+static void where(lua_State *L, int level, char *out, size_t cap)
+{
+    lua_Debug ar;
+    out[0] = '\0';
+    for (; level < 200 && lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(out, cap, "%s:%d: ", ar.short_src, ar.currentline);
+            return;
+        }
+    }
+}
+
+/* True when msg starts with "chunk:123: " within its first line. */
+static bool has_position(const char *msg)
+{
+    for (const char *p = msg; *p && *p != '\n' && p - msg < 300; p++) {
+        if (*p != ':' || p[1] < '0' || p[1] > '9')
+            continue;
+        const char *q = p + 1;
+        while (*q >= '0' && *q <= '9')
+            q++;
+        if (*q == ':')
+            return p != msg;
+    }
+    return false;
+}
+
+/* ---- allocator and hook ---- */
+
+static void hook(lua_State *L, lua_Debug *ar);
+
+static void arm(lua_State *T)
+{
+    if (T)
+        lua_sethook(T, hook, LUA_MASKCOUNT, 1);
+}
+
+/* Makes the running thread call the hook at its next instruction. lua_sethook is
+ * documented as safe to call asynchronously (from a signal handler), so it is safe
+ * from inside the allocator. */
+static void kick(jn_sandbox_t *sb)
+{
+    arm(sb->current);
+}
+
+static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    jn_sandbox_t *sb = ud;
+    if (!ptr)
+        osize = 0; /* then osize encodes the kind of object */
+    if (nsize == 0) {
+        if (ptr) {
+            if (sb->wipe)
+                jn_secure_wipe(ptr, osize);
+            free(ptr);
+            sb->mem -= osize;
+        }
+        return NULL;
+    }
+    if (nsize > osize) {
+        size_t grow = nsize - osize;
+        size_t cap = sb->limits.memory_bytes + (sb->dead ? DEAD_RESERVE : 0);
+        if (grow > cap || sb->mem > cap - grow) {
+            sb->mem_refused = true;
+            return NULL;
+        }
+    }
+    void *p;
+    if (sb->wipe && ptr) {
+        /* realloc would free the old block unwiped: move it ourselves. */
+        p = malloc(nsize);
+        if (!p) {
+            if (nsize <= osize) { /* a shrink must not fail: keep the block */
+                jn_secure_wipe((char *)ptr + nsize, osize - nsize);
+                sb->mem -= osize - nsize;
+                return ptr;
+            }
+            return NULL;
+        }
+        memcpy(p, ptr, osize < nsize ? osize : nsize);
+        jn_secure_wipe(ptr, osize);
+        free(ptr);
+    } else {
+        p = realloc(ptr, nsize);
+        if (!p)
+            return nsize <= osize ? ptr : NULL;
+    }
+    sb->mem = sb->mem - osize + nsize;
+    if (sb->mem > sb->mem_peak)
+        sb->mem_peak = sb->mem;
+    if (nsize > osize) {
+        sb->since_check += nsize - osize;
+        if (sb->since_check > KICK_BYTES) {
+            sb->since_check = 0;
+            kick(sb);
+        }
+    }
+    return p;
+}
+
+jn_sandbox_t *jn_sandbox_of(lua_State *L)
+{
+    void *ud = NULL;
+    return lua_getallocf(L, &ud) == sandbox_alloc ? ud : NULL;
+}
+
+static const char *limit_text(jn_sandbox_t *sb, char *buf, size_t cap)
+{
+    if (sb->dead == JN_SCRIPT_CPU)
+        snprintf(buf, cap, "cpu limit exceeded: more than %llu instructions",
+                 (unsigned long long)sb->limits.instructions);
+    else
+        snprintf(buf, cap, "timeout: the run exceeded its %lld ms", (long long)sb->limits.wall_ms);
+    return buf;
+}
+
+/* Marks the sandbox dead and records the first message, located by pos. */
+static void kill_sandbox(jn_sandbox_t *sb, jn_script_status_t why, const char *pos)
+{
+    if (sb->dead)
+        return;
+    sb->dead = why;
+    char text[160];
+    snprintf(sb->dead_message, sizeof sb->dead_message, "%s%s", pos,
+             limit_text(sb, text, sizeof text));
+    arm(sb->current);
+    arm(sb->run);
+    arm(sb->L);
+}
+
+static int raise_dead(lua_State *L)
+{
+    jn_sandbox_t *sb = jn_sandbox_of(L);
+    arm(L);
+    lua_pushstring(L, sb->dead_message);
+    return lua_error(L);
+}
+
+static void hook(lua_State *L, lua_Debug *ar)
+{
+    jn_sandbox_t *sb = jn_sandbox_of(L);
+    if (!sb->dead) {
+        int period = lua_gethookcount(L);
+        sb->used += (uint64_t)period;
+        sb->since_check = 0;
+        jn_script_status_t why = JN_SCRIPT_OK;
+        if (sb->used > sb->limits.instructions)
+            why = JN_SCRIPT_CPU;
+        else if (now_ms() >= sb->deadline)
+            why = JN_SCRIPT_TIMEOUT;
+        if (why == JN_SCRIPT_OK) {
+            int want = (L == sb->run || L == sb->L) ? MAIN_PERIOD : CO_PERIOD;
+            if (period != want)
+                lua_sethook(L, hook, LUA_MASKCOUNT, want);
+            return;
+        }
+        char pos[JN_SCRIPT_NAME_MAX + 40] = "";
+        if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+            snprintf(pos, sizeof pos, "%s:%d: ", ar->short_src, ar->currentline);
+        kill_sandbox(sb, why, pos);
+    }
+    raise_dead(L);
+}
+
+void jn_sandbox_charge(lua_State *L, uint64_t cost)
+{
+    jn_sandbox_t *sb = jn_sandbox_of(L);
+    if (!sb)
+        return;
+    if (!sb->dead) {
+        sb->used += cost;
+        jn_script_status_t why = sb->used > sb->limits.instructions ? JN_SCRIPT_CPU
+                                 : now_ms() >= sb->deadline         ? JN_SCRIPT_TIMEOUT
+                                                                    : JN_SCRIPT_OK;
+        if (why == JN_SCRIPT_OK)
+            return;
+        char pos[JN_SCRIPT_NAME_MAX + 40];
+        where(L, 1, pos, sizeof pos);
+        kill_sandbox(sb, why, pos);
+    }
+    raise_dead(L);
+}
+
+int64_t jn_sandbox_check_deadline(lua_State *L)
+{
+    jn_sandbox_t *sb = jn_sandbox_of(L);
+    jn_sandbox_charge(L, 0);
+    int64_t left = sb ? sb->deadline - now_ms() : 1;
+    return left > 0 ? left : 1;
+}
+
+int64_t jn_sandbox_remaining_ms(const jn_sandbox_t *sb)
+{
+    if (sb->dead)
+        return 0;
+    int64_t left = sb->deadline - now_ms();
+    return left > 0 ? left : 0;
+}
+
+void jn_sandbox_set_deadline(jn_sandbox_t *sb, int64_t ms)
+{
+    sb->deadline = now_ms() + ms;
+}
+
+/* ---- error objects and boxes ---- */
+
+int jn_sandbox_error(lua_State *L, const char *fmt, ...)
+{
+    char text[JN_SCRIPT_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    luaL_where(L, 1);
+    lua_pushstring(L, text);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+int jn_sandbox_raise(lua_State *L, jn_script_status_t status, int http_status, bool with_payload,
+                     const char *fmt, ...)
+{
+    char text[JN_SCRIPT_MESSAGE_MAX], pos[JN_SCRIPT_NAME_MAX + 40];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    where(L, 1, pos, sizeof pos);
+    int value = lua_gettop(L);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, status == JN_SCRIPT_HTTP            ? "http"
+                      : status == JN_SCRIPT_ACTION_FAILED ? "action"
+                                                          : "host");
+    lua_setfield(L, -2, "kind");
+    lua_pushfstring(L, "%s%s", pos, text);
+    lua_setfield(L, -2, "message");
+    if (http_status) {
+        lua_pushinteger(L, http_status);
+        lua_setfield(L, -2, "status");
+    }
+    if (with_payload && status == JN_SCRIPT_HTTP && lua_istable(L, value)) {
+        const char *fields[] = {"headers", "data"};
+        for (int i = 0; i < 2; i++) {
+            lua_getfield(L, value, fields[i]);
+            lua_setfield(L, -2, fields[i]);
+        }
+    } else if (with_payload) {
+        lua_pushvalue(L, value);
+        lua_setfield(L, -2, "payload");
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ERROR_MT);
+    lua_setmetatable(L, -2);
+    return lua_error(L);
+}
+
+static int error_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "message");
+    if (!lua_isstring(L, -1))
+        lua_pushliteral(L, "error");
+    return 1;
+}
+
+static int box_gc(lua_State *L)
+{
+    jn_sandbox_box_release(lua_touserdata(L, 1));
+    return 0;
+}
+
+jn_sandbox_box_t *jn_sandbox_box(lua_State *L, void *resource, void (*free_fn)(void *))
+{
+    /* If this allocation fails the resource is freed before the error unwinds. */
+    jn_sandbox_box_t *box = NULL;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BOX_MT);
+    if (!lua_checkstack(L, 2) || !(box = lua_newuserdatauv(L, sizeof *box, 0))) {
+        free_fn(resource);
+        luaL_error(L, "not enough memory");
+    }
+    box->resource = resource;
+    box->free_fn = free_fn;
+    lua_insert(L, -2);
+    lua_setmetatable(L, -2);
+    return box;
+}
+
+void jn_sandbox_box_release(jn_sandbox_box_t *box)
+{
+    if (box && box->resource) {
+        void *r = box->resource;
+        box->resource = NULL;
+        box->free_fn(r);
+    }
+}
+
+void *jn_sandbox_box_get(const jn_sandbox_box_t *box)
+{
+    return box ? box->resource : NULL;
+}
+
+void *jn_sandbox_box_take(jn_sandbox_box_t *box)
+{
+    void *r = box->resource;
+    box->resource = NULL;
+    return r;
+}
+
+/* ---- library wrappers ---- */
+
+/* load() compiles text only, whatever mode the script asks for. */
+static int safe_load(lua_State *L)
+{
+    if (lua_gettop(L) < 3)
+        lua_settop(L, 3);
+    lua_pushliteral(L, "t");
+    lua_replace(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* setmetatable(t, mt) gives t a snapshot of mt: a copy whose __metatable is mt, so
+ * getmetatable(t) still answers mt while later changes to mt do not reach t. Two
+ * metamethods are refused: __gc (finalizers run with hooks off, where no limit stops
+ * them) and __concat (Lua 5.4.4 reads a stale stack pointer when a __concat call grows
+ * the stack). A snapshot is the only way to keep either from being added later. */
+static int safe_setmetatable(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int t = lua_type(L, 2);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    lua_settop(L, 2);
+    if (lua_getmetatable(L, 1)) {            /* 3: the current one; may it be replaced? */
+        if (!jn_luajson_is_array_mt(L, 3)) { /* json's array mark always may */
+            /* A snapshot is as protected as the table it was taken of. */
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &SNAPSHOTS);
+            lua_pushvalue(L, 3);
+            if (lua_rawget(L, 4) == LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_pushvalue(L, 3);
+            }
+            lua_pushliteral(L, "__metatable");
+            if (lua_rawget(L, 5) != LUA_TNIL)
+                return luaL_error(L, "cannot change a protected metatable");
+        }
+        lua_settop(L, 2);
+    }
+    if (t == LUA_TNIL) {
+        lua_setmetatable(L, 1);
+        return 1;
+    }
+    const char *refused[] = {"__gc", "__concat"};
+    for (int i = 0; i < 2; i++) {
+        lua_pushstring(L, refused[i]);
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable: %s metamethods are not allowed in scripts",
+                              refused[i]);
+        lua_pop(L, 1);
+    }
+    lua_newtable(L); /* 3: the snapshot */
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, 3);
+    }
+    lua_pushliteral(L, "__metatable");
+    if (lua_rawget(L, 3) == LUA_TNIL) {
+        lua_pushliteral(L, "__metatable");
+        lua_pushvalue(L, 2);
+        lua_rawset(L, 3);
+    }
+    lua_pop(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &SNAPSHOTS);
+    lua_pushvalue(L, 3);
+    lua_pushvalue(L, 2);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    jn_sandbox_charge(L, 16);
+    lua_setmetatable(L, 1);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int print_to_sink(lua_State *L)
+{
+    jn_sandbox_t *sb = jn_sandbox_of(L);
+    char line[PRINT_MAX];
+    size_t total = 0;
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n && total < sizeof line; i++) {
+        size_t len;
+        const char *s = luaL_tolstring(L, i, &len);
+        if (i > 1)
+            line[total++] = '\t';
+        if (len > sizeof line - total)
+            len = sizeof line - total;
+        memcpy(line + total, s, len);
+        total += len;
+        lua_pop(L, 1);
+    }
+    if (sb && sb->print)
+        sb->print(sb->print_ud, line, total);
+    return 0;
+}
+
+/* What a charged library function costs, from its arguments. */
+enum { COST_SORT, COST_LEN1, COST_RANGE_MOVE, COST_RANGE_UNPACK, COST_RANGE_CONCAT, COST_BYTES };
+
+static lua_Integer int_arg(lua_State *L, int i, lua_Integer def)
+{
+    int ok = 0;
+    lua_Integer v = lua_tointegerx(L, i, &ok);
+    return ok ? v : def;
+}
+
+static uint64_t span(lua_Integer from, lua_Integer to)
+{
+    if (to < from)
+        return 0;
+    /* Unsigned arithmetic cannot overflow the difference of two lua_Integers. */
+    return (uint64_t)to - (uint64_t)from + 1;
+}
+
+static uint64_t table_len(lua_State *L, int i)
+{
+    return lua_type(L, i) == LUA_TTABLE ? (uint64_t)lua_rawlen(L, i) : 0;
+}
+
+static int charged(lua_State *L)
+{
+    uint64_t cost = 0;
+    switch ((int)lua_tointeger(L, lua_upvalueindex(2))) {
+    case COST_SORT: {
+        uint64_t n = table_len(L, 1), log = 1;
+        while ((1ull << log) < n && log < 63)
+            log++;
+        cost = n * log;
+        break;
+    }
+    case COST_LEN1: cost = table_len(L, 1); break;
+    case COST_RANGE_MOVE: cost = span(int_arg(L, 2, 1), int_arg(L, 3, 0)); break;
+    case COST_RANGE_UNPACK:
+        cost = span(int_arg(L, 2, 1), int_arg(L, 3, (lua_Integer)table_len(L, 1)));
+        break;
+    case COST_RANGE_CONCAT:
+        cost = span(int_arg(L, 3, 1), int_arg(L, 4, (lua_Integer)table_len(L, 1)));
+        break;
+    case COST_BYTES: {
+        size_t len = 0;
+        if (lua_type(L, 1) == LUA_TSTRING)
+            lua_tolstring(L, 1, &len);
+        cost = len / 16;
+        break;
+    }
+    }
+    jn_sandbox_charge(L, cost);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* Replaces table[name] (table on top) with a charged wrapper of itself. */
+static void charge_field(lua_State *L, const char *name, int kind)
+{
+    lua_getfield(L, -1, name);
+    lua_pushinteger(L, kind);
+    lua_pushcclosure(L, charged, 2);
+    lua_setfield(L, -2, name);
+}
+
+/* ---- coroutines: resume and wrap that track the running thread and charge ---- */
+
+/* Resumes co with narg values from L's top. Returns the number of results moved to L,
+ * or -1 with the error value on top of L. */
+static int resume_tracked(lua_State *L, lua_State *co, int narg)
+{
+    jn_sandbox_t *sb = jn_sandbox_of(L);
+    if (!lua_checkstack(co, narg)) {
+        lua_pushliteral(L, "too many arguments to resume");
+        return -1;
+    }
+    lua_xmove(L, co, narg);
+    /* A resumed coroutine runs at most CO_PERIOD instructions before its hook: charge
+     * them up front, so a script cannot hide work in many short resumes. */
+    jn_sandbox_charge(L, CO_PERIOD);
+    lua_sethook(co, hook, LUA_MASKCOUNT, sb->dead ? 1 : CO_PERIOD);
+    lua_State *prev = sb->current;
+    sb->current = co;
+    int nres = 0;
+    int status = lua_resume(co, L, narg, &nres);
+    sb->current = prev;
+    if (status == LUA_OK || status == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            lua_pushliteral(L, "too many results to resume");
+            return -1;
+        }
+        lua_xmove(co, L, nres);
+        return nres;
+    }
+    lua_xmove(co, L, 1);
+    return -1;
+}
+
+static int co_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co != NULL, 1, "coroutine");
+    int r = resume_tracked(L, co, lua_gettop(L) - 1);
+    if (r < 0) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -(r + 1));
+    return r + 1;
+}
+
+static void close_thread(lua_State *co, lua_State *from)
+{
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(co, from);
+#else
+    (void)from;
+    lua_resetthread(co);
+#endif
+}
+
+static int co_wrapped(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+    int r = resume_tracked(L, co, lua_gettop(L));
+    if (r >= 0)
+        return r;
+    int status = lua_status(co);
+    if (status != LUA_OK && status != LUA_YIELD && !jn_sandbox_of(L)->dead) {
+        /* The coroutine failed: run its pending to-be-closed variables. Not once the
+         * sandbox is dead: an error raised by the hook leaves the thread with hooks
+         * off, and no Lua code may run unhooked. */
+        close_thread(co, L);
+        lua_settop(co, 0);
+    }
+    if (lua_type(L, -1) == LUA_TSTRING && !has_position(lua_tostring(L, -1))) {
+        luaL_where(L, 1);
+        lua_insert(L, -2);
+        lua_concat(L, 2);
+    }
+    return lua_error(L);
+}
+
+static int co_close(lua_State *L)
+{
+    if (jn_sandbox_of(L)->dead)
+        return raise_dead(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* xpcall's message handler runs before the stack unwinds, with hooks off when the
+ * error came from the hook: once the sandbox is dead the script's handler is skipped. */
+static int guarded_handler(lua_State *L)
+{
+    if (jn_sandbox_of(L)->dead)
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int xpcall_done(lua_State *L, int status, lua_KContext base)
+{
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)base;
+}
+
+/* xpcall(f, msgh, ...) with msgh guarded; yieldable like the original. */
+static int safe_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, guarded_handler, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1); /* the first result when f succeeds */
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* [f, handler, true, f, args...] */
+    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, xpcall_done);
+    return xpcall_done(L, status, 2);
+}
+
+static int co_wrap(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, co_wrapped, 1);
+    return 1;
+}
+
+/* ---- set-up ---- */
+
+static void open_lib(lua_State *L, const char *name, lua_CFunction open)
+{
+    luaL_requiref(L, name, open, 1);
+    lua_pop(L, 1);
+}
+
+static void remove_field(lua_State *L, const char *name)
+{
+    lua_pushnil(L);
+    lua_setfield(L, -2, name);
+}
+
+static void wrap_field(lua_State *L, const char *name, lua_CFunction fn)
+{
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, fn, 1);
+    lua_setfield(L, -2, name);
+}
+
+static int setup(lua_State *L)
+{
+    jn_sandbox_t *sb = lua_touserdata(L, 1);
+    open_lib(L, LUA_GNAME, luaopen_base);
+    open_lib(L, LUA_STRLIBNAME, luaopen_string);
+    open_lib(L, LUA_TABLIBNAME, luaopen_table);
+    open_lib(L, LUA_MATHLIBNAME, luaopen_math);
+    open_lib(L, LUA_UTF8LIBNAME, luaopen_utf8);
+    open_lib(L, LUA_COLIBNAME, luaopen_coroutine);
+
+    lua_pushglobaltable(L);
+    const char *gone[] = {"dofile", "loadfile", "collectgarbage", "print", "warn", "require"};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
+        remove_field(L, gone[i]);
+    wrap_field(L, "load", safe_load);
+    lua_pushcfunction(L, safe_setmetatable);
+    lua_setfield(L, -2, "setmetatable");
+    lua_pushcfunction(L, safe_xpcall);
+    lua_setfield(L, -2, "xpcall");
+
+    /* os: only the clock and calendar functions. */
+    luaopen_os(L);
+    lua_createtable(L, 0, 4);
+    const char *os_keep[] = {"time", "date", "clock", "difftime"};
+    for (size_t i = 0; i < 4; i++) {
+        lua_getfield(L, -2, os_keep[i]);
+        lua_setfield(L, -2, os_keep[i]);
+    }
+    lua_setfield(L, -3, "os");
+    lua_pop(L, 1);
+
+    /* The strings' metatable is shared by every string: scripts may not change it. */
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushliteral(L, "string");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SNAPSHOTS);
+
+    lua_getfield(L, -1, LUA_STRLIBNAME);
+    remove_field(L, "dump");
+    jn_strmatch_install(L);
+    charge_field(L, "byte", COST_BYTES);
+    charge_field(L, "len", COST_BYTES);
+    lua_pop(L, 1);
+
+    lua_getfield(L, -1, LUA_TABLIBNAME);
+    charge_field(L, "sort", COST_SORT);
+    charge_field(L, "insert", COST_LEN1);
+    charge_field(L, "remove", COST_LEN1);
+    charge_field(L, "move", COST_RANGE_MOVE);
+    charge_field(L, "unpack", COST_RANGE_UNPACK);
+    charge_field(L, "concat", COST_RANGE_CONCAT);
+    lua_pop(L, 1);
+
+    lua_getfield(L, -1, LUA_UTF8LIBNAME);
+    charge_field(L, "len", COST_BYTES);
+    charge_field(L, "offset", COST_BYTES);
+    charge_field(L, "codepoint", COST_BYTES);
+    lua_pop(L, 1);
+
+    lua_getfield(L, -1, LUA_COLIBNAME);
+    lua_pushcfunction(L, co_resume);
+    lua_setfield(L, -2, "resume");
+    lua_pushcfunction(L, co_wrap);
+    lua_setfield(L, -2, "wrap");
+    wrap_field(L, "close", co_close);
+    lua_pop(L, 1);
+
+    jn_luajson_open(L);
+    lua_setfield(L, -2, "json");
+    lua_pop(L, 1);
+
+    lua_createtable(L, 0, 3);
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "error");
+    lua_setfield(L, -2, "__metatable");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ERROR_MT);
+
+    lua_createtable(L, 0, 3);
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushliteral(L, "box");
+    lua_setfield(L, -2, "__metatable");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BOX_MT);
+    (void)sb;
+    return 0;
+}
+
+static int set_print(lua_State *L)
+{
+    if (lua_toboolean(L, 1))
+        lua_pushcfunction(L, print_to_sink);
+    else
+        lua_pushnil(L);
+    lua_setglobal(L, "print");
+    return 0;
+}
+
+jn_sandbox_t *jn_sandbox_new(const char *name, const jn_sandbox_limits_t *lim)
+{
+    jn_sandbox_t *sb = calloc(1, sizeof *sb);
+    if (!sb)
+        abort();
+    snprintf(sb->name, sizeof sb->name, "%s", name && *name ? name : "script");
+    sb->limits = *lim;
+    sb->deadline = now_ms() + lim->wall_ms;
+    sb->L = lua_newstate(sandbox_alloc, sb);
+    if (!sb->L) {
+        free(sb);
+        return NULL;
+    }
+    lua_sethook(sb->L, hook, LUA_MASKCOUNT, MAIN_PERIOD);
+    lua_pushcfunction(sb->L, setup);
+    lua_pushlightuserdata(sb->L, sb);
+    if (lua_pcall(sb->L, 1, 0, 0) != LUA_OK) {
+        jn_sandbox_free(sb);
+        return NULL;
+    }
+    /* Building the libraries is not the script's work. */
+    sb->used = 0;
+    return sb;
+}
+
+void jn_sandbox_free(jn_sandbox_t *sb)
+{
+    if (!sb)
+        return;
+    sb->current = sb->run = NULL;
+    lua_close(sb->L);
+    free(sb);
+}
+
+lua_State *jn_sandbox_state(jn_sandbox_t *sb)
+{
+    return sb->L;
+}
+
+const char *jn_sandbox_name(const jn_sandbox_t *sb)
+{
+    return sb->name;
+}
+
+const jn_sandbox_limits_t *jn_sandbox_limits(const jn_sandbox_t *sb)
+{
+    return &sb->limits;
+}
+
+void jn_sandbox_set_print(jn_sandbox_t *sb, jn_sandbox_print_fn fn, void *ud)
+{
+    sb->print = fn;
+    sb->print_ud = ud;
+    lua_State *L = sb->L;
+    /* Setting a global may allocate: do it protected. A failure (no memory left)
+     * leaves print as it was. */
+    lua_pushcfunction(L, set_print);
+    lua_pushboolean(L, fn != NULL);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+        lua_pop(L, 1);
+}
+
+void jn_sandbox_wipe_on_free(jn_sandbox_t *sb)
+{
+    sb->wipe = true;
+}
+
+uint64_t jn_sandbox_instructions(const jn_sandbox_t *sb)
+{
+    return sb->used;
+}
+
+size_t jn_sandbox_memory(const jn_sandbox_t *sb)
+{
+    return sb->mem;
+}
+
+size_t jn_sandbox_memory_peak(const jn_sandbox_t *sb)
+{
+    return sb->mem_peak;
+}
+
+jn_script_status_t jn_sandbox_dead(const jn_sandbox_t *sb)
+{
+    return sb->dead;
+}
+
+/* ---- loading, calling, classifying ---- */
+
+static void fail(jn_script_error_t *err, jn_script_status_t status, const char *prefix,
+                 const char *msg, size_t len)
+{
+    err->status = status;
+    err->http_status = 0;
+    int n = snprintf(err->message, sizeof err->message, "%s", prefix);
+    size_t o = n < 0 ? 0 : (size_t)n < sizeof err->message ? (size_t)n : sizeof err->message - 1;
+    jn_sandbox_clean_text(err->message + o, sizeof err->message - o, msg, len);
+}
+
+static void fail_dead(jn_sandbox_t *sb, jn_script_error_t *err)
+{
+    char prefix[JN_SCRIPT_NAME_MAX + 4] = "";
+    if (!has_position(sb->dead_message))
+        snprintf(prefix, sizeof prefix, "%s: ", sb->name);
+    fail(err, sb->dead, prefix, sb->dead_message, strlen(sb->dead_message));
+}
+
+/* Classifies the error value on top of T without allocating (strings only). */
+static void classify_plain(jn_sandbox_t *sb, lua_State *T, int status, const char *pos,
+                           jn_script_error_t *err)
+{
+    char prefix[JN_SCRIPT_NAME_MAX + 48];
+    if (sb->dead) {
+        fail_dead(sb, err);
+        return;
+    }
+    if (status == LUA_ERRMEM) {
+        char text[96];
+        snprintf(text, sizeof text, "not enough memory (the limit is %zu MB)",
+                 sb->limits.memory_bytes >> 20);
+        snprintf(prefix, sizeof prefix, "%s", *pos ? pos : "");
+        if (!*pos)
+            snprintf(prefix, sizeof prefix, "%s: ", sb->name);
+        fail(err, JN_SCRIPT_MEMORY, prefix, text, strlen(text));
+        return;
+    }
+    if (lua_type(T, -1) == LUA_TSTRING) {
+        size_t len;
+        const char *msg = lua_tolstring(T, -1, &len);
+        jn_script_status_t st = JN_SCRIPT_ERROR;
+        if (sb->mem_refused && strstr(msg, "not enough memory"))
+            st = JN_SCRIPT_MEMORY;
+        prefix[0] = '\0';
+        if (!has_position(msg))
+            snprintf(prefix, sizeof prefix, "%s", *pos ? pos : "");
+        if (!has_position(msg) && !*pos)
+            snprintf(prefix, sizeof prefix, "%s: ", sb->name);
+        fail(err, st, prefix, msg, len);
+        return;
+    }
+    char text[64];
+    snprintf(text, sizeof text, "(error object is a %s value)", luaL_typename(T, -1));
+    snprintf(prefix, sizeof prefix, "%s", *pos ? pos : "");
+    if (!*pos)
+        snprintf(prefix, sizeof prefix, "%s: ", sb->name);
+    fail(err, JN_SCRIPT_ERROR, prefix, text, strlen(text));
+}
+
+static bool is_error_object(lua_State *T, int idx)
+{
+    if (!lua_istable(T, idx) || !lua_getmetatable(T, idx))
+        return false;
+    lua_rawgetp(T, LUA_REGISTRYINDEX, &ERROR_MT);
+    bool same = lua_rawequal(T, -1, -2);
+    lua_pop(T, 2);
+    return same;
+}
+
+/* Converts the value at idx to JSON for a payload, or an explanation when it cannot. */
+static json_object *payload_json(lua_State *T, int idx)
+{
+    jn_luajson_caps_t caps = jn_luajson_caps_default();
+    caps.max_bytes = PAYLOAD_MAX;
+    json_object *out = NULL;
+    char why[256];
+    if (jn_luajson_to_json(T, idx, &caps, &out, why, sizeof why) != JN_OK) {
+        out = json_object_new_object();
+        json_object_object_add(out, "message", json_object_new_string("payload not encodable"));
+        json_object_object_add(out, "reason", json_object_new_string(why));
+    }
+    return out;
+}
+
+/* Classifies the error on top of T; may allocate (runs protected). */
+static void classify(jn_sandbox_t *sb, lua_State *T, int status, const char *pos,
+                     jn_script_error_t *err)
+{
+    int top = lua_gettop(T);
+    if (sb->dead || status == LUA_ERRMEM || !is_error_object(T, top)) {
+        if (!sb->dead && lua_istable(T, top) && lua_getfield(T, top, "message") == LUA_TSTRING)
+            lua_replace(T, top);
+        else
+            lua_settop(T, top);
+        classify_plain(sb, T, status, pos, err);
+        return;
+    }
+    lua_getfield(T, top, "kind");
+    const char *kind = lua_tostring(T, -1);
+    jn_script_status_t st = !kind                         ? JN_SCRIPT_ERROR
+                            : strcmp(kind, "http") == 0   ? JN_SCRIPT_HTTP
+                            : strcmp(kind, "action") == 0 ? JN_SCRIPT_ACTION_FAILED
+                            : strcmp(kind, "host") == 0   ? JN_SCRIPT_HOST
+                                                          : JN_SCRIPT_ERROR;
+    lua_getfield(T, top, "message");
+    size_t len = 0;
+    const char *msg = lua_type(T, -1) == LUA_TSTRING ? lua_tolstring(T, -1, &len) : "error";
+    if (!len)
+        len = strlen(msg);
+    fail(err, st, has_position(msg) ? "" : pos, msg, len);
+    lua_settop(T, top);
+    if (st == JN_SCRIPT_HTTP) {
+        lua_getfield(T, top, "status");
+        err->http_status = (int)lua_tointeger(T, -1);
+        lua_createtable(T, 0, 3);
+        const char *fields[] = {"status", "headers", "data"};
+        for (int i = 0; i < 3; i++) {
+            lua_getfield(T, top, fields[i]);
+            lua_setfield(T, -2, fields[i]);
+        }
+        err->payload = payload_json(T, lua_gettop(T));
+    } else if (st == JN_SCRIPT_ACTION_FAILED) {
+        lua_getfield(T, top, "payload");
+        json_object *p = payload_json(T, lua_gettop(T));
+        if (p && !json_object_is_type(p, json_type_object)) {
+            json_object *wrapped = json_object_new_object();
+            json_object_object_add(wrapped, "message", p);
+            p = wrapped;
+        }
+        err->payload = p;
+    }
+    lua_settop(T, top);
+}
+
+jn_script_status_t jn_sandbox_load(jn_sandbox_t *sb, const char *source, size_t len,
+                                   jn_script_error_t *err)
+{
+    lua_State *L = sb->L;
+    memset(err, 0, sizeof *err);
+    if (sb->dead) {
+        fail_dead(sb, err);
+        return err->status;
+    }
+    char chunk[JN_SCRIPT_NAME_MAX + 2];
+    snprintf(chunk, sizeof chunk, "=%s", sb->name);
+    int st = luaL_loadbufferx(L, source, len, chunk, "t");
+    if (st == LUA_OK)
+        return JN_SCRIPT_OK;
+    classify_plain(sb, L, st, "", err);
+    lua_pop(L, 1);
+    return err->status;
+}
+
+typedef struct {
+    jn_sandbox_t *sb;
+    int nargs, nresults;
+    jn_script_error_t *err;
+} call_t;
+
+/* Runs [func args] in a new coroutine; see jn_sandbox_call. Protected by lua_pcall. */
+static int call_trampoline(lua_State *L)
+{
+    call_t *c = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    jn_sandbox_t *sb = c->sb;
+    lua_State *co = lua_newthread(L);
+    lua_insert(L, 1);
+    lua_xmove(L, co, c->nargs + 1);
+    lua_sethook(co, hook, LUA_MASKCOUNT, sb->dead ? 1 : MAIN_PERIOD);
+    lua_State *prev_run = sb->run, *prev_current = sb->current;
+    sb->run = sb->current = co;
+    int nres = 0;
+    int status = lua_resume(co, L, c->nargs, &nres);
+    sb->run = prev_run;
+    sb->current = prev_current;
+    if (status == LUA_OK) {
+        if (nres > c->nresults) {
+            lua_pop(co, nres - c->nresults);
+            nres = c->nresults;
+        }
+        luaL_checkstack(L, c->nresults + 1, "results");
+        lua_xmove(co, L, nres);
+        for (; nres < c->nresults; nres++)
+            lua_pushnil(L);
+        return c->nresults;
+    }
+    char pos[JN_SCRIPT_NAME_MAX + 48];
+    where(co, 0, pos, sizeof pos);
+    if (status == LUA_YIELD) {
+        lua_settop(co, 0);
+        lua_pushliteral(co, "attempt to yield from outside a coroutine");
+        status = LUA_ERRRUN;
+    }
+    classify(sb, co, status, pos, c->err);
+    if (!sb->dead) /* see co_wrapped */
+        close_thread(co, L);
+    return 0;
+}
+
+jn_script_status_t jn_sandbox_call(jn_sandbox_t *sb, int nargs, int nresults,
+                                   jn_script_error_t *err)
+{
+    lua_State *L = sb->L;
+    memset(err, 0, sizeof *err);
+    int base = lua_gettop(L) - nargs - 1;
+    if (sb->dead) {
+        lua_settop(L, base);
+        fail_dead(sb, err);
+        return err->status;
+    }
+    if (!lua_checkstack(L, 3)) {
+        lua_settop(L, base);
+        fail(err, JN_SCRIPT_MEMORY, "", "not enough memory", 17);
+        return err->status;
+    }
+    call_t c = {sb, nargs, nresults, err};
+    lua_pushcfunction(L, call_trampoline);
+    lua_insert(L, base + 1);
+    lua_pushlightuserdata(L, &c);
+    int st = lua_pcall(L, nargs + 2, LUA_MULTRET, 0);
+    if (st != LUA_OK) {
+        /* The trampoline itself failed (no memory left to report the error). */
+        jn_script_error_cleanup(err);
+        classify_plain(sb, L, st, "", err);
+        lua_settop(L, base);
+        return err->status;
+    }
+    if (err->status != JN_SCRIPT_OK) {
+        lua_settop(L, base);
+        return err->status;
+    }
+    return JN_SCRIPT_OK;
+}
+
+jn_script_status_t jn_sandbox_protect(jn_sandbox_t *sb, lua_CFunction fn, void *ud, int nargs,
+                                      int nresults, jn_script_error_t *err)
+{
+    lua_State *L = sb->L;
+    memset(err, 0, sizeof *err);
+    if (sb->dead) {
+        lua_pop(L, nargs);
+        fail_dead(sb, err);
+        return err->status;
+    }
+    if (!lua_checkstack(L, 3)) {
+        lua_pop(L, nargs);
+        fail(err, JN_SCRIPT_MEMORY, "", "not enough memory", 17);
+        return err->status;
+    }
+    lua_pushcfunction(L, fn);
+    lua_insert(L, -(nargs + 1));
+    lua_pushlightuserdata(L, ud);
+    lua_insert(L, -(nargs + 1));
+    int st = lua_pcall(L, nargs + 1, nresults, 0);
+    if (st == LUA_OK)
+        return JN_SCRIPT_OK;
+    classify_plain(sb, L, st, "", err);
+    lua_pop(L, 1);
+    return err->status;
+}
