@@ -1,16 +1,36 @@
 /*
- * junction-worker: a consumer-group member that executes jobs. Scale out by running
- * more of them.
+ * junction-worker: a consumer-group member that executes jobs (pipeline.h, runner.h).
+ * Scale out by running more of them. With --dry-run it runs one script against a real
+ * connection instead, prints what it did, and saves nothing (dry_run.h).
  */
-#include "dispatch.h"
-#include "engine/engine.h"
+#include <string.h>
 
-int main(void)
+#include "dry_run.h"
+#include "engine/engine.h"
+#include "pipeline.h"
+#include "runner.h"
+
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--dry-run") == 0)
+        return jn_dry_run_main(argc, argv);
     jn_engine_t engine;
     jn_engine_start(&engine, "worker", JN_PROGRAM_WORKER);
     jn_engine_listen(&engine);
-    int rc = jn_dispatch_run(&engine);
+    jn_runner_t *runner = jn_runner_new(&engine);
+    jn_pipeline_options_t opts = {
+        .concurrency = {engine.config.worker_actions, engine.config.worker_syncs,
+                        engine.config.worker_webhooks},
+        .drain_ms = engine.config.worker_drain_s * 1000,
+        .run = jn_runner_run,
+        .ud = runner,
+    };
+    jn_pipeline_t *pipeline = jn_pipeline_start(&engine, &opts);
+    int rc = pipeline ? 0 : 1;
+    while (pipeline && !jn_service_wait_for_stop(1000))
+        ;
+    jn_pipeline_stop(pipeline);
+    jn_runner_free(runner);
     jn_engine_stop(&engine);
     return rc;
 }

@@ -193,6 +193,21 @@ static jn_err_t read_engine_settings(reader_t *r, jn_program_t program, jn_confi
     if ((err = read_int(r, "JUNCTION_PROVIDER_HEADERS_TIMEOUT_MS", 60000, 100, 3600000, &n)))
         return err;
     cfg->provider_headers_timeout_ms = (int)n;
+    if ((err = read_int(r, "JUNCTION_WORKER_ACTIONS", 8, 1, 1024, &n)))
+        return err;
+    cfg->worker_actions = (int)n;
+    if ((err = read_int(r, "JUNCTION_WORKER_SYNCS", 4, 1, 1024, &n)))
+        return err;
+    cfg->worker_syncs = (int)n;
+    if ((err = read_int(r, "JUNCTION_WORKER_WEBHOOKS", 4, 1, 1024, &n)))
+        return err;
+    cfg->worker_webhooks = (int)n;
+    if ((err = read_int(r, "JUNCTION_WORKER_DRAIN_SECONDS", 25, 0, 3600, &n)))
+        return err;
+    cfg->worker_drain_s = (int)n;
+    if ((err = read_int(r, "JUNCTION_JOB_LEASE_SECONDS", 60, 5, 3600, &n)))
+        return err;
+    cfg->job_lease_s = (int)n;
     return JN_OK;
 }
 

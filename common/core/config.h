@@ -76,6 +76,14 @@ typedef struct {
                                              flight per environment; default 512 */
     int provider_headers_timeout_ms;      /* JUNCTION_PROVIDER_HEADERS_TIMEOUT_MS: a provider's
                                              time to answer's headers; default 60000 */
+    /* Worker: jobs run at once per kind (each kind has its own consumer group, so a flood of
+     * syncs never delays an action), the time a stopping worker lets running jobs finish
+     * before handing them back, and the lease a claimed job holds between renewals. */
+    int worker_actions;  /* JUNCTION_WORKER_ACTIONS, default 8 */
+    int worker_syncs;    /* JUNCTION_WORKER_SYNCS, default 4 */
+    int worker_webhooks; /* JUNCTION_WORKER_WEBHOOKS, default 4 */
+    int worker_drain_s;  /* JUNCTION_WORKER_DRAIN_SECONDS, default 25 */
+    int job_lease_s;     /* JUNCTION_JOB_LEASE_SECONDS, default 60 */
 } jn_config_t;
 
 /* Returns the value of an environment variable or NULL; ud is passed through. */

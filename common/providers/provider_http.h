@@ -83,6 +83,8 @@ typedef struct {
     bool upload;                      /* the body is fed with jn_provider_upload_write() */
     long long upload_length;          /* with upload: the size, or -1 (sent chunked) */
     const jn_egress_policy_t *egress; /* may be NULL: no extra internal addresses allowed */
+    bool anonymous;                   /* sessions: send no credentials (a script calling a host
+                                         other than the provider's) */
     jn_provider_refresh_fn refresh;   /* may be NULL */
     void *refresh_ud;
 } jn_provider_call_t;

@@ -406,9 +406,10 @@ static void fill_call(jn_session_t *s, const jn_conn_entry_t *e, const jn_provid
 {
     *out = *call;
     out->egress = s->env.egress;
-    out->refresh = is_oauth(&e->conn) ? refresh_after_401 : NULL;
+    out->refresh = is_oauth(&e->conn) && !call->anonymous ? refresh_after_401 : NULL;
     out->refresh_ud = s;
-    *target = (jn_provider_target_t){e->conn.provider, e->provider, e->conn.credentials,
+    *target = (jn_provider_target_t){e->conn.provider, e->provider,
+                                     call->anonymous ? NULL : e->conn.credentials,
                                      e->conn.connection_config};
 }
 

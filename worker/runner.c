@@ -1,0 +1,359 @@
+/*
+ * runner.c - claim, run, finish; and the lease keeper (see the header).
+ */
+#include "runner.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/crypto.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "host.h"
+#include "store/functions.h"
+#include "store/jobs.h"
+
+#define DB_WAIT_MS 5000
+
+/* A run in progress, for the lease keeper. */
+typedef struct active {
+    struct active *next;
+    char id[37];
+    long long token;
+    atomic_bool lost; /* the lease could not be renewed: someone else has the job */
+} active_t;
+
+struct jn_runner {
+    jn_engine_t *e;
+    pthread_t keeper;
+    atomic_bool stopping;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    active_t *active;
+};
+
+/* ---- the lease keeper ---- */
+
+static void *keeper_main(void *arg)
+{
+    jn_runner_t *r = arg;
+    int lease_s = r->e->config.job_lease_s;
+    /* Renew well before expiry: three chances per lease. */
+    int every_ms = lease_s * 1000 / 3;
+    pthread_mutex_lock(&r->lock);
+    while (!atomic_load(&r->stopping)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += every_ms / 1000;
+        until.tv_nsec += (long)(every_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->wake, &r->lock, &until);
+        if (atomic_load(&r->stopping))
+            break;
+        /* Copy what to renew, then renew without the lock (each is a round trip). */
+        size_t n = 0;
+        for (active_t *a = r->active; a; a = a->next)
+            n++;
+        active_t **list = calloc(n + 1, sizeof *list);
+        if (!list)
+            abort();
+        size_t k = 0;
+        for (active_t *a = r->active; a; a = a->next)
+            list[k++] = a;
+        pthread_mutex_unlock(&r->lock);
+        jn_err_t err;
+        PGconn *conn = k ? jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err) : NULL;
+        for (size_t i = 0; conn && i < k; i++) {
+            err = jn_jobs_heartbeat(conn, list[i]->id, list[i]->token, lease_s);
+            if (err == JN_ERR_CONFLICT) {
+                jn_log_warn("runner", "job %s: the lease was lost; the run stops", list[i]->id);
+                atomic_store(&list[i]->lost, true);
+            }
+        }
+        if (conn)
+            jn_pg_release(r->e->pg, conn);
+        pthread_mutex_lock(&r->lock);
+        free(list);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+static void track(jn_runner_t *r, active_t *a)
+{
+    pthread_mutex_lock(&r->lock);
+    a->next = r->active;
+    r->active = a;
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void untrack(jn_runner_t *r, active_t *a)
+{
+    pthread_mutex_lock(&r->lock);
+    for (active_t **pp = &r->active; *pp; pp = &(*pp)->next) {
+        if (*pp == a) {
+            *pp = a->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+jn_runner_t *jn_runner_new(jn_engine_t *engine)
+{
+    jn_runner_t *r = calloc(1, sizeof *r);
+    if (!r)
+        abort();
+    r->e = engine;
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->wake, NULL);
+    pthread_create(&r->keeper, NULL, keeper_main, r);
+    pthread_setname_np(r->keeper, "jn-lease");
+    return r;
+}
+
+void jn_runner_free(jn_runner_t *r)
+{
+    if (!r)
+        return;
+    atomic_store(&r->stopping, true);
+    pthread_mutex_lock(&r->lock);
+    pthread_cond_broadcast(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->keeper, NULL);
+    pthread_cond_destroy(&r->wake);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+/* ---- one run ---- */
+
+static int retry_delay_s(int attempts)
+{
+    int d = 1;
+    for (int i = 1; i < attempts && d < 60; i++)
+        d *= 2;
+    unsigned jitter;
+    jn_crypto_random(&jitter, sizeof jitter);
+    return (d > 60 ? 60 : d) + (int)(jitter % 3);
+}
+
+/* Stores the outcome, fenced. */
+static void finish(jn_runner_t *r, const jn_job_t *job, jn_job_outcome_t outcome,
+                   json_object *result, bool retryable)
+{
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
+    if (!conn) {
+        /* The lease runs out and the recovery sends the job again. */
+        jn_log_error("runner", "job %s: the outcome could not be stored (%s)", job->id,
+                     jn_err_str(err));
+        return;
+    }
+    bool requeued = false;
+    err = jn_jobs_finish(conn, job->id, job->lease_token, outcome, result, retryable,
+                         retry_delay_s(job->attempts), &requeued);
+    jn_pg_release(r->e->pg, conn);
+    if (err == JN_ERR_CONFLICT)
+        jn_log_warn("runner", "job %s: another worker took the job over; this outcome is dropped",
+                    job->id);
+    else if (err)
+        jn_log_error("runner", "job %s: the outcome could not be stored (%s)", job->id,
+                     jn_err_str(err));
+    else if (requeued)
+        jn_log_info("runner", "job %s: attempt %d of %d failed; it runs again later", job->id,
+                    job->attempts, job->max_attempts);
+}
+
+/* Gives the job back untouched (the worker stops before it is done). */
+static void give_back(jn_runner_t *r, const jn_job_t *job)
+{
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
+    if (conn) {
+        err = jn_jobs_release(conn, job->id, job->lease_token);
+        jn_pg_release(r->e->pg, conn);
+    }
+    jn_log_info("runner", "job %s given back (%s)", job->id, err ? jn_err_str(err) : "queued");
+}
+
+/* A failure before the script ran (its connection or function is gone): not retried. */
+static void fail_setup(jn_runner_t *r, const jn_job_t *job, int status, const char *code,
+                       const char *message)
+{
+    json_object *body = json_object_new_object();
+    json_object *error = json_object_new_object();
+    json_object_object_add(error, "code", json_object_new_string(code));
+    json_object_object_add(error, "message", json_object_new_string(message));
+    json_object_object_add(body, "error", error);
+    json_object *result = json_object_new_object();
+    json_object_object_add(result, "status", json_object_new_int(status));
+    json_object_object_add(result, "body", body);
+    finish(r, job, JN_JOB_OUTCOME_FAILED, result, false);
+    json_object_put(result);
+}
+
+/* The connection's keys: its integration's unique key and its connection id. */
+static jn_err_t connection_keys(jn_runner_t *r, const jn_job_t *job, char **pck, char **cid)
+{
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
+    if (!conn)
+        return err;
+    jn_connection_t c;
+    err = jn_connections_get_by_id(conn, &r->e->keyring, job->connection_id, false, &c);
+    jn_pg_release(r->e->pg, conn);
+    if (err)
+        return err;
+    *pck = strdup(c.provider_config_key);
+    *cid = strdup(c.connection_id);
+    jn_connection_cleanup(&c);
+    if (!*pck || !*cid)
+        abort();
+    return JN_OK;
+}
+
+static jn_err_t load_function(jn_runner_t *r, long long env_id, const char *pck, const char *name,
+                              jn_function_t *fn)
+{
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
+    if (!conn)
+        return err;
+    err = jn_functions_get(conn, env_id, pck, name, true, fn);
+    jn_pg_release(r->e->pg, conn);
+    return err;
+}
+
+static void run_action(jn_runner_t *r, const jn_job_t *job, const atomic_bool *drain,
+                       active_t *active)
+{
+    jn_environment_t env;
+    char *pck = NULL, *cid = NULL;
+    jn_err_t err = jn_env_cache_get(r->e->envs, job->environment_id, &env);
+    if (err == JN_OK)
+        err = connection_keys(r, job, &pck, &cid);
+    if (err == JN_ERR_NOT_FOUND) {
+        fail_setup(r, job, 404, "unknown_connection", "the connection no longer exists");
+        goto out;
+    }
+    if (err) {
+        give_back(r, job); /* the database is away: try again later */
+        goto out;
+    }
+    jn_function_t fn;
+    err = load_function(r, env.id, pck, job->function_name, &fn);
+    if (err == JN_ERR_NOT_FOUND) {
+        char message[256];
+        snprintf(message, sizeof message, "action '%.64s' is not deployed to integration '%.64s'",
+                 job->function_name, pck);
+        fail_setup(r, job, 404, "unknown_action", message);
+        goto out;
+    }
+    if (err) {
+        give_back(r, job);
+        goto out;
+    }
+    jn_session_t *session = NULL;
+    char why[512];
+    err = jn_session_open_sync(&r->e->sessions, &env, pck, cid, &session, why, sizeof why);
+    if (err) {
+        if (err == JN_ERR_NOT_FOUND)
+            fail_setup(r, job, 404, "unknown_connection", why);
+        else
+            give_back(r, job);
+        jn_function_cleanup(&fn);
+        goto out;
+    }
+    /* Host calls end at once when the worker drains past its deadline or the lease is
+     * lost. */
+    jn_worker_host_t wh = {.engine = r->e,
+                           .session = session,
+                           .job_id = job->id,
+                           .stop = drain,
+                           .lost = &active->lost};
+    jn_script_host_t host;
+    jn_worker_host_init(&wh, &host);
+    const jn_connection_t *c = jn_session_connection(session);
+    jn_script_run_info_t info = {.connection_id = c->connection_id,
+                                 .provider_config_key = c->provider_config_key,
+                                 .provider = c->provider,
+                                 .base_url = wh.base_url[0] ? wh.base_url : NULL};
+    jn_script_source_t src = {fn.name, fn.source, strlen(fn.source)};
+    jn_sandbox_limits_t limits = jn_sandbox_limits_action();
+    jn_script_outcome_t outcome = {0};
+    jn_script_status_t status =
+        jn_script_run_action(&src, job->input, &host, &info, &limits, &outcome);
+    if (atomic_load(&active->lost)) {
+        /* Someone else runs this job now: its outcome is theirs to store. */
+    } else if (atomic_load(drain) && status != JN_SCRIPT_OK) {
+        give_back(r, job);
+    } else if (status == JN_SCRIPT_OK) {
+        finish(r, job, JN_JOB_OUTCOME_SUCCEEDED,
+               outcome.output ? outcome.output : json_object_new_null(), false);
+    } else {
+        int http_status = 500;
+        json_object *body = jn_script_outcome_error_json(&outcome, &http_status);
+        json_object *result = json_object_new_object();
+        json_object_object_add(result, "status", json_object_new_int(http_status));
+        json_object_object_add(result, "body", body);
+        bool retryable = status != JN_SCRIPT_INVALID_INPUT;
+        finish(r, job, JN_JOB_OUTCOME_FAILED, result, retryable);
+        json_object_put(result);
+    }
+    jn_log_info("runner", "job %s: action %s on %s/%s: %s in %lld ms", job->id, fn.name, pck, cid,
+                jn_script_status_str(status), (long long)outcome.duration_ms);
+    jn_script_outcome_cleanup(&outcome);
+    jn_session_close(session);
+    jn_function_cleanup(&fn);
+out:
+    free(pck);
+    free(cid);
+}
+
+void jn_runner_run(void *ud, const jn_job_ref_t *ref, const atomic_bool *stop)
+{
+    jn_runner_t *r = ud;
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
+    if (!conn) {
+        /* The job stays queued in PostgreSQL; the recovery sends it again. */
+        jn_log_warn("runner", "job %s: cannot claim it now (%s)", ref->id, jn_err_str(err));
+        return;
+    }
+    jn_job_t job;
+    err = jn_jobs_claim(conn, ref->id, r->e->config.instance_id, r->e->config.job_lease_s, &job);
+    jn_pg_release(r->e->pg, conn);
+    if (err == JN_ERR_NOT_FOUND || err == JN_ERR_CONFLICT) {
+        /* Finished already, or running elsewhere: a duplicate or late message. */
+        jn_log_debug("runner", "job %s: nothing to do (%s)", ref->id, jn_err_str(err));
+        return;
+    }
+    if (err) {
+        jn_log_warn("runner", "job %s: cannot claim it now (%s)", ref->id, jn_err_str(err));
+        return;
+    }
+    active_t *active = calloc(1, sizeof *active);
+    if (!active)
+        abort();
+    snprintf(active->id, sizeof active->id, "%s", job.id);
+    active->token = job.lease_token;
+    atomic_init(&active->lost, false);
+    track(r, active);
+    switch (job.kind) {
+    case JN_JOB_ACTION: run_action(r, &job, stop, active); break;
+    case JN_JOB_SYNC:
+    case JN_JOB_WEBHOOK:
+        fail_setup(r, &job, 501, "not_supported", "this worker does not run this kind of job yet");
+        break;
+    }
+    untrack(r, active);
+    free(active);
+    jn_job_cleanup(&job);
+}
