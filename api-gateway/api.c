@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "core/log.h"
+#include "job_waiters.h"
 #include "core/metrics.h"
 
 #define DB_WAIT_MS 5000
@@ -19,11 +20,14 @@ void jn_gateway_init(jn_gateway_t *gw, jn_engine_t *engine)
     gw->keyring = engine->keyring;
     gw->envs = engine->envs;
     gw->provider_http = engine->provider_http;
+    gw->jobs = jn_job_waiters_new(engine->loop, engine->listener);
 }
 
 void jn_gateway_cleanup(jn_gateway_t *gw)
 {
     jn_crypto_keyring_cleanup(&gw->keyring);
+    jn_job_waiters_free(gw->jobs);
+    gw->jobs = NULL;
 }
 
 /* The secret key of an "Authorization: Bearer <key>" header, or NULL. */
@@ -224,4 +228,57 @@ bool jn_api_uri_param(const jn_http_request_t *req, jn_http_response_t *res, con
     }
     jn_api_invalid(res, "invalid_uri_params", &e);
     return false;
+}
+
+bool jn_api_header_int(const jn_http_request_t *req, jn_http_response_t *res, const char *name,
+                       int min, int max, int *out)
+{
+    const char *v = jn_http_header(req, name);
+    if (!v || !*v)
+        return true;
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (*end || n < min || n > max) {
+        jn_field_error_t e;
+        jn_field_error(&e, name, "must be an integer from %d to %d", min, max);
+        jn_api_invalid(res, "invalid_headers", &e);
+        return false;
+    }
+    *out = (int)n;
+    return true;
+}
+
+bool jn_api_header_bool(const jn_http_request_t *req, jn_http_response_t *res, const char *name,
+                        bool *out)
+{
+    const char *v = jn_http_header(req, name);
+    if (!v || !*v)
+        return true;
+    if (strcasecmp(v, "true") == 0 || strcasecmp(v, "false") == 0) {
+        *out = strcasecmp(v, "true") == 0;
+        return true;
+    }
+    jn_field_error_t e;
+    jn_field_error(&e, name, "must be true or false");
+    jn_api_invalid(res, "invalid_headers", &e);
+    return false;
+}
+
+bool jn_api_connection_headers(const jn_http_request_t *req, jn_http_response_t *res,
+                               const char **connection_id, const char **provider_config_key)
+{
+    enum { MAX_KEY = 255 };
+    const char *cid = jn_http_header(req, "Connection-Id");
+    const char *pck = jn_http_header(req, "Provider-Config-Key");
+    bool bad_cid = !cid || !*cid || strlen(cid) > MAX_KEY;
+    if (bad_cid || !pck || !*pck || strlen(pck) > MAX_KEY) {
+        jn_field_error_t e;
+        jn_field_error(&e, bad_cid ? "Connection-Id" : "Provider-Config-Key",
+                       "is required (at most %d characters)", MAX_KEY);
+        jn_api_invalid(res, "invalid_headers", &e);
+        return false;
+    }
+    *connection_id = cid;
+    *provider_config_key = pck;
+    return true;
 }

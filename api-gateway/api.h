@@ -25,6 +25,7 @@ typedef struct {
     jn_crypto_keyring_t keyring;       /* a copy of the engine's, wiped at exit */
     jn_env_cache_t *envs;              /* the engine's */
     jn_provider_http_t *provider_http; /* the engine's */
+    struct jn_job_waiters *jobs;       /* requests waiting for jobs (job_waiters.h) */
 } jn_gateway_t;
 
 /* Binds the gateway to a started engine. */
@@ -69,5 +70,19 @@ void jn_api_success(jn_http_response_t *res);
  * characters; otherwise answers 400 invalid_uri_params and returns false. */
 bool jn_api_uri_param(const jn_http_request_t *req, jn_http_response_t *res, const char *name,
                       size_t max_len, const char **out);
+
+/* The connection a request names in its Connection-Id and Provider-Config-Key headers
+ * (both required, at most 255 bytes), or answers 400 invalid_headers and returns false. */
+bool jn_api_connection_headers(const jn_http_request_t *req, jn_http_response_t *res,
+                               const char **connection_id, const char **provider_config_key);
+
+/* Reads an optional integer header within [min, max] into *out (left as is when absent),
+ * or answers 400 invalid_headers and returns false. */
+bool jn_api_header_int(const jn_http_request_t *req, jn_http_response_t *res, const char *name,
+                       int min, int max, int *out);
+
+/* Reads an optional true/false header (any case) into *out, or answers 400. */
+bool jn_api_header_bool(const jn_http_request_t *req, jn_http_response_t *res, const char *name,
+                        bool *out);
 
 #endif

@@ -440,9 +440,7 @@ bool jn_api_save_connection(jn_gateway_t *gw, const jn_environment_t *env,
     switch (err) {
     case JN_OK: return true;
     case JN_ERR_INVALID: jn_api_invalid(res, "invalid_body", &e.field); return false;
-    case JN_ERR_NOT_FOUND:
-        jn_http_respond_error(res, 404, "not_found", "%s", e.why);
-        return false;
+    case JN_ERR_NOT_FOUND: jn_http_respond_error(res, 404, "not_found", "%s", e.why); return false;
     case JN_ERR_UPSTREAM:
         jn_http_respond_error(res, 400, "connection_test_failed", "%s", e.why);
         return false;

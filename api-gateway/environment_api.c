@@ -1,7 +1,9 @@
 /*
  * environment_api.c - GET/PATCH /junction/environment: the calling environment's own
  * settings: its egress allow-list (internal addresses its providers may live at) and the
- * origins whose pages may call the end-user routes (CORS).
+ * origins whose pages may call the end-user routes (CORS), and its scripts' limits per kind
+ * of run (scripts/limits.h). PATCH sets what it is given; script_limits is replaced whole
+ * ({} restores the defaults). GET shows the settings and the limits in force.
  */
 #include "routes.h"
 
@@ -11,6 +13,7 @@
 #include "core/log.h"
 #include "cors.h"
 #include "providers/egress.h"
+#include "scripts/limits.h"
 #include "store/environments.h"
 
 static json_object *environment_json(const jn_environment_t *env, const char *cors)
@@ -20,6 +23,10 @@ static json_object *environment_json(const jn_environment_t *env, const char *co
     json_object_object_add(o, "uuid", json_object_new_string(env->uuid));
     json_object_object_add(o, "egress_allowlist", json_object_new_string(env->egress_allowlist));
     json_object_object_add(o, "cors_allowed_origins", json_object_new_string(cors ? cors : ""));
+    json_object *limits = json_tokener_parse(env->script_limits);
+    json_object_object_add(o, "script_limits", limits ? limits : json_object_new_object());
+    json_object_object_add(o, "script_limits_in_force",
+                           jn_script_limits_effective(env->script_limits));
     return o;
 }
 
@@ -44,9 +51,10 @@ static void get_environment(const jn_http_request_t *req, jn_http_response_t *re
 
 /* Checks the body's fields; false after answering res. */
 static bool read_settings(json_object *body, const char **allowlist, const char **cors,
-                          jn_http_response_t *res)
+                          json_object **limits, jn_http_response_t *res)
 {
-    static const char *const fields[] = {"egress_allowlist", "cors_allowed_origins", NULL};
+    static const char *const fields[] = {"egress_allowlist", "cors_allowed_origins",
+                                         "script_limits", NULL};
     jn_field_error_t e;
     char why[256];
     jn_egress_policy_t *policy = NULL;
@@ -56,8 +64,14 @@ static bool read_settings(json_object *body, const char **allowlist, const char 
         jn_api_invalid(res, "invalid_body", &e);
         return false;
     }
-    if (!*allowlist && !*cors) {
-        jn_field_error(&e, "", "give egress_allowlist, cors_allowed_origins or both");
+    json_object_object_get_ex(body, "script_limits", limits);
+    if (*limits && jn_script_limits_check(*limits, &e)) {
+        jn_field_error_nest(&e, "script_limits");
+        jn_api_invalid(res, "invalid_body", &e);
+        return false;
+    }
+    if (!*allowlist && !*cors && !*limits) {
+        jn_field_error(&e, "", "give egress_allowlist, cors_allowed_origins or script_limits");
         jn_api_invalid(res, "invalid_body", &e);
         return false;
     }
@@ -85,7 +99,8 @@ static void patch_environment(const jn_http_request_t *req, jn_http_response_t *
     if (!body)
         return;
     const char *allowlist = NULL, *cors = NULL;
-    if (!read_settings(body, &allowlist, &cors, res)) {
+    json_object *limits = NULL;
+    if (!read_settings(body, &allowlist, &cors, &limits, res)) {
         json_object_put(body);
         return;
     }
@@ -100,6 +115,9 @@ static void patch_environment(const jn_http_request_t *req, jn_http_response_t *
         err = jn_environments_set_allowlist(conn, env.id, allowlist);
     if (!err && cors)
         err = jn_environments_set_cors_origins(conn, env.id, cors);
+    if (!err && limits)
+        err = jn_environments_set_script_limits(
+            conn, env.id, json_object_to_json_string_ext(limits, JSON_C_TO_STRING_PLAIN));
     if (!err)
         err = jn_environments_get_cors_origins(conn, env.id, &stored_cors);
     jn_api_db_release(gw, conn);
@@ -113,6 +131,11 @@ static void patch_environment(const jn_http_request_t *req, jn_http_response_t *
             snprintf(env.egress_allowlist, sizeof env.egress_allowlist, "%s", allowlist);
             jn_log_info("egress", "environment %s: egress allow-list set to '%s'", env.name,
                         allowlist);
+        }
+        if (limits) {
+            const char *text = json_object_to_json_string_ext(limits, JSON_C_TO_STRING_PLAIN);
+            snprintf(env.script_limits, sizeof env.script_limits, "%s", text);
+            jn_log_info("scripts", "environment %s: script limits set to %s", env.name, text);
         }
         jn_api_data(res, environment_json(&env, stored_cors));
     }

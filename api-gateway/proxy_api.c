@@ -24,7 +24,6 @@
 #include "core/log.h"
 #include "providers/session.h"
 
-#define MAX_KEY 255
 #define MAX_FORWARDED 48
 
 /* Bodies up to this size are buffered, so the call can be retried; larger ones stream
@@ -134,40 +133,6 @@ static bool safe_response_header(const char *line, bool decompressed)
     if (decompressed && n == 16 && strncasecmp(line, "content-encoding", 16) == 0)
         return false;
     return true;
-}
-
-static bool header_int(const jn_http_request_t *req, jn_http_response_t *res, const char *name,
-                       int min, int max, int *out)
-{
-    const char *v = jn_http_header(req, name);
-    if (!v || !*v)
-        return true;
-    char *end = NULL;
-    long n = strtol(v, &end, 10);
-    if (*end || n < min || n > max) {
-        jn_field_error_t e;
-        jn_field_error(&e, name, "must be an integer from %d to %d", min, max);
-        jn_api_invalid(res, "invalid_headers", &e);
-        return false;
-    }
-    *out = (int)n;
-    return true;
-}
-
-static bool header_bool(const jn_http_request_t *req, jn_http_response_t *res, const char *name,
-                        bool *out)
-{
-    const char *v = jn_http_header(req, name);
-    if (!v || !*v)
-        return true;
-    if (strcasecmp(v, "true") == 0 || strcasecmp(v, "false") == 0) {
-        *out = strcasecmp(v, "true") == 0;
-        return true;
-    }
-    jn_field_error_t e;
-    jn_field_error(&e, name, "must be true or false");
-    jn_api_invalid(res, "invalid_headers", &e);
-    return false;
 }
 
 static bool valid_retry_on(const char *v)
@@ -287,22 +252,17 @@ static bool job_prepare(proxy_job_t *job, jn_gateway_t *gw, const jn_http_reques
     job->res = res;
     if (!jn_api_begin(gw, req, res, &job->env))
         return false;
-    const char *cid = jn_http_header(req, "Connection-Id");
-    const char *pck = jn_http_header(req, "Provider-Config-Key");
-    jn_field_error_t e;
-    if (!cid || !*cid || strlen(cid) > MAX_KEY || !pck || !*pck || strlen(pck) > MAX_KEY) {
-        jn_field_error(
-            &e, (!cid || !*cid || strlen(cid) > MAX_KEY) ? "Connection-Id" : "Provider-Config-Key",
-            "is required (at most %d characters)", MAX_KEY);
-        jn_api_invalid(res, "invalid_headers", &e);
+    const char *cid = NULL, *pck = NULL;
+    if (!jn_api_connection_headers(req, res, &cid, &pck))
         return false;
-    }
+    jn_field_error_t e;
     jn_provider_call_t *call = &job->call;
     call->method = req->method;
     const char *retry_on = jn_http_header(req, "Retry-On");
-    if (!header_int(req, res, "Retries", 0, 10, &call->retries) ||
-        !header_bool(req, res, "Decompress", &call->decompress) ||
-        !header_bool(req, res, "Forward-Headers-On-Redirect", &call->forward_auth_on_redirect))
+    if (!jn_api_header_int(req, res, "Retries", 0, 10, &call->retries) ||
+        !jn_api_header_bool(req, res, "Decompress", &call->decompress) ||
+        !jn_api_header_bool(req, res, "Forward-Headers-On-Redirect",
+                            &call->forward_auth_on_redirect))
         return false;
     if (retry_on && *retry_on && !valid_retry_on(retry_on)) {
         jn_field_error(&e, "Retry-On", "must be comma-separated HTTP status codes");

@@ -38,4 +38,7 @@ void jn_routes_environment(jn_gateway_t *gw, jn_http_server_t *http);
 /* /junction/integrations/:uniqueKey/functions[/:name[/code]] and GET /scripts/config. */
 void jn_routes_functions(jn_gateway_t *gw, jn_http_server_t *http);
 
+/* POST /action/trigger and GET /action/:id. */
+void jn_routes_actions(jn_gateway_t *gw, jn_http_server_t *http);
+
 #endif

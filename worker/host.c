@@ -13,6 +13,7 @@
 #include "core/crypto.h"
 #include "core/log.h"
 #include "store/connections.h"
+#include "store/job_calls.h"
 
 #define DB_WAIT_MS 5000
 
@@ -79,6 +80,84 @@ static void origin_of(const char *url, char *out, size_t cap)
     curl_free(host);
     curl_free(port);
     curl_url_cleanup(u);
+}
+
+/* ---- the call journal ---- */
+
+static bool changes_something(const char *method)
+{
+    return strcasecmp(method, "GET") != 0 && strcasecmp(method, "HEAD") != 0 &&
+           strcasecmp(method, "OPTIONS") != 0;
+}
+
+/* What identifies a call's side effect: method, endpoint, query, base URL and body (not
+ * headers, which may carry per-run values such as trace ids). */
+static void request_hash(const jn_script_http_request_t *req, const char *query, char out[65])
+{
+    buf_t b = {0};
+    const char *parts[] = {req->method, req->endpoint, query ? query : "",
+                           req->base_url_override ? req->base_url_override : ""};
+    for (size_t i = 0; i < 4; i++)
+        buf_add(&b, parts[i] ? parts[i] : "", (parts[i] ? strlen(parts[i]) : 0) + 1);
+    if (req->body)
+        buf_add(&b, req->body, req->body_len);
+    unsigned char digest[32];
+    jn_crypto_sha256(b.data, b.len, digest);
+    jn_hex_encode(digest, sizeof digest, out);
+    free(b.data);
+}
+
+/* The journal's answer to call seq, or false (make the call). */
+static bool journal_answer(jn_worker_host_t *h, int seq, const char *hash,
+                           jn_script_http_response_t *res)
+{
+    if (!h->journal_replaying)
+        return false;
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(h->engine->pg, DB_WAIT_MS, &err);
+    if (!conn)
+        return false;
+    jn_job_call_t rec;
+    err = jn_job_calls_get(conn, h->job_id, seq, hash, &rec);
+    jn_pg_release(h->engine->pg, conn);
+    if (err == JN_ERR_NOT_FOUND) {
+        h->journal_replaying = false; /* entries are written in order: none follow */
+        return false;
+    }
+    if (err == JN_ERR_CONFLICT) {
+        jn_log_warn("worker",
+                    "job %s: call %d differs from the one the earlier run made; "
+                    "the rest of this run calls the provider afresh",
+                    h->job_id, seq);
+        h->journal_off = true;
+        return false;
+    }
+    if (err)
+        return false;
+    res->status = rec.status;
+    res->headers = rec.headers;
+    res->body = rec.body;
+    res->body_len = rec.body_len;
+    jn_log_info("worker", "job %s: call %d answered from the journal of an earlier run", h->job_id,
+                seq);
+    return true;
+}
+
+static void journal_record(jn_worker_host_t *h, int seq, const char *hash,
+                           const jn_script_http_response_t *res)
+{
+    if (res->body_len > JN_JOB_CALL_MAX_BODY)
+        return;
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(h->engine->pg, DB_WAIT_MS, &err);
+    if (conn) {
+        err = jn_job_calls_put(conn, h->job_id, h->lease_token, seq, hash, res->status,
+                               res->headers, res->body, res->body_len);
+        jn_pg_release(h->engine->pg, conn);
+    }
+    if (err && err != JN_ERR_CONFLICT)
+        jn_log_warn("worker", "job %s: call %d could not be journaled (%s)", h->job_id, seq,
+                    jn_err_str(err));
 }
 
 /* ---- HTTP ---- */
@@ -153,6 +232,22 @@ static jn_err_t host_http(void *ud, const jn_script_http_request_t *req,
         .deadline_ms = req->timeout_ms > 0 ? monotonic_ms() + (uint64_t)req->timeout_ms : 0,
         .anonymous = anonymous,
     };
+    bool journaled =
+        h->journal && !h->dry_run && !h->journal_off && h->job_id && changes_something(req->method);
+    int seq = 0;
+    char hash[65] = "";
+    if (journaled) {
+        seq = ++h->journal_seq;
+        request_hash(req, call.query, hash);
+        if (journal_answer(h, seq, hash, res)) {
+            for (size_t i = 0; i < k; i++)
+                free(headers[i]);
+            free(headers);
+            free(query.data);
+            return JN_OK;
+        }
+        journaled = !h->journal_off;
+    }
     jn_provider_response_t pr;
     jn_err_t err = jn_session_fetch(h->session, &call, req->max_response_bytes, &pr, why, why_len);
     for (size_t i = 0; i < k; i++)
@@ -199,6 +294,8 @@ static jn_err_t host_http(void *ud, const jn_script_http_request_t *req,
         pr.body = NULL;
     }
     jn_provider_response_cleanup(&pr);
+    if (journaled)
+        journal_record(h, seq, hash, res);
     return JN_OK;
 }
 

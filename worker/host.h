@@ -11,6 +11,10 @@
  * at once (JN_ERR_TIMEOUT) once the run is told to stop (the worker drains, or the job's
  * lease was lost).
  *
+ * With journal set, calls that change something are journaled (store/job_calls.h): a run
+ * that takes over a job from a dead worker is answered from the journal for the calls its
+ * predecessor made, so the provider sees those side effects once.
+ *
  * dry_run records what the script did (HTTP calls, logs) to a file and refuses every
  * write (metadata, records, checkpoints) with a clear message — for authors trying a
  * script against a real connection (junction-worker --dry-run).
@@ -35,6 +39,13 @@ typedef struct {
     FILE *dry_run;           /* non-NULL: record here, write nothing */
     char base_origin[256];   /* the provider's base URL's origin, "" when unknown */
     char base_url[512];      /* the provider's resolved base URL */
+    /* The call journal (store/job_calls.h), for action runs: set journal and the run's
+     * lease token; the rest is the host's. */
+    bool journal;
+    long long lease_token;
+    int journal_seq;        /* journaled calls so far */
+    bool journal_replaying; /* earlier entries may still answer */
+    bool journal_off;       /* the script left the journal's path */
 } jn_worker_host_t;
 
 /* Binds h to a session (the rest of h set by the caller) and fills host's functions for an

@@ -184,7 +184,7 @@ static void dlq_delivered(jn_err_t err, void *opaque)
         return;
     }
     if (err)
-        jn_log_error("dispatch", "%s[%d]@%lld could not be dead-lettered (%s); it is skipped: %s",
+        jn_log_error("pipeline", "%s[%d]@%lld could not be dead-lettered (%s); it is skipped: %s",
                      l->topic, d->partition, d->offset, jn_err_str(err), d->reason);
     else
         jn_metric_inc(l->dead_lettered);
@@ -220,7 +220,7 @@ static void dlq_send(dlq_t *d)
 
 static void dead_letter(lane_t *l, const jn_kafka_message_t *msg, const char *reason)
 {
-    jn_log_warn("dispatch", "%s[%d]@%lld: %s; sending it to the dead-letter topic", msg->topic,
+    jn_log_warn("pipeline", "%s[%d]@%lld: %s; sending it to the dead-letter topic", msg->topic,
                 msg->partition, msg->offset, reason);
     dlq_t *d = calloc(1, sizeof *d);
     if (!d)
@@ -433,7 +433,7 @@ jn_pipeline_t *jn_pipeline_start(jn_engine_t *engine, const jn_pipeline_options_
     const jn_job_kind_t kinds[LANES] = {JN_JOB_ACTION, JN_JOB_SYNC, JN_JOB_WEBHOOK};
     for (int i = 0; i < LANES; i++) {
         if (!lane_start(p, &p->lanes[i], kinds[i], opts->concurrency[i])) {
-            jn_log_error("dispatch", "cannot start the %s consumer", jn_job_kind_name(kinds[i]));
+            jn_log_error("pipeline", "cannot start the %s consumer", jn_job_kind_name(kinds[i]));
             atomic_store(&p->stop_fetch, true);
             return NULL;
         }
@@ -493,7 +493,7 @@ void jn_pipeline_stop(jn_pipeline_t *p)
         pthread_mutex_unlock(&l->lock);
     }
     if (jn_pipeline_running(p) > 0) {
-        jn_log_warn("dispatch", "%d job(s) still running at the drain deadline; giving them back",
+        jn_log_warn("pipeline", "%d job(s) still running at the drain deadline; giving them back",
                     jn_pipeline_running(p));
         atomic_store(&p->abort_jobs, true);
     }

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "host.h"
+#include "scripts/limits.h"
 #include "store/functions.h"
 #include "store/jobs.h"
 
@@ -277,7 +278,11 @@ static void run_action(jn_runner_t *r, const jn_job_t *job, const atomic_bool *d
                            .session = session,
                            .job_id = job->id,
                            .stop = drain,
-                           .lost = &active->lost};
+                           .lost = &active->lost,
+                           .journal = true,
+                           .lease_token = job->lease_token,
+                           /* Only a run that took the job over has a journal to read. */
+                           .journal_replaying = job->lease_token > 1};
     jn_script_host_t host;
     jn_worker_host_init(&wh, &host);
     const jn_connection_t *c = jn_session_connection(session);
@@ -286,7 +291,7 @@ static void run_action(jn_runner_t *r, const jn_job_t *job, const atomic_bool *d
                                  .provider = c->provider,
                                  .base_url = wh.base_url[0] ? wh.base_url : NULL};
     jn_script_source_t src = {fn.name, fn.source, strlen(fn.source)};
-    jn_sandbox_limits_t limits = jn_sandbox_limits_action();
+    jn_sandbox_limits_t limits = jn_script_limits_for(env.script_limits, JN_LIMITS_ACTION);
     jn_script_outcome_t outcome = {0};
     jn_script_status_t status =
         jn_script_run_action(&src, job->input, &host, &info, &limits, &outcome);

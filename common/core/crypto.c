@@ -292,3 +292,18 @@ void jn_secure_wipe(void *buf, size_t len)
 {
     OPENSSL_cleanse(buf, len);
 }
+
+bool jn_uuid_shaped(const char *text, bool any_case)
+{
+    if (strlen(text) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        char c = text[i];
+        bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                   (any_case && c >= 'A' && c <= 'F');
+        if (dash ? c != '-' : !hex)
+            return false;
+    }
+    return true;
+}

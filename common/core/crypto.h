@@ -69,6 +69,10 @@ void jn_crypto_sha256_hex(const char *text, char out[65]);
  * connection ids, WebSocket client ids). */
 void jn_crypto_uuid4(char out[37]);
 
+/* True when text has a UUID's shape: 8-4-4-4-12 hex digits, lowercase only unless
+ * any_case. */
+bool jn_uuid_shaped(const char *text, bool any_case);
+
 /* Compares in time that depends only on len. */
 bool jn_crypto_equal(const void *a, const void *b, size_t len);
 

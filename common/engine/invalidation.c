@@ -28,8 +28,8 @@ typedef struct {
 
 struct jn_invalidation {
     pthread_mutex_t lock;
-    extra_t extra[MAX_EXTRA];
-    int extra_count;
+    extra_t extra[MAX_EXTRA]; /* appended under lock; an entry never changes once counted */
+    atomic_int extra_count;   /* read by the thread without the lock */
     char *database_url;
     char application_name[64];
     jn_env_cache_t *envs;
@@ -50,11 +50,13 @@ void jn_invalidation_subscribe(jn_invalidation_t *inv, const char *channel,
                                void (*fn)(const char *payload, void *ud), void *ud)
 {
     pthread_mutex_lock(&inv->lock);
-    if (inv->extra_count < MAX_EXTRA) {
-        extra_t *x = &inv->extra[inv->extra_count++];
+    int n = atomic_load(&inv->extra_count);
+    if (n < MAX_EXTRA) {
+        extra_t *x = &inv->extra[n];
         snprintf(x->channel, sizeof x->channel, "%s", channel);
         x->fn = fn;
         x->ud = ud;
+        atomic_store(&inv->extra_count, n + 1);
     } else {
         jn_log_error("invalidation", "too many channels; %s is not heard", channel);
     }
@@ -66,7 +68,7 @@ void jn_invalidation_subscribe(jn_invalidation_t *inv, const char *channel,
 static bool listen_extra(jn_invalidation_t *inv, PGconn *conn, int *listened)
 {
     pthread_mutex_lock(&inv->lock);
-    int n = inv->extra_count;
+    int n = atomic_load(&inv->extra_count);
     extra_t extra[MAX_EXTRA];
     memcpy(extra, inv->extra, sizeof extra);
     pthread_mutex_unlock(&inv->lock);
@@ -163,7 +165,7 @@ static void *listen_main(void *arg)
                 PQfreemem(note);
             }
             /* Channels subscribed since the LISTEN was made. */
-            if (inv->extra_count > listened && !listen_extra(inv, conn, &listened))
+            if (atomic_load(&inv->extra_count) > listened && !listen_extra(inv, conn, &listened))
                 break;
             if (now_s() - last_reload >= ENV_RELOAD_S) {
                 jn_env_cache_reload(inv->envs);

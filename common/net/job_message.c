@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/crypto.h"
 #include "core/json_util.h"
 
 char *jn_job_message_encode(const jn_job_ref_t *job, char key[40])
@@ -27,19 +28,6 @@ char *jn_job_message_encode(const jn_job_ref_t *job, char key[40])
     if (!text)
         abort();
     return text;
-}
-
-static bool uuid_shaped(const char *s)
-{
-    if (strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        char c = s[i];
-        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-    }
-    return true;
 }
 
 static jn_err_t reason(char *why, size_t why_len, const char *text)
@@ -76,7 +64,7 @@ jn_err_t jn_job_message_decode(const void *value, size_t len, jn_job_ref_t *out,
     } else if (jn_json_only_keys(o, keys, "", &fe) != JN_OK) {
         snprintf(msg, sizeof msg, "%.60s: %.90s", fe.path, fe.message);
         err = reason(why, why_len, msg);
-    } else if (jn_json_string(o, "job_id", true, 36, &text, &fe) != JN_OK || !uuid_shaped(text)) {
+    } else if (jn_json_string(o, "job_id", true, 36, &text, &fe) != JN_OK || !jn_uuid_shaped(text, false)) {
         err = reason(why, why_len, "job_id: not a UUID");
     } else {
         snprintf(out->id, sizeof out->id, "%s", text);
@@ -107,4 +95,16 @@ const char *jn_job_message_topic_kind(jn_job_kind_t kind)
     case JN_JOB_WEBHOOK: return "webhooks";
     }
     return "actions";
+}
+
+jn_err_t jn_job_message_send(jn_kafka_producer_t *producer, const char *topic_prefix,
+                             const jn_job_ref_t *job)
+{
+    char key[40], topic[160];
+    snprintf(topic, sizeof topic, "%s.%s", topic_prefix, jn_job_message_topic_kind(job->kind));
+    char *value = jn_job_message_encode(job, key);
+    jn_err_t err =
+        jn_kafka_produce(producer, topic, key, strlen(key), value, strlen(value), NULL, NULL);
+    free(value);
+    return err;
 }

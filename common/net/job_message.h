@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "core/err.h"
+#include "net/kafka.h"
 #include "store/jobs.h"
 
 #define JN_JOB_MESSAGE_VERSION 1
@@ -27,6 +28,12 @@ char *jn_job_message_encode(const jn_job_ref_t *job, char key[40]);
  * topic ("not valid JSON", "unsupported version 2", "job_id: not a UUID", ...). */
 jn_err_t jn_job_message_decode(const void *value, size_t len, jn_job_ref_t *out, char *why,
                                size_t why_len);
+
+/* Queues the job's message on <topic_prefix>.<kind topic>. The job row must be committed
+ * first; a message that never arrives is resent by the scheduler's recovery, so a
+ * failure here (JN_ERR_KAFKA_UNAVAILABLE: the local queue is full) loses nothing. */
+jn_err_t jn_job_message_send(jn_kafka_producer_t *producer, const char *topic_prefix,
+                             const jn_job_ref_t *job);
 
 /* The topic kind a job kind travels on: "actions", "syncs", "webhooks". */
 const char *jn_job_message_topic_kind(jn_job_kind_t kind);

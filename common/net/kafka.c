@@ -378,7 +378,10 @@ jn_kafka_consumer_t *jn_kafka_consumer_new(const jn_config_t *cfg, const char *g
         return NULL;
     if (!set(conf, "group.id", group_id) || !set(conf, "enable.auto.offset.store", "false") ||
         !set(conf, "enable.auto.commit", "true") || !set(conf, "auto.offset.reset", "earliest") ||
-        !set(conf, "partition.assignment.strategy", "cooperative-sticky")) {
+        !set(conf, "partition.assignment.strategy", "cooperative-sticky") ||
+        /* A member that died is replaced after 10 s rather than 45: members poll
+         * continuously (long work runs on other threads), so they never miss a beat. */
+        !set(conf, "session.timeout.ms", "10000") || !set(conf, "heartbeat.interval.ms", "2000")) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -427,6 +430,23 @@ jn_err_t jn_kafka_consumer_poll(jn_kafka_consumer_t *c, int timeout_ms, jn_kafka
     msg->value_len = m->len;
     msg->handle = m;
     return JN_OK;
+}
+
+bool jn_kafka_message_header(const jn_kafka_message_t *msg, const char *name, char *out, size_t cap)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *value = NULL;
+    size_t len = 0;
+    if (rd_kafka_message_headers(msg->handle, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, name, &value, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return false;
+    if (cap == 0)
+        return true;
+    size_t n = value && len < cap ? len : (value ? cap - 1 : 0);
+    if (n)
+        memcpy(out, value, n);
+    out[n] = '\0';
+    return true;
 }
 
 void jn_kafka_consumer_done(jn_kafka_consumer_t *c, jn_kafka_message_t *msg)
@@ -483,7 +503,25 @@ void jn_kafka_consumer_free(jn_kafka_consumer_t *c)
 {
     if (!c)
         return;
-    rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
+    /* librdkafka 2.0's close does not send LeaveGroup for the cooperative assignor, so
+     * the group would wait a whole session timeout (45 s) before handing this member's
+     * partitions to another. Unsubscribing first does leave: the partitions are revoked
+     * (their stored offsets committed) and the group rebalances at once. Messages polled
+     * meanwhile were never handed out, so they are simply delivered again. */
+    rd_kafka_resp_err_t e = rd_kafka_unsubscribe(c->rk);
+    for (int i = 0; !e && i < 50; i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+        rd_kafka_topic_partition_list_t *assigned = NULL;
+        bool empty = rd_kafka_assignment(c->rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                     assigned->cnt == 0;
+        if (assigned)
+            rd_kafka_topic_partition_list_destroy(assigned);
+        if (empty)
+            break;
+    }
+    e = rd_kafka_consumer_close(c->rk);
     if (e)
         jn_log_warn("kafka", "consumer close: %s", rd_kafka_err2str(e));
     rd_kafka_destroy(c->rk);

@@ -92,6 +92,11 @@ jn_kafka_consumer_t *jn_kafka_consumer_new(const jn_config_t *cfg, const char *g
  * nothing came; transient errors are logged and reported as JN_ERR_TIMEOUT. */
 jn_err_t jn_kafka_consumer_poll(jn_kafka_consumer_t *c, int timeout_ms, jn_kafka_message_t *msg);
 
+/* Copies the value of msg's last header called name into out (NUL-terminated, cut to
+ * cap). False when msg has no such header. */
+bool jn_kafka_message_header(const jn_kafka_message_t *msg, const char *name, char *out,
+                             size_t cap);
+
 /* Marks msg processed (its offset will be committed) and releases it. */
 void jn_kafka_consumer_done(jn_kafka_consumer_t *c, jn_kafka_message_t *msg);
 

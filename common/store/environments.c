@@ -88,8 +88,8 @@ jn_err_t jn_environments_load(PGconn *conn, jn_environment_row_t **rows, size_t 
     PGresult *r = NULL;
     jn_err_t err = jn_pg_exec(
         conn,
-        "SELECT id, uuid::text, name, secret_key_hash, egress_allowlist FROM environments "
-        "ORDER BY id",
+        "SELECT id, uuid::text, name, secret_key_hash, egress_allowlist, script_limits::text "
+        "FROM environments ORDER BY id",
         0, NULL, &r);
     if (err)
         return err;
@@ -104,6 +104,10 @@ jn_err_t jn_environments_load(PGconn *conn, jn_environment_row_t **rows, size_t 
         snprintf(e->env.name, sizeof e->env.name, "%s", PQgetvalue(r, i, 2));
         snprintf(e->env.egress_allowlist, sizeof e->env.egress_allowlist, "%s",
                  PQgetvalue(r, i, 4));
+        const char *limits = PQgetvalue(r, i, 5);
+        /* Too long to be valid settings: the defaults (limits.h never fails a run). */
+        snprintf(e->env.script_limits, sizeof e->env.script_limits, "%s",
+                 strlen(limits) < sizeof e->env.script_limits ? limits : "{}");
         const char *hex = PQgetvalue(r, i, 3);
         for (int b = 0; b < 32 && hex[2 * b] && hex[2 * b + 1]; b++) {
             int hi = hex_digit(hex[2 * b]), lo = hex_digit(hex[2 * b + 1]);
@@ -114,6 +118,17 @@ jn_err_t jn_environments_load(PGconn *conn, jn_environment_row_t **rows, size_t 
     *rows = out;
     *count = (size_t)n;
     return JN_OK;
+}
+
+jn_err_t jn_environments_set_script_limits(PGconn *conn, long long env_id, const char *limits_json)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%lld", env_id);
+    const char *params[] = {id, limits_json};
+    return jn_pg_exec_found(conn,
+                            "UPDATE environments SET script_limits = $2::jsonb WHERE id = $1 "
+                            "RETURNING 1",
+                            2, params);
 }
 
 jn_err_t jn_environments_set_allowlist(PGconn *conn, long long env_id, const char *allowlist)

@@ -25,6 +25,7 @@ typedef struct {
     char uuid[40];
     char name[72];
     char egress_allowlist[1024]; /* CIDRs admitted although internal; see egress.h */
+    char script_limits[512];     /* JSON as stored (scripts/limits.h); "{}" for defaults */
     /* The allow-list compiled (set by the engine's cache; lives as long as the process);
      * NULL admits nothing extra. */
     const struct jn_egress_policy *egress;
@@ -44,6 +45,9 @@ jn_err_t jn_environments_load(PGconn *conn, jn_environment_row_t **rows, size_t 
 
 /* Sets the environment's egress allow-list (already validated). */
 jn_err_t jn_environments_set_allowlist(PGconn *conn, long long env_id, const char *allowlist);
+
+/* Sets the environment's script limits (a JSON object, already checked). */
+jn_err_t jn_environments_set_script_limits(PGconn *conn, long long env_id, const char *limits_json);
 
 /* The origins whose pages may call the end-user routes (already validated; "" = any). */
 jn_err_t jn_environments_set_cors_origins(PGconn *conn, long long env_id, const char *origins);

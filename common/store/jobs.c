@@ -109,6 +109,9 @@ jn_err_t jn_jobs_create(PGconn *conn, const jn_job_new_t *in, char id_out[37])
                       7, params, NULL);
 }
 
+/* Takeovers allowed beyond max_attempts, for runs cut short by a dying worker. */
+#define CRASH_BUDGET "2"
+
 jn_err_t jn_jobs_claim(PGconn *conn, const char *id, const char *owner, int lease_s, jn_job_t *out)
 {
     char lease[16];
@@ -123,7 +126,8 @@ jn_err_t jn_jobs_claim(PGconn *conn, const char *id, const char *owner, int leas
                    "started_at = coalesce(started_at, clock_timestamp()), retry_at = NULL, "
                    "updated_at = clock_timestamp() "
                    "WHERE id = $1::uuid AND (state = 'queued' OR "
-                   "(state = 'running' AND lease_until < clock_timestamp())) "
+                   "(state = 'running' AND lease_until < clock_timestamp() AND "
+                   "attempts < max_attempts + " CRASH_BUDGET ")) "
                    "RETURNING " JOB_COLUMNS,
                    3, params, &r);
     if (err)
@@ -134,6 +138,25 @@ jn_err_t jn_jobs_claim(PGconn *conn, const char *id, const char *owner, int leas
         return JN_OK;
     }
     PQclear(r);
+    /* A job whose workers keep dying while they run it (a script that brings the process
+     * down) is failed rather than handed on forever. */
+    static const char *const abandoned =
+        "{\"status\":500,\"body\":{\"error\":{\"code\":\"action_script_failure\","
+        "\"message\":\"the job was abandoned: the workers running it stopped "
+        "unexpectedly " CRASH_BUDGET " times\",\"payload\":{\"type\":\"worker_lost\"}}}}";
+    const char *give_up[] = {id, abandoned};
+    err = jn_pg_exec(conn,
+                     "WITH gave_up AS (UPDATE jobs SET state = 'failed', error = $2::jsonb, "
+                     " finished_at = clock_timestamp(), lease_owner = NULL, lease_until = NULL,"
+                     " updated_at = clock_timestamp()"
+                     " WHERE id = $1::uuid AND state = 'running' AND lease_until < "
+                     " clock_timestamp() AND attempts >= max_attempts + " CRASH_BUDGET
+                     " RETURNING id),"
+                     " forget AS (DELETE FROM job_calls WHERE job_id IN (SELECT id FROM gave_up))"
+                     "SELECT pg_notify('" JN_JOBS_CHANNEL "', $1::text) FROM gave_up",
+                     2, give_up, NULL);
+    if (err)
+        return err;
     /* Not claimable: does it exist at all? */
     r = NULL;
     err = jn_pg_exec(conn, "SELECT 1 FROM jobs WHERE id = $1::uuid", 1, params, &r);
@@ -173,7 +196,8 @@ jn_err_t jn_jobs_finish(PGconn *conn, const char *id, long long lease_token,
                             retryable ? "t" : "f",
                             delay};
     PGresult *r = NULL;
-    /* One statement: the outcome, and the notice that goes out when it commits. */
+    /* One statement: the outcome, the journal's end, and the notice that goes out when it
+     * commits. */
     jn_err_t err = jn_pg_exec(
         conn,
         "WITH done AS ("
@@ -189,8 +213,10 @@ jn_err_t jn_jobs_finish(PGconn *conn, const char *id, long long lease_token,
         "                     THEN clock_timestamp() END,"
         "  lease_owner = NULL, lease_until = NULL, updated_at = clock_timestamp()"
         " WHERE id = $1::uuid AND lease_token = $2 AND state = 'running'"
-        " RETURNING state)"
-        "SELECT state, pg_notify('" JN_JOBS_CHANNEL "', $1) FROM done",
+        " RETURNING id, state),"
+        /* The attempt is over: its call journal (job_calls.h) must not answer a retry. */
+        " forget AS (DELETE FROM job_calls WHERE job_id IN (SELECT id FROM done))"
+        "SELECT state, pg_notify('" JN_JOBS_CHANNEL "', $1::text) FROM done",
         6, params, &r);
     if (err)
         return err;
@@ -216,6 +242,23 @@ jn_err_t jn_jobs_release(PGconn *conn, const char *id, long long lease_token)
         "WHERE id = $1::uuid AND lease_token = $2 AND state = 'running' RETURNING 1",
         2, params);
     return err == JN_ERR_NOT_FOUND ? JN_ERR_CONFLICT : err;
+}
+
+jn_err_t jn_jobs_cancel_queued(PGconn *conn, const char *id)
+{
+    const char *params[] = {id};
+    jn_err_t err =
+        jn_pg_exec_found(conn,
+                         "WITH done AS ("
+                         " UPDATE jobs SET state = 'cancelled', finished_at = clock_timestamp(),"
+                         "  updated_at = clock_timestamp() WHERE id = $1::uuid AND state = 'queued'"
+                         " RETURNING 1)"
+                         "SELECT pg_notify('" JN_JOBS_CHANNEL "', $1::text) FROM done",
+                         1, params);
+    if (err != JN_ERR_NOT_FOUND)
+        return err;
+    err = jn_pg_exec_found(conn, "SELECT 1 FROM jobs WHERE id = $1::uuid", 1, params);
+    return err == JN_OK ? JN_ERR_CONFLICT : err;
 }
 
 jn_err_t jn_jobs_get(PGconn *conn, long long env_id, const char *id, jn_job_t *out)

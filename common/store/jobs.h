@@ -68,9 +68,11 @@ typedef struct {
 jn_err_t jn_jobs_create(PGconn *conn, const jn_job_new_t *in, char id_out[37]);
 
 /* Claims job id for owner for lease_s seconds: a queued job, or a running one whose lease
- * expired. *out is the job as claimed (its lease_token is the fence for every write of
- * this run). JN_ERR_NOT_FOUND when there is no such job, JN_ERR_CONFLICT when it is
- * finished or someone else's lease is alive (nothing to do). */
+ * expired. A running job taken over more than twice past its max_attempts (its workers
+ * keep dying while running it) is failed instead, with a worker_lost error. *out is the job as
+ * claimed (its lease_token is the fence for every write of this run). JN_ERR_NOT_FOUND when there
+ * is no such job, JN_ERR_CONFLICT when it is finished or someone else's lease is alive (nothing to
+ * do). */
 jn_err_t jn_jobs_claim(PGconn *conn, const char *id, const char *owner, int lease_s, jn_job_t *out);
 
 /* Extends a lease that is still ours. JN_ERR_CONFLICT when it was lost. */
@@ -89,6 +91,10 @@ jn_err_t jn_jobs_finish(PGconn *conn, const char *id, long long lease_token,
 /* Gives a claimed job back untouched (a worker that stops before running it): queued
  * again, the attempt not counted. Fenced like finish. */
 jn_err_t jn_jobs_release(PGconn *conn, const char *id, long long lease_token);
+
+/* Cancels a job that no worker has claimed (a caller that stopped waiting for it): it
+ * will never run. JN_ERR_CONFLICT when it is running or finished, JN_ERR_NOT_FOUND. */
+jn_err_t jn_jobs_cancel_queued(PGconn *conn, const char *id);
 
 /* The job id of environment env_id (0: any). JN_ERR_NOT_FOUND. */
 jn_err_t jn_jobs_get(PGconn *conn, long long env_id, const char *id, jn_job_t *out);

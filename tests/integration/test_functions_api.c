@@ -23,14 +23,7 @@ static char *read_example(const char *file)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", EXAMPLES_DIR, file);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    char *buf = calloc(1, 1 << 20);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
+    return jn_test_read_file(path);
 }
 
 static void must(long got, long want, json_object *resp, const char *what)

@@ -23,11 +23,6 @@ static jn_test_process_t gw2_proc;
 static char gw2_url[64], gw2_admin[64];
 static jn_test_fake_t fake;
 
-static bool answers_200(void *ud)
-{
-    return jn_test_http("GET", ud, NULL, NULL, 0, NULL) == 200;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -36,24 +31,8 @@ static int setup(void **state)
     jn_test_fake_setup_gateway(&gw1, &fake);
     jn_test_fake_allow(&gw1);
     /* The second gateway: same database, same keys, its own ports. */
-    static char db_env[600], port_env[64], admin_env[64], dev_env[200], prod_env[200];
-    jn_test_gateway_ports(port_env, admin_env, gw2_url, gw2_admin);
-    snprintf(db_env, sizeof db_env, "JUNCTION_DATABASE_URL=%s", gw1.db_url);
-    snprintf(dev_env, sizeof dev_env, "JUNCTION_SECRET_KEY_DEV=%s", gw1.dev_key);
-    snprintf(prod_env, sizeof prod_env, "JUNCTION_SECRET_KEY_PROD=%s", gw1.prod_key);
-    const char *env[] = {db_env,
-                         port_env,
-                         admin_env,
-                         dev_env,
-                         prod_env,
-                         "JUNCTION_BIND_ADDRESS=127.0.0.1",
-                         "JUNCTION_TOPIC_PARTITIONS=1",
-                         NULL};
-    const char *argv[] = {GATEWAY_BIN, NULL};
-    jn_test_spawn(&gw2_proc, argv, env, "cache_second_gateway");
-    char health[96];
-    snprintf(health, sizeof health, "%s/health", gw2_admin);
-    assert_true(jn_test_wait_until(answers_200, health, 60000));
+    jn_test_gateway_beside(&gw2_proc, &gw1, GATEWAY_BIN, "cache_second_gateway", gw2_url,
+                           gw2_admin);
     return 0;
 }
 

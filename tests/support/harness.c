@@ -380,6 +380,106 @@ void jn_test_gateway_stop(jn_test_gateway_t *gw)
     assert_int_equal(gw->proc.exit_status, 0);
 }
 
+static bool healthy(void *ud)
+{
+    char url[96];
+    snprintf(url, sizeof url, "%s/health", (const char *)ud);
+    return jn_test_http("GET", url, NULL, NULL, 0, NULL) == 200;
+}
+
+void jn_test_gateway_beside(jn_test_process_t *p, const jn_test_gateway_t *gw, const char *bin,
+                            const char *log_name, char *url, char *admin_url)
+{
+    char db_env[600], port_env[64], admin_env[64], dev_env[200], prod_env[200], prefix_env[160];
+    jn_test_gateway_ports(port_env, admin_env, url, admin_url);
+    snprintf(db_env, sizeof db_env, "JUNCTION_DATABASE_URL=%s", gw->db_url);
+    snprintf(dev_env, sizeof dev_env, "JUNCTION_SECRET_KEY_DEV=%s", gw->dev_key);
+    snprintf(prod_env, sizeof prod_env, "JUNCTION_SECRET_KEY_PROD=%s", gw->prod_key);
+    snprintf(prefix_env, sizeof prefix_env, "JUNCTION_TOPIC_PREFIX=%s", gw->db);
+    const char *env[] = {db_env,
+                         port_env,
+                         admin_env,
+                         dev_env,
+                         prod_env,
+                         prefix_env,
+                         "JUNCTION_BIND_ADDRESS=127.0.0.1",
+                         "JUNCTION_TOPIC_PARTITIONS=1",
+                         NULL};
+    const char *argv[] = {bin, NULL};
+    jn_test_spawn(p, argv, env, log_name);
+    if (!jn_test_wait_until(healthy, admin_url, 60000)) {
+        char *log = jn_test_read_log(p);
+        jn_test_process_kill(p);
+        fail_msg("%s did not become healthy:\n%s", log_name, log);
+    }
+}
+
+char *jn_test_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    char *buf = calloc(1, 1 << 20);
+    if (!buf)
+        abort();
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static bool livez(void *ud)
+{
+    char url[96];
+    snprintf(url, sizeof url, "%s/livez", (const char *)ud);
+    return jn_test_http("GET", url, NULL, NULL, 0, NULL) == 200;
+}
+
+void jn_test_service_start(jn_test_process_t *p, const jn_test_gateway_t *gw, const char *bin,
+                           const char *log_name, const char *const *extra_env, char *admin_url)
+{
+    char e_db[600], e_dev[200], e_prod[200], e_prefix[128], e_worker[64], e_sched[64];
+    int port = jn_test_free_port();
+    snprintf(admin_url, 64, "http://127.0.0.1:%d", port);
+    snprintf(e_db, sizeof e_db, "JUNCTION_DATABASE_URL=%s", gw->db_url);
+    snprintf(e_dev, sizeof e_dev, "JUNCTION_SECRET_KEY_DEV=%s", gw->dev_key);
+    snprintf(e_prod, sizeof e_prod, "JUNCTION_SECRET_KEY_PROD=%s", gw->prod_key);
+    snprintf(e_prefix, sizeof e_prefix, "JUNCTION_TOPIC_PREFIX=%s", gw->db);
+    snprintf(e_worker, sizeof e_worker, "JUNCTION_WORKER_PORT=%d", port);
+    snprintf(e_sched, sizeof e_sched, "JUNCTION_SCHEDULER_PORT=%d", port);
+    const char *env[40];
+    size_t n = 0;
+    for (size_t i = 0; extra_env && extra_env[i] && n < 30; i++)
+        env[n++] = extra_env[i];
+    const char *defaults[] = {e_db,
+                              e_dev,
+                              e_prod,
+                              e_prefix,
+                              e_worker,
+                              e_sched,
+                              "JUNCTION_TOPIC_PARTITIONS=1",
+                              "JUNCTION_BIND_ADDRESS=127.0.0.1"};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        env[n++] = defaults[i];
+    env[n] = NULL;
+    const char *argv[] = {bin, NULL};
+    jn_test_spawn(p, argv, env, log_name);
+    if (!jn_test_wait_until(livez, admin_url, 60000)) {
+        char *log = jn_test_read_log(p);
+        jn_test_process_kill(p);
+        fail_msg("%s did not start:\n%s", log_name, log);
+    }
+}
+
+bool jn_test_service_stop(jn_test_process_t *p, int timeout_ms)
+{
+    jn_test_signal(p, SIGTERM);
+    bool exited = jn_test_process_wait(p, timeout_ms);
+    if (!exited)
+        jn_test_process_kill(p);
+    return exited && p->exit_status == 0;
+}
+
 long jn_test_api(const jn_test_gateway_t *gw, const char *method, const char *path, const char *key,
                  const char *body, json_object **resp)
 {

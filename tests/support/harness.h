@@ -29,7 +29,8 @@ void jn_test_unique(const char *prefix, char *out, size_t cap);
 int jn_test_free_port(void);
 
 /* Starts argv[0] with the current environment plus extra ("NAME=value", NULL-terminated;
- * a later entry overrides). stdout and stderr go to log_path. Fails the test on error. */
+ * an extra entry overrides the inherited one, and of two equal extra entries the first
+ * wins). stdout and stderr go to log_path. Fails the test on error. */
 void jn_test_spawn(jn_test_process_t *p, const char *const *argv, const char *const *extra_env,
                    const char *log_name);
 
@@ -100,6 +101,26 @@ void jn_test_gateway_start(jn_test_gateway_t *gw, const char *gateway_bin,
                            const char *const *extra_env);
 /* SIGTERMs the gateway, checks it stopped cleanly, drops its database. */
 void jn_test_gateway_stop(jn_test_gateway_t *gw);
+
+/* A second gateway beside gw: the same database, keys and topic prefix, its own ports
+ * (base URLs into url and admin_url, 64 bytes each). Waits until it is healthy. Stop it
+ * with jn_test_service_stop(). */
+void jn_test_gateway_beside(jn_test_process_t *p, const jn_test_gateway_t *gw, const char *bin,
+                            const char *log_name, char *url, char *admin_url);
+
+/* The whole file at path as a new string (at most 1 MiB); fails the test when it cannot be
+ * read. */
+char *jn_test_read_file(const char *path);
+
+/* A worker or scheduler (bin) beside gw: the same database, keys and topic prefix, its
+ * admin port free (the URL in admin_url, 64 bytes). Waits until its /livez answers.
+ * extra_env as for the gateway. */
+void jn_test_service_start(jn_test_process_t *p, const jn_test_gateway_t *gw, const char *bin,
+                           const char *log_name, const char *const *extra_env, char *admin_url);
+
+/* SIGTERMs p and waits up to timeout_ms; true when it exited with status 0. Kills it
+ * otherwise. */
+bool jn_test_service_stop(jn_test_process_t *p, int timeout_ms);
 
 /* method path with "Authorization: Bearer key" (key may be NULL for none) and a JSON body
  * (may be NULL). Returns the status; *resp (if non-NULL) is the parsed JSON response or

@@ -3,7 +3,9 @@
  *
  *   kafka_probe consume <topic> <group> <count> <timeout_ms>
  *       joins <group>, prints each message value on its own line, marks it done, and
- *       exits 0 after <count> messages or 3 when the timeout passes first.
+ *       exits 0 after <count> messages or 3 when the timeout passes first. With
+ *       JN_PROBE_HEADER=<name> in the environment, each line starts with that header's
+ *       value (or "-") and a tab.
  *   kafka_probe produce <topic> <key> <value>
  *       produces one message and exits 0 once the broker acknowledged it.
  * Brokers come from JUNCTION_KAFKA_BROKERS, like the services.
@@ -41,6 +43,12 @@ int main(int argc, char **argv)
             jn_kafka_message_t msg;
             if (jn_kafka_consumer_poll(c, 200, &msg) != JN_OK)
                 continue;
+            const char *header = getenv("JN_PROBE_HEADER");
+            if (header && *header) {
+                char value[1024];
+                printf("%s\t",
+                       jn_kafka_message_header(&msg, header, value, sizeof value) ? value : "-");
+            }
             printf("%.*s\n", (int)msg.value_len, (const char *)msg.value);
             fflush(stdout);
             jn_kafka_consumer_done(c, &msg);
