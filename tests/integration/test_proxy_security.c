@@ -214,7 +214,8 @@ static void test_framing_and_hop_by_hop_headers_are_refused(void **state)
 
 static void redirect_provider(void)
 {
-    jn_test_fake_call(&fake, "POST", "/_admin/api_keys", "{\"key\":\"k-redir\"}", NULL);
+    assert_int_equal(
+        jn_test_fake_call(&fake, "POST", "/_admin/api_keys", "{\"key\":\"k-redir\"}", NULL), 201);
     char def[2048];
     snprintf(def, sizeof def,
              "{\"display_name\":\"Fake redirecting\",\"categories\":[\"dev-tools\"],"

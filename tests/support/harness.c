@@ -535,6 +535,8 @@ int jn_test_read_response(int fd, int timeout_ms, jn_test_response_t *r)
     if (cap < extra + 1)
         cap = extra + 1;
     r->body = malloc(cap);
+    if (!r->body)
+        abort();
     memcpy(r->body, r->head + head_len, extra);
     r->body_len = extra;
     r->head[head_len] = '\0';
@@ -542,6 +544,8 @@ int jn_test_read_response(int fd, int timeout_ms, jn_test_response_t *r)
         if (r->body_len + 1 >= cap) {
             cap *= 2;
             r->body = realloc(r->body, cap);
+            if (!r->body)
+                abort();
         }
         size_t room = cap - 1 - r->body_len;
         if (want >= 0 && room > (size_t)want - r->body_len)
