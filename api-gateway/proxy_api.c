@@ -6,7 +6,8 @@
  * Request headers: Retries (0..10), Retry-On (comma-separated statuses), Decompress,
  * Base-Url-Override, Forward-Headers-On-Redirect, and Nango-Proxy-<Name> forwarded as
  * <Name> (Content-Type is forwarded as is). The path after /proxy is passed on exactly as
- * sent (percent-encoded; dot segments refused); the query string passes through.
+ * sent (percent-encoded; dot segments and encoded control characters refused); the query
+ * string passes through.
  *
  * Everything runs on the event loop and never blocks: the connection comes from a
  * provider session (memory, or PostgreSQL on the task pool), the call from the
@@ -290,6 +291,15 @@ static bool job_prepare(proxy_job_t *job, jn_gateway_t *gw, const jn_http_reques
         jn_field_error(&e, "path", "may not contain '.' or '..' segments");
         jn_api_invalid(res, "invalid_uri_params", &e);
         return false;
+    }
+    /* Passed on encoded, but a provider decodes it: a CR or LF there could split a line
+     * in whatever reads it next. */
+    for (const unsigned char *p = (const unsigned char *)req->path; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            jn_field_error(&e, "path", "may not contain control characters");
+            jn_api_invalid(res, "invalid_uri_params", &e);
+            return false;
+        }
     }
     if (strlen(rest) + 2 > sizeof job->endpoint) {
         jn_field_error(&e, "path", "is too long");

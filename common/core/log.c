@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/json_util.h"
+
 static char service_name[32] = "junction";
 static jn_log_level_t min_level = JN_LOG_INFO;
 
@@ -36,13 +38,33 @@ jn_err_t jn_log_level_parse(const char *text, jn_log_level_t *out)
     return JN_ERR_INVALID;
 }
 
+/* The length of the UTF-8 sequence a lead byte starts (1 for anything else). */
+static size_t utf8_length(unsigned char lead)
+{
+    return lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+}
+
 size_t jn_log_json_escape(char *dst, size_t cap, size_t len, const char *text)
 {
     static const char hex[] = "0123456789abcdef";
     for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
         char esc[7];
         size_t n;
-        if (*p == '"' || *p == '\\') {
+        if (*p >= 0x80) {
+            /* A whole valid sequence is copied (never cut); anything else becomes U+FFFD,
+             * so a line stays valid JSON whatever bytes it was given. */
+            n = utf8_length(*p);
+            if (n > 1 && jn_utf8_valid((const char *)p, n)) {
+                if (len + n + 1 > cap)
+                    break;
+                memcpy(dst + len, p, n);
+                len += n;
+                p += n - 1;
+                continue;
+            }
+            memcpy(esc, "\\ufffd", 6);
+            n = 6;
+        } else if (*p == '"' || *p == '\\') {
             esc[0] = '\\';
             esc[1] = (char)*p;
             n = 2;

@@ -35,8 +35,9 @@ void jn_log(jn_log_level_t level, const char *component, const char *fmt, ...)
 #define jn_log_error(component, ...) jn_log(JN_LOG_ERROR, component, __VA_ARGS__)
 
 /* Appends text to dst (capacity cap, currently used len) as the inside of a JSON string,
- * escaping quotes, backslashes and control characters. Stops, NUL-terminated, when
- * the next character would not fit. Returns the new length. */
+ * escaping quotes, backslashes and control characters, and writing each byte that is not
+ * part of valid UTF-8 as \ufffd. Stops, NUL-terminated, when the next character would not
+ * fit (a multi-byte character is never cut). Returns the new length. */
 size_t jn_log_json_escape(char *dst, size_t cap, size_t len, const char *text);
 
 #endif

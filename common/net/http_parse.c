@@ -337,24 +337,28 @@ long jn_http_chunked_decode(jn_http_chunked_t *d, char *buf, size_t len, size_t 
             }
             if (d->line_bytes == 0)
                 return -1; /* no digits */
-            if (c == ';' || c == ' ' || c == '\t')
+            if (c == ';' || c == ' ' || c == '\t') {
                 d->state = S_EXT;
-            else if (c == '\r')
+            } else if (c == '\r') {
                 d->state = S_SIZE_LF;
-            else if (c == '\n')
+            } else if (c == '\n') {
                 d->state = d->remaining ? S_DATA : S_TRAILER_START;
-            else
+                d->line_bytes = 0;
+            } else {
                 return -1;
+            }
             in++;
             break;
         }
         case S_EXT:
             if (++d->line_bytes > MAX_CHUNK_LINE)
                 return -1;
-            if (c == '\r')
+            if (c == '\r') {
                 d->state = S_SIZE_LF;
-            else if (c == '\n')
+            } else if (c == '\n') {
                 d->state = d->remaining ? S_DATA : S_TRAILER_START;
+                d->line_bytes = 0;
+            }
             in++;
             break;
         case S_SIZE_LF:
@@ -393,7 +397,10 @@ long jn_http_chunked_decode(jn_http_chunked_t *d, char *buf, size_t len, size_t 
             in++;
             break;
         case S_TRAILER_START:
-            d->line_bytes = 0;
+            /* line_bytes counts the whole trailer section, not one line: many short
+             * trailer lines are bounded too. */
+            if (++d->line_bytes > MAX_TRAILERS)
+                return -1;
             if (c == '\r')
                 d->state = S_TRAILER_END_LF;
             else if (c == '\n')

@@ -71,8 +71,8 @@ jn_http_parse_result_t jn_http_parse_head(char *buf, size_t len,
 /* The value of the first field called name (case-insensitive), or NULL. */
 const char *jn_http_head_field(const jn_http_head_t *head, const char *name);
 
-/* Decoding a chunked body (RFC 9112 §7.1): chunk extensions are skipped (bounded),
- * trailers are read and discarded (bounded). */
+/* Decoding a chunked body (RFC 9112 §7.1): chunk extensions are skipped (4 KiB per size
+ * line), trailers are read and discarded (16 KiB for the whole trailer section). */
 typedef struct {
     int state;
     unsigned long long remaining; /* of the current chunk */
@@ -86,7 +86,8 @@ void jn_http_chunked_init(jn_http_chunked_t *d);
  * start of buf (never past what was read), and returns how many body bytes were written.
  * *consumed is how many input bytes were used; after the last chunk and the trailers
  * d->done is true and the rest of buf belongs to the next request. -1 on malformed input
- * (a bad size line, a chunk larger than 2^60, a missing CRLF, over-long lines). */
+ * (a bad size line, a chunk larger than 2^60, a missing CRLF, over-long extensions or
+ * trailers). */
 long jn_http_chunked_decode(jn_http_chunked_t *d, char *buf, size_t len, size_t *consumed);
 
 /* Percent-decodes in[0..len) into out (at least len + 1 bytes), NUL-terminated; with

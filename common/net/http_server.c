@@ -83,6 +83,7 @@ struct conn {
     jn_loop_timer_t wake_timer;
     unsigned char addr_key[17];
     char addr_text[48];
+    unsigned port;
     conn_state_t state;
 
     char *in;
@@ -102,6 +103,7 @@ struct conn {
     jn_http_request_t req;
     const route_entry_t *route;
     size_t max_body;
+    bool gate_lowered; /* the gate set max_body below the route's cap: no sink */
     uint64_t started_ms;
     bool is_head_method;
 
@@ -819,6 +821,7 @@ static void on_head(conn_t *c, size_t head_len)
     req->internal = c;
     req->method = c->head.method;
     req->remote_addr = c->addr_text;
+    req->remote_port = c->port;
     req->body = "";
 
     /* Path and query. */
@@ -892,15 +895,17 @@ static void on_head(conn_t *c, size_t head_len)
     }
     c->route = found;
     req->route = found->pattern;
-    c->max_body = found->r.max_body ? found->r.max_body : srv->opts.max_body;
+    size_t route_cap = found->r.max_body ? found->r.max_body : srv->opts.max_body;
+    c->max_body = route_cap;
     if (srv->gate && !srv->gate(req, &c->max_body, &c->res, srv->gate_ud)) {
         if (c->head.content_length > 0 || c->head.chunked)
             c->keep_alive = false;
         send_answer(c);
         return;
     }
-    if (c->max_body > (found->r.max_body ? found->r.max_body : srv->opts.max_body))
-        c->max_body = found->r.max_body ? found->r.max_body : srv->opts.max_body;
+    if (c->max_body > route_cap)
+        c->max_body = route_cap;
+    c->gate_lowered = c->max_body < route_cap;
     begin_body(c);
 }
 
@@ -923,7 +928,9 @@ static void begin_body(conn_t *c)
     if (c->body_chunked)
         jn_http_chunked_init(&c->chunked);
     bool has_body = c->body_chunked || c->body_left > 0;
-    if (c->route->r.sink && has_body) {
+    /* A sink takes bodies past the route's cap; a request the gate held to less (an
+     * anonymous one) is buffered under its own cap instead, and refused past it. */
+    if (c->route->r.sink && has_body && !c->gate_lowered) {
         c->sink_ctx = c->route->r.sink->open(&c->req, c->route->r.ud);
         if (c->sink_ctx)
             c->sink = c->route->r.sink;
@@ -1613,7 +1620,7 @@ static void refuse_connection(int fd, const char *message)
 }
 
 static void addr_identity(const struct sockaddr_storage *ss, unsigned char key[17], char *text,
-                          size_t text_len)
+                          size_t text_len, unsigned *port)
 {
     memset(key, 0, 17);
     if (ss->ss_family == AF_INET6) {
@@ -1621,11 +1628,13 @@ static void addr_identity(const struct sockaddr_storage *ss, unsigned char key[1
         key[0] = 6;
         memcpy(key + 1, &a->sin6_addr, 16);
         inet_ntop(AF_INET6, &a->sin6_addr, text, (socklen_t)text_len);
+        *port = ntohs(a->sin6_port);
     } else {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         key[0] = 4;
         memcpy(key + 1, &a->sin_addr, 4);
         inet_ntop(AF_INET, &a->sin_addr, text, (socklen_t)text_len);
+        *port = ntohs(a->sin_port);
     }
 }
 
@@ -1651,7 +1660,8 @@ static void on_accept(jn_loop_watch_t *w, unsigned events)
         }
         unsigned char key[17];
         char text[48];
-        addr_identity(&ss, key, text, sizeof text);
+        unsigned port = 0;
+        addr_identity(&ss, key, text, sizeof text, &port);
         if (srv->conn_count >= srv->opts.max_connections) {
             jn_metric_inc(srv->refused_connections);
             refuse_connection(fd, "too many connections; retry shortly");
@@ -1675,6 +1685,7 @@ static void on_accept(jn_loop_watch_t *w, unsigned events)
         c->fd = fd;
         memcpy(c->addr_key, key, 17);
         snprintf(c->addr_text, sizeof c->addr_text, "%s", text);
+        c->port = port;
         jn_arena_init(&c->arena, 4096);
         jn_loop_timer_init(&c->timer);
         jn_loop_timer_init(&c->wake_timer);

@@ -51,6 +51,7 @@ typedef struct {
     const char *body;     /* NUL-terminated copy of the body; may contain NUL bytes */
     size_t body_len;
     const char *remote_addr; /* the client's address, "127.0.0.1" or "::1" */
+    unsigned remote_port;    /* the client's port: tells its connections apart */
     int param_count;
     const char *param_names[JN_HTTP_MAX_PARAMS];
     char *param_values[JN_HTTP_MAX_PARAMS];
@@ -126,10 +127,11 @@ typedef enum {
 /* Receives a request body piecewise instead of buffering it (large uploads through the
  * proxy). open runs on the loop once the head is in and returns a sink context, or NULL to
  * have the body buffered and the route's handler called; the route's body cap does not
- * apply to a sink. write receives each piece in order and returns how many bytes it took;
- * taking fewer pauses the reading until jn_http_sink_resume(). finish answers the request
- * (it may defer); close runs once at the end whatever happened. All on the loop thread,
- * none of them may block. */
+ * apply to a sink. A request whose gate lowered its body cap (an anonymous caller) is
+ * never given to a sink: its body is buffered under that cap, 413 past it. write receives
+ * each piece in order and returns how many bytes it took; taking fewer pauses the reading
+ * until jn_http_sink_resume(). finish answers the request (it may defer); close runs once
+ * at the end whatever happened. All on the loop thread, none of them may block. */
 typedef struct {
     void *(*open)(const jn_http_request_t *req, void *ud);
     size_t (*write)(void *sink, const char *data, size_t len);

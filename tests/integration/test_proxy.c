@@ -377,17 +377,7 @@ static size_t count_bytes(char *ptr, size_t size, size_t nmemb, void *ud)
 
 static long gateway_peak_rss_kb(void)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)gw.proc.pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
-    }
-    if (f)
-        fclose(f);
-    return kb;
+    return jn_test_status_kb(gw.proc.pid, "VmHWM");
 }
 
 static void test_100mb_download_streams(void **state)

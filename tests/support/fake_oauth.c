@@ -79,15 +79,21 @@ long jn_test_fake_token_requests(const jn_test_fake_t *f, const char *grant)
     return n;
 }
 
-static void api_ok(const jn_test_gateway_t *gw, const char *method, const char *path,
-                   const char *body, long want)
+static void api_ok_as(const jn_test_gateway_t *gw, const char *key, const char *method,
+                      const char *path, const char *body, long want)
 {
     json_object *resp = NULL;
-    long st = jn_test_api(gw, method, path, gw->dev_key, body, &resp);
+    long st = jn_test_api(gw, method, path, key, body, &resp);
     if (st != want)
         fail_msg("%s %s: %ld (wanted %ld) %s", method, path, st, want,
                  resp ? json_object_to_json_string(resp) : "");
     json_object_put(resp);
+}
+
+static void api_ok(const jn_test_gateway_t *gw, const char *method, const char *path,
+                   const char *body, long want)
+{
+    api_ok_as(gw, gw->dev_key, method, path, body, want);
 }
 
 void jn_test_fake_setup_gateway(const jn_test_gateway_t *gw, const jn_test_fake_t *f)
@@ -124,7 +130,41 @@ void jn_test_fake_setup_gateway(const jn_test_gateway_t *gw, const jn_test_fake_
 
 void jn_test_fake_allow(const jn_test_gateway_t *gw)
 {
-    api_ok(gw, "PATCH", "/junction/environment", "{\"egress_allowlist\":\"127.0.0.0/8\"}", 200);
+    jn_test_allow_loopback(gw, gw->dev_key);
+}
+
+void jn_test_allow_loopback(const jn_test_gateway_t *gw, const char *key)
+{
+    api_ok_as(gw, key, "PATCH", "/junction/environment", "{\"egress_allowlist\":\"127.0.0.0/8\"}",
+              200);
+}
+
+void jn_test_fake_api_key_connection(const jn_test_gateway_t *gw, const char *key,
+                                     const jn_test_fake_t *f, const char *provider,
+                                     const char *unique_key, const char *connection_id,
+                                     const char *api_key)
+{
+    char body[2048], path[256];
+    snprintf(body, sizeof body, "{\"key\":\"%s\"}", api_key);
+    if (jn_test_fake_call(f, "POST", "/_admin/api_keys", body, NULL) != 201)
+        fail_msg("the fake refused API key %s", api_key);
+    snprintf(body, sizeof body,
+             "{\"display_name\":\"Fake keyed\",\"categories\":[\"dev-tools\"],"
+             "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"API_KEY\","
+             "\"proxy\":{\"base_url\":\"%s\",\"headers\":{\"x-api-key\":\"${apiKey}\"}},"
+             "\"credentials\":{\"apiKey\":{\"type\":\"string\",\"title\":\"API key\","
+             "\"secret\":true}}}",
+             f->url);
+    snprintf(path, sizeof path, "/junction/providers/%s", provider);
+    api_ok_as(gw, key, "PUT", path, body, 201);
+    snprintf(body, sizeof body, "{\"provider\":\"%s\",\"unique_key\":\"%s\"}", provider,
+             unique_key);
+    api_ok_as(gw, key, "POST", "/integrations", body, 200);
+    snprintf(body, sizeof body,
+             "{\"provider_config_key\":\"%s\",\"connection_id\":\"%s\","
+             "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"%s\"}}",
+             unique_key, connection_id, api_key);
+    api_ok_as(gw, key, "POST", "/connections", body, 201);
 }
 
 void jn_test_connect_session(const jn_test_gateway_t *gw, char *token, size_t cap)

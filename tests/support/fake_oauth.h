@@ -45,6 +45,16 @@ void jn_test_fake_setup_gateway(const jn_test_gateway_t *gw, const jn_test_fake_
 
 /* Lets gw's dev environment reach loopback (the fake) through its egress allow-list. */
 void jn_test_fake_allow(const jn_test_gateway_t *gw);
+/* The same for the environment of secret key key. */
+void jn_test_allow_loopback(const jn_test_gateway_t *gw, const char *key);
+
+/* In the environment of secret key key: a custom API_KEY provider named provider whose
+ * proxy sends the key as x-api-key to the fake's base URL, an integration unique_key of it
+ * and a connection connection_id holding api_key; the fake learns the key too. */
+void jn_test_fake_api_key_connection(const jn_test_gateway_t *gw, const char *key,
+                                     const jn_test_fake_t *f, const char *provider,
+                                     const char *unique_key, const char *connection_id,
+                                     const char *api_key);
 
 /* A new connect session of gw's dev environment for end user "oauth-user"; its token. */
 void jn_test_connect_session(const jn_test_gateway_t *gw, char *token, size_t cap);

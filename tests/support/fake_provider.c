@@ -326,13 +326,19 @@ int main(int argc, char **argv)
 
     static jn_fake_t fp;
     jn_fake_init(&fp);
-    jn_http_options_t opts = {
-        .bind_address = "127.0.0.1", .port = port, .max_body = 32u << 20, .threads = 16};
+    /* A gateway under test may hold thousands of connections to it (calls that hang). */
+    jn_http_options_t opts = {.bind_address = "127.0.0.1",
+                              .port = port,
+                              .max_body = 32u << 20,
+                              .threads = 16,
+                              .max_connections = 16384,
+                              .max_connections_per_address = 8192};
     jn_http_server_t *srv = jn_http_server_new(&opts);
     if (!srv)
         abort();
     jn_fake_routes_admin(&fp, srv);
     jn_fake_routes_oauth(&fp, srv);
+    jn_fake_routes_edge(&fp, srv);
     jn_fake_routes_api(&fp, srv);
     if (jn_http_server_start(srv) != JN_OK) {
         jn_http_server_free(srv);

@@ -7,6 +7,7 @@
  *   fake_provider_admin.c  /_admin: knobs, clients, API keys, revocation, stats, reset
  *   fake_provider_oauth.c  /oauth/authorize and /oauth/token
  *   fake_provider_api.c    /api: auth, failure and rate-limit gates, pagination, streams
+ *   fake_provider_edge.c   /api: what arrived, many headers, a call that never answers
  * All mutable state lives in one jn_fake_t guarded by its mutex: handlers run on the
  * HTTP server's thread pool. Nothing sleeps while holding the mutex. Everything is
  * deterministic except the random codes and tokens.
@@ -106,6 +107,9 @@ typedef struct {
     json_object *api_requests_by_path; /* path -> int */
     json_object *last_token_request;   /* NULL until the first one */
 
+    int64_t hangs_started; /* /api/hang requests received; kept across resets */
+    int64_t hangs_open;    /* of them, not yet let go (the client is still there) */
+
     jn_fake_client_t *interned; /* strings that live until exit (kept across resets) */
 } jn_fake_t;
 
@@ -125,6 +129,8 @@ const jn_fake_client_t *jn_fake_client_find(const jn_fake_client_t *list, const 
 void jn_fake_routes_admin(jn_fake_t *fp, jn_http_server_t *srv);
 void jn_fake_routes_oauth(jn_fake_t *fp, jn_http_server_t *srv);
 void jn_fake_routes_api(jn_fake_t *fp, jn_http_server_t *srv);
+/* Before jn_fake_routes_api, whose catch-all route under /api would hide these. */
+void jn_fake_routes_edge(jn_fake_t *fp, jn_http_server_t *srv);
 
 /* Small shared helpers (fake_provider.c). */
 int64_t jn_fake_now_ms(void); /* monotonic */

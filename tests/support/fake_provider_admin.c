@@ -405,6 +405,8 @@ static void get_stats(const jn_http_request_t *req, jn_http_response_t *res, voi
     json_object_object_add(o, "api_requests", json_object_new_int64(fp->api_requests));
     json_object_object_add(o, "api_requests_by_path", copy_or_null(fp->api_requests_by_path));
     json_object_object_add(o, "last_token_request", copy_or_null(fp->last_token_request));
+    json_object_object_add(o, "hangs_started", json_object_new_int64(fp->hangs_started));
+    json_object_object_add(o, "hangs_open", json_object_new_int64(fp->hangs_open));
     pthread_mutex_unlock(&fp->mu);
     jn_http_respond_json(res, 200, o);
 }

@@ -8,6 +8,9 @@
  * Bearer) or a registered API key (x-api-key) unless require_auth is off; 401
  * {"message":"bad token"} otherwise.
  *
+ * /api/me echoes the caller's headers, query and port (which upstream connection carried
+ * it); /api/redirect?to=URL&status=N answers a redirect there.
+ *
  * The data set is items_count items "item-1".."item-N" with seq = N, served by four
  * paginations (cursor, link, offset, page). Streamed bodies (/api/large, /api/drip) use
  * the byte pattern byte(i) = i % 251 and never hold the body in memory.
@@ -165,6 +168,7 @@ static void me(jn_fake_t *fp, const jn_http_request_t *req, jn_http_response_t *
     json_object_object_add(o, "id", json_object_new_string("user-1"));
     json_object_object_add(o, "name", json_object_new_string("Test User"));
     json_object_object_add(o, "token_kind", json_object_new_string(kind));
+    json_object_object_add(o, "client_port", json_object_new_int((int)req->remote_port));
     json_object_object_add(o, "headers", jn_fake_request_headers(req));
     json_object_object_add(o, "query", jn_fake_request_query(req));
     jn_http_respond_json(res, 200, o);
@@ -480,6 +484,25 @@ static void echo(jn_fake_t *fp, const jn_http_request_t *req, jn_http_response_t
     jn_http_respond_json(res, 200, o);
 }
 
+/* ?to=URL[&status=302]: answers the redirect status (301, 302, 303, 307, 308) with
+ * Location: URL. */
+static void redirect(jn_fake_t *fp, const jn_http_request_t *req, jn_http_response_t *res,
+                     const char *kind)
+{
+    (void)fp;
+    (void)kind;
+    const char *to = jn_http_query(req, "to");
+    int64_t status = 302;
+    if (!query_int(req, "status", 302, 399, &status) ||
+        (status != 301 && status != 302 && status != 303 && status != 307 && status != 308) ||
+        !to || !*to) {
+        respond_message(res, 400, "give to=<url> and a redirect status");
+        return;
+    }
+    respond_message(res, (int)status, "moved");
+    jn_http_add_header(res, "Location", to);
+}
+
 static void not_found(jn_fake_t *fp, const jn_http_request_t *req, jn_http_response_t *res,
                       const char *kind)
 {
@@ -499,6 +522,7 @@ static api_route_t api_routes[] = {
     {"GET", "/api/large", large, true, NULL},
     {"GET", "/api/drip", drip, true, NULL},
     {"GET", "/api/garbage", garbage, true, NULL},
+    {"GET", "/api/redirect", redirect, true, NULL},
     {"POST", "/api/echo", echo, true, NULL},
     {"PUT", "/api/echo", echo, true, NULL},
     {"PATCH", "/api/echo", echo, true, NULL},

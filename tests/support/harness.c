@@ -523,3 +523,190 @@ long jn_test_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
+
+long jn_test_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, field, n) == 0 && line[n] == ':')
+            kb = strtol(line + n + 1, NULL, 10);
+    }
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* ---- raw HTTP ---- */
+
+#include <poll.h>
+
+int jn_test_url_port(const char *url)
+{
+    const char *colon = strrchr(url, ':');
+    return colon ? (int)strtol(colon + 1, NULL, 10) : 0;
+}
+
+int jn_test_connect(const char *from, int port)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (from) {
+        struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = 0};
+        inet_pton(AF_INET, from, &local.sin_addr);
+        if (bind(fd, (struct sockaddr *)&local, sizeof local) != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+bool jn_test_send(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Reads what is there within the deadline into buf; 0 at the end of the stream or on a
+ * reset, -1 when the time ran out. */
+static ssize_t read_until(int fd, char *buf, size_t cap, long deadline_ms)
+{
+    for (;;) {
+        long left = deadline_ms - jn_test_now_ms();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        ssize_t n = recv(fd, buf, cap, 0);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        return n < 0 ? 0 : n;
+    }
+}
+
+int jn_test_read_response(int fd, int timeout_ms, jn_test_response_t *r)
+{
+    memset(r, 0, sizeof *r);
+    long deadline = jn_test_now_ms() + timeout_ms;
+    size_t have = 0;
+    char *end = NULL;
+    while (!end) {
+        if (have + 1 >= sizeof r->head)
+            return 0;
+        ssize_t n = read_until(fd, r->head + have, sizeof r->head - 1 - have, deadline);
+        if (n <= 0)
+            return 0;
+        have += (size_t)n;
+        r->head[have] = '\0';
+        end = strstr(r->head, "\r\n\r\n");
+    }
+    size_t head_len = (size_t)(end - r->head) + 4;
+    size_t extra = have - head_len;
+    char length[32];
+    long long want = -1;
+    if (jn_test_header_value(r->head, "Content-Length", length, sizeof length) > 0)
+        want = strtoll(length, NULL, 10);
+    size_t cap = want >= 0 ? (size_t)want + 1 : 65536;
+    if (cap < extra + 1)
+        cap = extra + 1;
+    r->body = malloc(cap);
+    if (!r->body)
+        abort();
+    memcpy(r->body, r->head + head_len, extra);
+    r->body_len = extra;
+    r->head[head_len] = '\0';
+    while (want < 0 || r->body_len < (size_t)want) {
+        if (r->body_len + 1 >= cap) {
+            cap *= 2;
+            r->body = realloc(r->body, cap);
+            if (!r->body)
+                abort();
+        }
+        size_t room = cap - 1 - r->body_len;
+        if (want >= 0 && room > (size_t)want - r->body_len)
+            room = (size_t)want - r->body_len;
+        ssize_t n = read_until(fd, r->body + r->body_len, room, deadline);
+        if (n <= 0)
+            break;
+        r->body_len += (size_t)n;
+    }
+    r->body[r->body_len] = '\0';
+    if (strncmp(r->head, "HTTP/1.", 7) == 0)
+        r->status = (int)strtol(r->head + 9, NULL, 10);
+    return r->status;
+}
+
+void jn_test_response_cleanup(jn_test_response_t *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+bool jn_test_wait_closed(int fd, int timeout_ms)
+{
+    long deadline = jn_test_now_ms() + timeout_ms;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read_until(fd, buf, sizeof buf, deadline);
+        if (n == 0)
+            return true;
+        if (n < 0)
+            return false;
+    }
+}
+
+int jn_test_raw_request(int port, const char *request, size_t len, int timeout_ms,
+                        jn_test_response_t *r)
+{
+    memset(r, 0, sizeof *r);
+    int fd = jn_test_connect(NULL, port);
+    if (fd < 0)
+        return 0;
+    jn_test_send(fd, request, len);
+    int status = jn_test_read_response(fd, timeout_ms, r);
+    close(fd);
+    return status;
+}
+
+void jn_test_expect_error(const jn_test_response_t *r, int status, const char *code,
+                          const char *what)
+{
+    if (r->status != status)
+        fail_msg("%s: status %d (wanted %d): %s%s", what, r->status, status, r->head,
+                 r->body ? r->body : "");
+    char type[128];
+    if (jn_test_header_value(r->head, "Content-Type", type, sizeof type) != 1 ||
+        strncmp(type, "application/json", 16) != 0)
+        fail_msg("%s: not JSON: %s", what, r->head);
+    json_object *o = json_tokener_parse(r->body ? r->body : "");
+    const char *got = jn_test_json_str(o, "error.code");
+    const char *message = jn_test_json_str(o, "error.message");
+    if (!got || strcmp(got, code) != 0 || !message || !*message)
+        fail_msg("%s: wanted error code %s: %s", what, code, r->body ? r->body : "");
+    json_object_put(o);
+}

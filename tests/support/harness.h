@@ -129,6 +129,46 @@ struct json_object;
 long jn_test_api(const jn_test_gateway_t *gw, const char *method, const char *path, const char *key,
                  const char *body, struct json_object **resp);
 
+/* A value in kB from /proc/<pid>/status ("VmRSS", "VmHWM"), or -1. */
+long jn_test_status_kb(pid_t pid, const char *field);
+
+/* ---- raw HTTP over a socket: what curl will not send, and answers read byte-exact ---- */
+
+/* The port of a "http://host:port" URL. */
+int jn_test_url_port(const char *url);
+
+/* A blocking TCP connection to 127.0.0.1:port, from the local address from (NULL: any;
+ * "127.0.0.2" plays another client). -1 when it cannot be made. */
+int jn_test_connect(const char *from, int port);
+
+/* Writes all len bytes of data; false when the connection broke (SIGPIPE is ignored). */
+bool jn_test_send(int fd, const void *data, size_t len);
+
+typedef struct {
+    int status;       /* 0 when no answer came in time */
+    char head[16384]; /* the status line and headers, NUL-terminated */
+    char *body;       /* NUL-terminated; caller frees (jn_test_response_cleanup) */
+    size_t body_len;
+} jn_test_response_t;
+
+/* Reads one answer within timeout_ms: its head, then a body of Content-Length bytes, or
+ * up to the end of the connection when there is none. Returns the status. */
+int jn_test_read_response(int fd, int timeout_ms, jn_test_response_t *r);
+void jn_test_response_cleanup(jn_test_response_t *r);
+
+/* Waits up to timeout_ms for the peer to close the connection (EOF or reset), discarding
+ * what arrives meanwhile; true when it did. */
+bool jn_test_wait_closed(int fd, int timeout_ms);
+
+/* One request sent raw on a new connection to port, and its answer. Returns the status. */
+int jn_test_raw_request(int port, const char *request, size_t len, int timeout_ms,
+                        jn_test_response_t *r);
+
+/* Fails the test unless r is status with the JSON error envelope
+ * {"error":{"code":code,"message":"…"}} (Content-Type: application/json). */
+void jn_test_expect_error(const jn_test_response_t *r, int status, const char *code,
+                          const char *what);
+
 /* Fails the test unless got == want, naming what and showing resp (may be NULL). */
 void jn_test_expect_status(long got, long want, struct json_object *resp, const char *what);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/json_util.h"
 #include "core/log.h"
 
 /* Runs the logger with stderr redirected to a pipe and returns what it wrote. */
@@ -87,6 +88,55 @@ static void test_long_line_is_capped_and_valid(void **state)
     free(out);
 }
 
+static void emit_bad_utf8(void)
+{
+    jn_log_init("gateway", JN_LOG_INFO);
+    jn_log_info("test", "id fz-int\xff\xfe cut \xc3 surrogate \xed\xa0\x80 overlong \xc0\xaf "
+                        "kept caf\xc3\xa9 \xf0\x9f\x98\x80");
+}
+
+/* Bytes that are not UTF-8 (from a client or a provider) never make a line invalid JSON. */
+static void test_invalid_utf8_is_replaced(void **state)
+{
+    (void)state;
+    char *out = capture(emit_bad_utf8);
+    assert_true(jn_utf8_valid(out, strlen(out)));
+    json_object *o = json_tokener_parse(out);
+    assert_non_null(o);
+    json_object *v;
+    assert_true(json_object_object_get_ex(o, "msg", &v));
+    assert_string_equal(json_object_get_string(v),
+                        "id fz-int\xef\xbf\xbd\xef\xbf\xbd cut \xef\xbf\xbd surrogate "
+                        "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd overlong \xef\xbf\xbd\xef\xbf\xbd "
+                        "kept caf\xc3\xa9 \xf0\x9f\x98\x80");
+    json_object_put(o);
+    free(out);
+}
+
+static void emit_huge_utf8(void)
+{
+    jn_log_init("worker", JN_LOG_DEBUG);
+    char *big = malloc(3 * JN_LOG_LINE_MAX + 1);
+    for (size_t i = 0; i + 2 <= 3 * JN_LOG_LINE_MAX; i += 2)
+        memcpy(big + i, "\xc3\xa9", 2);
+    big[3 * JN_LOG_LINE_MAX] = '\0';
+    jn_log_warn("test", "x%s", big); /* the x puts every character across the cut */
+    free(big);
+}
+
+/* A capped line never ends inside a multi-byte character. */
+static void test_capped_line_keeps_characters_whole(void **state)
+{
+    (void)state;
+    char *out = capture(emit_huge_utf8);
+    assert_true(strlen(out) <= JN_LOG_LINE_MAX);
+    assert_true(jn_utf8_valid(out, strlen(out)));
+    json_object *o = json_tokener_parse(out);
+    assert_non_null(o);
+    json_object_put(o);
+    free(out);
+}
+
 static void test_level_parse(void **state)
 {
     (void)state;
@@ -103,6 +153,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line_is_json),
         cmocka_unit_test(test_long_line_is_capped_and_valid),
+        cmocka_unit_test(test_invalid_utf8_is_replaced),
+        cmocka_unit_test(test_capped_line_keeps_characters_whole),
         cmocka_unit_test(test_level_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
