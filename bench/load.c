@@ -3,8 +3,10 @@
  *
  *   load <seconds> <threads> <url> [header ...]
  *
- * Each thread sends GET requests back to back on one keep-alive connection for the given
- * time. Prints one line: "requests=N errors=E rps=R p50_ms=A p99_ms=B". Loopback only.
+ * Each thread sends requests back to back on one keep-alive connection for the given
+ * time: GET, or POST with the body in the environment variable LOAD_BODY when it is set.
+ * A request counts when it answers 2xx. Prints one line:
+ * "requests=N errors=E rps=R p50_ms=A p99_ms=B". Loopback only.
  */
 #include <curl/curl.h>
 #include <pthread.h>
@@ -17,6 +19,7 @@
 
 typedef struct {
     const char *url;
+    const char *body; /* NULL: GET */
     struct curl_slist *headers;
     double until;
     double *samples;
@@ -47,12 +50,14 @@ static void *run(void *arg)
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (w->body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, w->body);
     while (now_s() < w->until && w->count < MAX_SAMPLES) {
         double t0 = now_s();
         long status = 0;
         if (curl_easy_perform(c) == CURLE_OK)
             curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        if (status != 200) {
+        if (status < 200 || status > 299) {
             w->errors++;
             continue;
         }
@@ -88,8 +93,13 @@ int main(int argc, char **argv)
     pthread_t *t = calloc((size_t)threads, sizeof *t);
     double start = now_s();
     for (int i = 0; i < threads; i++) {
-        w[i] = (worker_t){argv[3], headers, start + seconds, malloc(MAX_SAMPLES * sizeof(double)),
-                          0,       0};
+        w[i] = (worker_t){argv[3],
+                          getenv("LOAD_BODY"),
+                          headers,
+                          start + seconds,
+                          malloc(MAX_SAMPLES * sizeof(double)),
+                          0,
+                          0};
         pthread_create(&t[i], NULL, run, &w[i]);
     }
     size_t total = 0, errors = 0;

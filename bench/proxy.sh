@@ -10,13 +10,10 @@
 #   proxied: GET <gateway>/proxy/api/me with Connection-Id / Provider-Config-Key
 # and prints req/s, p50 and p99 of each and the gateway's figures against nginx's.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/.." && pwd)"
 SECONDS_RUN="${1:-10}"
 THREADS="${2:-4}"
-BUILD="${JUNCTION_BUILD_DIR:-$REPO/build}"
-# shellcheck source=/dev/null
-source "$REPO/deploy/local/env.sh"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 if [[ ! -x $NGINX ]]; then
   echo "bench: nginx is missing (Debian package nginx-light); installing it" >&2
@@ -24,60 +21,11 @@ if [[ ! -x $NGINX ]]; then
     { apt-get update >/dev/null && apt-get install -y nginx-light >/dev/null; }
   NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 fi
-for bin in "$BUILD/tests/support/fake_provider" "$BUILD/api-gateway/junction-gateway" "$BUILD/bench/load"; do
-  [[ -x $bin ]] || { echo "bench: $bin is missing; run: cmake --build $BUILD" >&2; exit 1; }
-done
-WORK="$(mktemp -d)"
-DB="jn_bench_$$"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  psql -q "$JUNCTION_DATABASE_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_for() { # url
-  local deadline=$((SECONDS + 60))
-  until curl -fsS -o /dev/null "$1" 2>/dev/null; do
-    ((SECONDS < deadline)) || { echo "bench: $1 did not come up" >&2; exit 1; }
-    sleep 0.1
-  done
-}
-
-"$BUILD/tests/support/fake_provider" >"$WORK/fake.log" 2>&1 &
-PIDS+=($!)
-deadline=$((SECONDS + 10))
-until grep -q "listening on" "$WORK/fake.log"; do
-  ((SECONDS < deadline)) || { echo "bench: fake provider did not start" >&2; exit 1; }
-  sleep 0.05
-done
-FAKE_PORT=$(sed -n 's/^listening on \([0-9]*\).*/\1/p' "$WORK/fake.log" | head -1)
-FAKE="http://127.0.0.1:$FAKE_PORT"
-curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"key":"bench-key"}' "$FAKE/_admin/api_keys"
-
-psql -q "$JUNCTION_DATABASE_URL" -c "CREATE DATABASE $DB" >/dev/null
-GW_PORT=$((20000 + $$ % 20000))
-ADMIN_PORT=$((GW_PORT + 1))
-NGINX_PORT=$((GW_PORT + 2))
-KEY="bench-secret-key-$$"
-JUNCTION_DATABASE_URL="${JUNCTION_DATABASE_URL%/*}/$DB" JUNCTION_PORT=$GW_PORT JUNCTION_ADMIN_PORT=$ADMIN_PORT \
-  JUNCTION_SECRET_KEY_DEV=$KEY JUNCTION_TOPIC_PREFIX=$DB JUNCTION_TOPIC_PARTITIONS=1 \
-  JUNCTION_BIND_ADDRESS=127.0.0.1 JUNCTION_LOG_LEVEL=warn \
-  "$BUILD/api-gateway/junction-gateway" >"$WORK/gateway.log" 2>&1 &
-PIDS+=($!)
-GW="http://127.0.0.1:$GW_PORT"
-wait_for "http://127.0.0.1:$ADMIN_PORT/health"
-auth=(-H "Authorization: Bearer $KEY" -H 'Content-Type: application/json')
-curl -fsS -o /dev/null "${auth[@]}" -X PATCH -d '{"egress_allowlist":"127.0.0.0/8"}' "$GW/junction/environment"
-curl -fsS -o /dev/null "${auth[@]}" -X PUT "$GW/junction/providers/bench-api" -d "{\"display_name\":\"Bench\",
-  \"categories\":[\"dev-tools\"],\"docs\":\"https://example.com\",\"auth_mode\":\"API_KEY\",
-  \"proxy\":{\"base_url\":\"$FAKE\",\"headers\":{\"x-api-key\":\"\${apiKey}\"}},
-  \"credentials\":{\"apiKey\":{\"type\":\"string\",\"title\":\"Key\"}}}"
-curl -fsS -o /dev/null "${auth[@]}" -X POST "$GW/integrations" -d '{"provider":"bench-api","unique_key":"bench"}'
-curl -fsS -o /dev/null "${auth[@]}" -X POST "$GW/connections" \
-  -d '{"provider_config_key":"bench","connection_id":"c1","credentials":{"type":"API_KEY","apiKey":"bench-key"}}'
+bench_need "$BUILD/bench/load"
+bench_start_fake
+bench_start_gateway
+bench_connection
+NGINX_PORT=$((PORT_BASE + 2))
 
 # nginx: one worker, keep-alive to the upstream, the key injected like the gateway does.
 mkdir -p "$WORK/nginx"
@@ -105,7 +53,7 @@ http {
 CONF
 "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/nginx.log" 2>&1 &
 PIDS+=($!)
-wait_for "http://127.0.0.1:$NGINX_PORT/api/me"
+bench_wait_for "http://127.0.0.1:$NGINX_PORT/api/me"
 
 echo "bench: ${SECONDS_RUN}s per case, $THREADS client threads, loopback, $(nproc) cores"
 run_load() { "$BUILD/bench/load" "$SECONDS_RUN" "$THREADS" "$@"; }
@@ -119,8 +67,7 @@ proxied=$(run_load "$GW/proxy/api/me" "Authorization: Bearer $KEY" "Connection-I
 echo "direct:  $direct"
 echo "nginx:   $nginx"
 echo "proxied: $proxied"
-field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
-awk -v nr="$(field rps "$nginx")" -v pr="$(field rps "$proxied")" \
-  -v n50="$(field p50_ms "$nginx")" -v p50="$(field p50_ms "$proxied")" \
-  -v n99="$(field p99_ms "$nginx")" -v p99="$(field p99_ms "$proxied")" \
+awk -v nr="$(bench_field rps "$nginx")" -v pr="$(bench_field rps "$proxied")" \
+  -v n50="$(bench_field p50_ms "$nginx")" -v p50="$(bench_field p50_ms "$proxied")" \
+  -v n99="$(bench_field p99_ms "$nginx")" -v p99="$(bench_field p99_ms "$proxied")" \
   'BEGIN { printf "junction/nginx: rps %.2fx, p50 %+.3f ms, p99 %+.3f ms (goal: >= 0.5x, p50 within +0.3 ms)\n", pr/nr, p50-n50, p99-n99 }'

@@ -148,8 +148,10 @@ jn_kafka_producer_t *jn_kafka_producer_new(const jn_config_t *cfg, const char *c
     if (!conf)
         return NULL;
     rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
+    /* No lingering: a job message is on the critical path of an action's round trip, and
+     * under load messages still batch while earlier requests are in flight. */
     if (!set(conf, "enable.idempotence", "true") || !set(conf, "acks", "all") ||
-        !set(conf, "compression.codec", "lz4") || !set(conf, "linger.ms", "5") ||
+        !set(conf, "compression.codec", "lz4") || !set(conf, "linger.ms", "0") ||
         !set(conf, "message.timeout.ms", "300000")) {
         rd_kafka_conf_destroy(conf);
         return NULL;
