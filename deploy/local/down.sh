@@ -68,6 +68,7 @@ main() {
     --purge) do_purge=1 ;;
     *) die "usage: $0 [--purge]" ;;
   esac
+  stop_part demo.sh
   stop_part services.sh
   stop_part kafka.sh
   stop_part postgres.sh
