@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/run.sh [--no-asan] — the project's single test command.
 #
-# deps.sh -> postgres.sh start -> kafka.sh start -> env.sh -> build.sh -> ctest,
+# deps.sh -> tests/sdk/install.sh -> postgres.sh start -> kafka.sh start -> env.sh -> build.sh -> ctest,
 # then the same with the sanitizer build (build.sh --asan, ctest on build-asan)
 # unless --no-asan or JUNCTION_TEST_NO_ASAN=1. PostgreSQL and Kafka are left
 # running so the next run is fast. Exits non-zero if anything fails and ends
@@ -74,6 +74,8 @@ main() {
   done
   export JUNCTION_REPO_DIR="$REPO" JUNCTION_LOCAL_DIR="$STATE"
   stage deps.sh
+  log "== tests/sdk/install.sh"
+  "$REPO/tests/sdk/install.sh" || finish_broken "tests/sdk/install.sh"
   stage postgres.sh start
   stage kafka.sh start
   source "$LIB_DIR/env.sh"

@@ -2,7 +2,8 @@
 # deploy/local/deps.sh — make sure the Debian packages Junction needs are installed.
 #
 # Build tools, C libraries with headers, clang-format, PostgreSQL 15, Java 17
-# and Maven (for the local Kafka broker). Fast path (everything present) is a
+# and Maven (for the local Kafka broker), and Node.js with npm (the tests run Nango's
+# own SDK against Junction; any node on PATH will do). Fast path (everything present) is a
 # single dpkg-query call. As root on Debian: apt-get update once, then
 # apt-get install -y the missing packages. Otherwise: print exactly what is
 # missing and exit 1.
@@ -19,7 +20,7 @@ PACKAGES=(
 JAVA_PACKAGE=openjdk-17-jre-headless
 
 # Non-Debian fallback: commands and pkg-config modules that must exist.
-COMMANDS=(gcc cmake make pkg-config git curl openssl clang-format psql java mvn)
+COMMANDS=(gcc cmake make pkg-config git curl openssl clang-format psql java mvn node npm)
 PC_MODULES=(rdkafka libpq json-c libcurl openssl lua5.4 cmocka)
 
 # missing_debs — print the Debian packages from PACKAGES (+ Java) not installed.
@@ -34,6 +35,8 @@ missing_debs() {
     [[ -n ${ok[$pkg]:-} ]] || printf '%s\n' "$pkg"
   done
   [[ -n ${ok[$JAVA_PACKAGE]:-} ]] || java_ok || printf '%s\n' "$JAVA_PACKAGE"
+  command -v node >/dev/null 2>&1 || printf '%s\n' nodejs
+  command -v npm >/dev/null 2>&1 || printf '%s\n' npm
 }
 
 # java_ok — some java on PATH (or JAVA_HOME) is version 17 or newer.
