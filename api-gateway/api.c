@@ -3,7 +3,9 @@
  */
 #include "api.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -13,6 +15,18 @@
 
 #define DB_WAIT_MS 5000
 
+/* Provider waits in progress, per environment (few at a time: a short list). */
+typedef struct {
+    long long env_id;
+    int count;
+} env_slots_t;
+
+struct flow_slots {
+    pthread_mutex_t lock;
+    env_slots_t *envs;
+    size_t n, cap;
+};
+
 void jn_gateway_init(jn_gateway_t *gw, jn_engine_t *engine)
 {
     gw->engine = engine;
@@ -21,6 +35,12 @@ void jn_gateway_init(jn_gateway_t *gw, jn_engine_t *engine)
     gw->envs = engine->envs;
     gw->provider_http = engine->provider_http;
     gw->jobs = jn_job_waiters_new(engine->loop, engine->listener);
+    gw->flows = jn_taskpool_new("jn-flow", engine->config.connect_flow_threads,
+                                engine->config.connect_flow_threads * 4);
+    gw->flow_slots = calloc(1, sizeof *gw->flow_slots);
+    if (!gw->flow_slots)
+        abort();
+    pthread_mutex_init(&gw->flow_slots->lock, NULL);
 }
 
 void jn_gateway_cleanup(jn_gateway_t *gw)
@@ -28,6 +48,14 @@ void jn_gateway_cleanup(jn_gateway_t *gw)
     jn_crypto_keyring_cleanup(&gw->keyring);
     jn_job_waiters_free(gw->jobs);
     gw->jobs = NULL;
+    jn_taskpool_free(gw->flows);
+    gw->flows = NULL;
+    if (gw->flow_slots) {
+        pthread_mutex_destroy(&gw->flow_slots->lock);
+        free(gw->flow_slots->envs);
+        free(gw->flow_slots);
+        gw->flow_slots = NULL;
+    }
 }
 
 /* The secret key of an "Authorization: Bearer <key>" header, or NULL. */
@@ -281,4 +309,85 @@ bool jn_api_connection_headers(const jn_http_request_t *req, jn_http_response_t 
     *connection_id = cid;
     *provider_config_key = pck;
     return true;
+}
+
+/* ---- provider waits of connect flows ---- */
+
+typedef struct {
+    jn_gateway_t *gw;
+    const jn_http_request_t *req;
+    jn_http_response_t *res;
+    jn_http_pending_t *pending;
+    jn_http_handler_fn fn;
+    void *ud;
+} offload_t;
+
+static void offload_run(void *arg)
+{
+    offload_t *o = arg;
+    o->fn(o->req, o->res, o->ud);
+    jn_http_pending_finish(o->pending);
+    free(o);
+}
+
+void jn_api_offload(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_response_t *res,
+                    jn_http_handler_fn fn, void *ud)
+{
+    offload_t *o = calloc(1, sizeof *o);
+    if (!o)
+        abort();
+    *o = (offload_t){gw, req, res, jn_http_defer(req), fn, ud};
+    if (jn_taskpool_submit(gw->flows, offload_run, o) != JN_OK) {
+        jn_http_respond_error(res, 503, "service_unavailable",
+                              "too many connection attempts are in progress; retry shortly");
+        jn_http_pending_finish(o->pending);
+        free(o);
+    }
+}
+
+bool jn_api_provider_wait_begin(jn_gateway_t *gw, long long env_id)
+{
+    struct flow_slots *s = gw->flow_slots;
+    bool ok = true;
+    pthread_mutex_lock(&s->lock);
+    size_t i = 0;
+    while (i < s->n && s->envs[i].env_id != env_id)
+        i++;
+    if (i == s->n) {
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 8;
+            s->envs = realloc(s->envs, s->cap * sizeof *s->envs);
+            if (!s->envs)
+                abort();
+        }
+        s->envs[s->n++] = (env_slots_t){env_id, 0};
+    }
+    if (s->envs[i].count >= gw->engine->config.connect_flows_per_env)
+        ok = false;
+    else
+        s->envs[i].count++;
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+void jn_api_provider_busy(jn_http_response_t *res)
+{
+    jn_http_add_header(res, "Retry-After", "5");
+    jn_http_respond_error(res, 503, "service_unavailable",
+                          "too many connection attempts are in progress for this environment; "
+                          "retry shortly");
+}
+
+void jn_api_provider_wait_end(jn_gateway_t *gw, long long env_id)
+{
+    struct flow_slots *s = gw->flow_slots;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->envs[i].env_id == env_id) {
+            if (--s->envs[i].count == 0)
+                s->envs[i] = s->envs[--s->n];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
 }

@@ -280,9 +280,16 @@ static void credentials_route(const jn_http_request_t *req, jn_http_response_t *
         flow_request(&f, &cr, config);
         jn_connection_t c;
         bool created;
-        if (jn_api_save_connection(gw, &f.env, &cr, JN_CONNCFG_VALUES, true, res, &c, &created)) {
-            respond_created(res, &c);
-            jn_connection_cleanup(&c);
+        if (!jn_api_provider_wait_begin(gw, f.env.id)) {
+            jn_api_provider_busy(res);
+        } else {
+            /* The provider's verification request may take its time. */
+            if (jn_api_save_connection(gw, &f.env, &cr, JN_CONNCFG_VALUES, true, res, &c,
+                                       &created)) {
+                respond_created(res, &c);
+                jn_connection_cleanup(&c);
+            }
+            jn_api_provider_wait_end(gw, f.env.id);
         }
     }
     jn_api_connection_request_cleanup(&cr);
@@ -336,8 +343,12 @@ static void client_credentials_route(const jn_http_request_t *req, jn_http_respo
     jn_oauth_token_t token = {0};
     jn_oauth_error_t oerr;
     char why[512];
+    bool slot = false;
     if (!config) {
         /* answered */
+    } else if (!(slot = jn_api_provider_wait_begin(gw, f.env.id))) {
+        jn_api_provider_busy(res);
+        json_object_put(config);
     } else if (jn_oauth_client_credentials(f.provider, &client, config, f.integration.scopes,
                                            &token, &oerr)) {
         jn_http_respond_error(res, 400, "connection_test_failed", "%s", oerr.message);
@@ -359,6 +370,8 @@ static void client_credentials_route(const jn_http_request_t *req, jn_http_respo
         }
         jn_api_connection_request_cleanup(&cr);
     }
+    if (slot)
+        jn_api_provider_wait_end(gw, f.env.id);
     jn_oauth_token_cleanup(&token);
     json_object_put(body);
     flow_cleanup(gw, &f);
@@ -780,6 +793,13 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         err = JN_ERR_UPSTREAM;
     }
     jn_oauth_token_t token = {0};
+    bool slot = false;
+    if (!err && !(slot = jn_api_provider_wait_begin(gw, f.env.id))) {
+        snprintf(message, sizeof message,
+                 "too many connection attempts are in progress; start the connection again "
+                 "in a moment");
+        err = JN_ERR_BUSY;
+    }
     if (!err) {
         jn_oauth_client_t client = {f.integration.client_id, f.integration.client_secret,
                                     flow_egress(&f)};
@@ -818,6 +838,8 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         jn_http_response_cleanup(&scratch);
         jn_api_connection_request_cleanup(&cr);
     }
+    if (slot)
+        jn_api_provider_wait_end(gw, f.env.id);
     if (err) {
         callback_page(res, gw, f.session.cors_allowed_origins, message, NULL, NULL);
         notify_frontend(gw, ws_client, f.pck, connection_id, message);
@@ -867,6 +889,33 @@ static void preflight_get(const jn_http_request_t *req, jn_http_response_t *res,
     flow_preflight(req, res, ud, "GET");
 }
 
+/* The routes that wait on a provider run on the gateway's pool for such waits. */
+static void offload_callback(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_api_offload(ud, req, res, oauth_callback, ud);
+}
+
+static void offload_api_key(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_api_offload(ud, req, res, api_key_route, ud);
+}
+
+static void offload_basic(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_api_offload(ud, req, res, basic_route, ud);
+}
+
+static void offload_unauthenticated(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_api_offload(ud, req, res, unauthenticated_route, ud);
+}
+
+static void offload_client_credentials(const jn_http_request_t *req, jn_http_response_t *res,
+                                       void *ud)
+{
+    jn_api_offload(ud, req, res, client_credentials_route, ud);
+}
+
 void jn_routes_auth_flows(jn_gateway_t *gw, jn_http_server_t *http)
 {
     static const char *const posts[] = {
@@ -876,10 +925,10 @@ void jn_routes_auth_flows(jn_gateway_t *gw, jn_http_server_t *http)
         jn_http_route(http, "OPTIONS", posts[i], preflight_post, gw);
     jn_http_route(http, "OPTIONS", "/oauth/connect/:providerConfigKey", preflight_get, gw);
     jn_http_route(http, "GET", "/oauth/connect/:providerConfigKey", oauth_connect, gw);
-    jn_http_route(http, "GET", "/oauth/callback", oauth_callback, gw);
-    jn_http_route(http, "POST", "/api-auth/api-key/:providerConfigKey", api_key_route, gw);
-    jn_http_route(http, "POST", "/api-auth/basic/:providerConfigKey", basic_route, gw);
-    jn_http_route(http, "POST", "/oauth2/auth/:providerConfigKey", client_credentials_route, gw);
-    jn_http_route(http, "POST", "/auth/unauthenticated/:providerConfigKey", unauthenticated_route,
+    jn_http_route(http, "GET", "/oauth/callback", offload_callback, gw);
+    jn_http_route(http, "POST", "/api-auth/api-key/:providerConfigKey", offload_api_key, gw);
+    jn_http_route(http, "POST", "/api-auth/basic/:providerConfigKey", offload_basic, gw);
+    jn_http_route(http, "POST", "/oauth2/auth/:providerConfigKey", offload_client_credentials, gw);
+    jn_http_route(http, "POST", "/auth/unauthenticated/:providerConfigKey", offload_unauthenticated,
                   gw);
 }

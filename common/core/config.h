@@ -84,6 +84,11 @@ typedef struct {
     int worker_webhooks; /* JUNCTION_WORKER_WEBHOOKS, default 4 */
     int worker_drain_s;  /* JUNCTION_WORKER_DRAIN_SECONDS, default 25 */
     int job_lease_s;     /* JUNCTION_JOB_LEASE_SECONDS, default 60 */
+    /* Gateway: an end user's connect flow that waits on a provider (a token request, a
+     * credential check) runs on threads of its own, at most this many at once, and at
+     * most connect_flows_per_env of them for one environment. */
+    int connect_flow_threads;  /* JUNCTION_CONNECT_FLOW_THREADS, default 32 */
+    int connect_flows_per_env; /* JUNCTION_CONNECT_FLOWS_PER_ENVIRONMENT, default 8 */
 } jn_config_t;
 
 /* Returns the value of an environment variable or NULL; ud is passed through. */
