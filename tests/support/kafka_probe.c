@@ -8,6 +8,9 @@
  *       value (or "-") and a tab.
  *   kafka_probe produce <topic> <key> <value>
  *       produces one message and exits 0 once the broker acknowledged it.
+ *   kafka_probe produce-junk <topic> <key> <bytes>
+ *       the same with a value of <bytes> bytes of quotes and backslashes (what JSON
+ *       escaping grows most), for dead-letter tests.
  * Brokers come from JUNCTION_KAFKA_BROKERS, like the services.
  */
 #include <stdio.h>
@@ -66,7 +69,26 @@ int main(int argc, char **argv)
         jn_kafka_producer_free(p, 5000);
         return err == JN_OK ? 0 : 4;
     }
+    if (argc == 5 && strcmp(argv[1], "produce-junk") == 0) {
+        long n = strtol(argv[4], NULL, 10);
+        if (n < 1 || n > (8L << 20))
+            return 1;
+        char *value = malloc((size_t)n);
+        if (!value)
+            return 2;
+        for (long i = 0; i < n; i++)
+            value[i] = i % 2 ? '"' : '\\';
+        jn_kafka_producer_t *p = jn_kafka_producer_new(&cfg, "kafka_probe");
+        if (!p)
+            return 2;
+        jn_err_t err =
+            jn_kafka_produce_sync(p, argv[2], argv[3], strlen(argv[3]), value, (size_t)n, 30000);
+        jn_kafka_producer_free(p, 5000);
+        free(value);
+        return err == JN_OK ? 0 : 4;
+    }
     fprintf(stderr, "usage: kafka_probe consume <topic> <group> <count> <timeout_ms>\n"
-                    "       kafka_probe produce <topic> <key> <value>\n");
+                    "       kafka_probe produce <topic> <key> <value>\n"
+                    "       kafka_probe produce-junk <topic> <key> <bytes>\n");
     return 1;
 }
