@@ -707,6 +707,8 @@ static void test_bad_options(void **state)
         {"ctx:post{ endpoint = '/x', data = { f = print or tostring } }",
          "data: f: a function has no JSON form"},
         {"ctx:get{ endpoint = '/x', retry_on = { 700 } }", "retry_on[1]: must be an HTTP status"},
+        {"local s = {} for i = 1, 21 do s[i] = 500 end\n  ctx:get{ endpoint = '/x', retry_on = s }",
+         "retry_on: at most 20 statuses"},
         {"ctx:paginate{ endpoint = '/x', paginate = { type = 'spiral' } }", "ctx:paginate:"},
         {"ctx:paginate{ endpoint = '/x', paginate = { limit = -1 } }", "paginate.limit"},
         {"ctx:log('x', 'loud')", "ctx:log: level must be"},
