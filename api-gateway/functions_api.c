@@ -198,8 +198,19 @@ static bool compile_all(json_object *fns, jn_http_response_t *res, batch_t *b)
         const char *name = json_object_get_string(json_object_object_get(item, "name"));
         jn_sandbox_limits_t lim = jn_sandbox_limits_declaration();
         int64_t left = deadline - mono_ms();
+        if (left <= 0) {
+            jn_field_error_t e;
+            char path[48];
+            snprintf(path, sizeof path, "functions.%zu.source", i);
+            jn_field_error(&e, path,
+                           "%s: not loaded: loading the files before it took the %d ms a "
+                           "deployment may spend; deploy fewer or lighter files",
+                           name, DEPLOY_BUDGET_MS);
+            jn_api_invalid(res, "invalid_body", &e);
+            return false;
+        }
         if (left < lim.wall_ms)
-            lim.wall_ms = left > 0 ? left : 0;
+            lim.wall_ms = left;
         jn_script_error_t err;
         if (jn_declaration_load(name, json_object_get_string(src),
                                 (size_t)json_object_get_string_len(src), &lim, &b->decls[i],
