@@ -78,7 +78,7 @@ jn_sandbox_limits_t jn_sandbox_limits_webhook(void);
 jn_sandbox_limits_t jn_sandbox_limits_declaration(void);
 
 #define JN_SCRIPT_MESSAGE_MAX 1024
-#define JN_SCRIPT_NAME_MAX 64
+#define JN_SCRIPT_NAME_MAX 64 /* buffer size: names of up to 63 bytes */
 
 /* A classified failure. message is "name:line: what" (the line when one is known). */
 typedef struct {

@@ -10,7 +10,7 @@ CREATE TABLE functions (
     id                   bigserial PRIMARY KEY,
     environment_id       bigint NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
     integration_id       bigint NOT NULL,
-    name                 text NOT NULL CHECK (name ~ '^[A-Za-z][A-Za-z0-9_-]{0,63}$'),
+    name                 text NOT NULL CHECK (name ~ '^[A-Za-z][A-Za-z0-9_-]{0,47}$'),
     type                 text NOT NULL CHECK (type IN ('action', 'sync')),
     source               text NOT NULL,
     declaration          jsonb NOT NULL,
