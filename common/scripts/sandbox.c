@@ -38,6 +38,8 @@ struct jn_sandbox {
     char name[JN_SCRIPT_NAME_MAX];
     jn_sandbox_limits_t limits;
     size_t mem, mem_peak, since_check;
+    uint64_t fail_nth; /* torture tests: fail this allocation (counting down) */
+    int fail_burst;
     bool mem_refused, wipe;
     uint64_t used;
     int64_t deadline;
@@ -203,7 +205,9 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (nsize > osize) {
         size_t grow = nsize - osize;
         size_t cap = sb->limits.memory_bytes + (sb->dead ? DEAD_RESERVE : 0);
-        if (grow > cap || sb->mem > cap - grow) {
+        if (sb->fail_nth && --sb->fail_nth == 0)
+            sb->fail_burst = 2; /* the allocation and Lua's retry after collecting */
+        if (grow > cap || sb->mem > cap - grow || (sb->fail_burst && sb->fail_burst--)) {
             sb->mem_refused = true;
             return NULL;
         }
@@ -410,18 +414,29 @@ static int box_gc(lua_State *L)
     return 0;
 }
 
+static int new_box(lua_State *L)
+{
+    lua_newuserdatauv(L, sizeof(jn_sandbox_box_t), 0);
+    return 1;
+}
+
 jn_sandbox_box_t *jn_sandbox_box(lua_State *L, void *resource, void (*free_fn)(void *))
 {
-    /* If this allocation fails the resource is freed before the error unwinds. */
-    jn_sandbox_box_t *box = NULL;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &BOX_MT);
-    if (!lua_checkstack(L, 2) || !(box = lua_newuserdatauv(L, sizeof *box, 0))) {
+    /* The box is made under a pcall: when there is no memory left for it, the resource
+     * is freed before the error goes on. */
+    if (!lua_checkstack(L, 3)) {
         free_fn(resource);
-        luaL_error(L, "not enough memory");
+        jn_sandbox_error(L, "not enough memory");
     }
+    lua_pushcfunction(L, new_box);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        free_fn(resource);
+        lua_error(L);
+    }
+    jn_sandbox_box_t *box = lua_touserdata(L, -1);
     box->resource = resource;
     box->free_fn = free_fn;
-    lua_insert(L, -2);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BOX_MT);
     lua_setmetatable(L, -2);
     return box;
 }
@@ -610,6 +625,11 @@ size_t jn_sandbox_memory(const jn_sandbox_t *sb)
 size_t jn_sandbox_memory_peak(const jn_sandbox_t *sb)
 {
     return sb->mem_peak;
+}
+
+void jn_sandbox_fail_allocation(jn_sandbox_t *sb, uint64_t nth)
+{
+    sb->fail_nth = nth;
 }
 
 jn_script_status_t jn_sandbox_dead(const jn_sandbox_t *sb)

@@ -159,6 +159,10 @@ uint64_t jn_sandbox_instructions(const jn_sandbox_t *sb);
 size_t jn_sandbox_memory(const jn_sandbox_t *sb);
 size_t jn_sandbox_memory_peak(const jn_sandbox_t *sb);
 
+/* For torture tests: the nth allocation that grows memory from now on fails, as if
+ * the cap were reached (0 turns it off). */
+void jn_sandbox_fail_allocation(jn_sandbox_t *sb, uint64_t nth);
+
 /* The limit that killed the sandbox, or JN_SCRIPT_OK while it lives. */
 jn_script_status_t jn_sandbox_dead(const jn_sandbox_t *sb);
 
