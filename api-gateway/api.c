@@ -15,7 +15,7 @@
 
 #define DB_WAIT_MS 5000
 
-/* Provider waits in progress, per environment (few at a time: a short list). */
+/* Long work in progress, per environment (few at a time: a short list). */
 typedef struct {
     long long env_id;
     int count;
@@ -35,8 +35,8 @@ void jn_gateway_init(jn_gateway_t *gw, jn_engine_t *engine)
     gw->envs = engine->envs;
     gw->provider_http = engine->provider_http;
     gw->jobs = jn_job_waiters_new(engine->loop, engine->listener);
-    gw->flows = jn_taskpool_new("jn-flow", engine->config.connect_flow_threads,
-                                engine->config.connect_flow_threads * 4);
+    gw->flows = jn_taskpool_new("jn-flow", engine->config.long_request_threads,
+                                engine->config.long_request_threads * 4);
     gw->flow_slots = calloc(1, sizeof *gw->flow_slots);
     if (!gw->flow_slots)
         abort();
@@ -311,7 +311,7 @@ bool jn_api_connection_headers(const jn_http_request_t *req, jn_http_response_t 
     return true;
 }
 
-/* ---- provider waits of connect flows ---- */
+/* ---- long requests ---- */
 
 typedef struct {
     jn_gateway_t *gw;
@@ -339,13 +339,13 @@ void jn_api_offload(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_resp
     *o = (offload_t){gw, req, res, jn_http_defer(req), fn, ud};
     if (jn_taskpool_submit(gw->flows, offload_run, o) != JN_OK) {
         jn_http_respond_error(res, 503, "service_unavailable",
-                              "too many connection attempts are in progress; retry shortly");
+                              "too many long requests are in progress; retry shortly");
         jn_http_pending_finish(o->pending);
         free(o);
     }
 }
 
-bool jn_api_provider_wait_begin(jn_gateway_t *gw, long long env_id)
+bool jn_api_long_begin(jn_gateway_t *gw, long long env_id)
 {
     struct flow_slots *s = gw->flow_slots;
     bool ok = true;
@@ -362,7 +362,7 @@ bool jn_api_provider_wait_begin(jn_gateway_t *gw, long long env_id)
         }
         s->envs[s->n++] = (env_slots_t){env_id, 0};
     }
-    if (s->envs[i].count >= gw->engine->config.connect_flows_per_env)
+    if (s->envs[i].count >= gw->engine->config.long_requests_per_env)
         ok = false;
     else
         s->envs[i].count++;
@@ -370,15 +370,15 @@ bool jn_api_provider_wait_begin(jn_gateway_t *gw, long long env_id)
     return ok;
 }
 
-void jn_api_provider_busy(jn_http_response_t *res)
+void jn_api_long_busy(jn_http_response_t *res)
 {
     jn_http_add_header(res, "Retry-After", "5");
     jn_http_respond_error(res, 503, "service_unavailable",
-                          "too many connection attempts are in progress for this environment; "
-                          "retry shortly");
+                          "too many long requests (connection attempts, deployments) are in "
+                          "progress for this environment; retry shortly");
 }
 
-void jn_api_provider_wait_end(jn_gateway_t *gw, long long env_id)
+void jn_api_long_end(jn_gateway_t *gw, long long env_id)
 {
     struct flow_slots *s = gw->flow_slots;
     pthread_mutex_lock(&s->lock);

@@ -26,8 +26,8 @@ typedef struct {
     jn_env_cache_t *envs;              /* the engine's */
     jn_provider_http_t *provider_http; /* the engine's */
     struct jn_job_waiters *jobs;       /* requests waiting for jobs (job_waiters.h) */
-    jn_taskpool_t *flows;              /* connect flows waiting on providers (jn_api_offload) */
-    struct flow_slots *flow_slots;     /* such waits in progress per environment */
+    jn_taskpool_t *flows;              /* long requests (jn_api_offload) */
+    struct flow_slots *flow_slots;     /* long work in progress per environment */
 } jn_gateway_t;
 
 /* Binds the gateway to a started engine. */
@@ -78,22 +78,23 @@ bool jn_api_uri_param(const jn_http_request_t *req, jn_http_response_t *res, con
 bool jn_api_connection_headers(const jn_http_request_t *req, jn_http_response_t *res,
                                const char **connection_id, const char **provider_config_key);
 
-/* For an end user's connect flow that waits on a provider (a token request, a credential
- * check): defers the answer and runs fn(req, res, ud) on the gateway's pool for such
- * waits, so a slow or hanging provider never holds the threads that serve the rest of the
- * API. Answers 503 when that pool's queue is full. */
+/* For a request that may take seconds without the database (a connect flow waiting on a
+ * provider, compiling a deployment's scripts): defers the answer and runs fn(req, res, ud)
+ * on the gateway's pool for long requests, so a slow provider or a heavy deployment never
+ * holds the threads that serve the rest of the API. Answers 503 when that pool's queue is
+ * full. */
 void jn_api_offload(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_response_t *res,
                     jn_http_handler_fn fn, void *ud);
 
-/* Takes one of environment env_id's slots for a provider wait (at most
- * JUNCTION_CONNECT_FLOWS_PER_ENVIRONMENT at once), so one environment's flows cannot fill
- * the pool for the others. False when they are all taken (answer with
- * jn_api_provider_busy()). Give a slot back with jn_api_provider_wait_end(). */
-bool jn_api_provider_wait_begin(jn_gateway_t *gw, long long env_id);
-void jn_api_provider_wait_end(jn_gateway_t *gw, long long env_id);
+/* Takes one of environment env_id's slots for long work (at most
+ * JUNCTION_LONG_REQUESTS_PER_ENVIRONMENT at once), so one environment cannot fill the
+ * pool for the others. False when they are all taken (answer with jn_api_long_busy()).
+ * Give a slot back with jn_api_long_end(). */
+bool jn_api_long_begin(jn_gateway_t *gw, long long env_id);
+void jn_api_long_end(jn_gateway_t *gw, long long env_id);
 
-/* 503 with Retry-After: too many connection attempts in progress for the environment. */
-void jn_api_provider_busy(jn_http_response_t *res);
+/* 503 with Retry-After: too many long requests in progress for the environment. */
+void jn_api_long_busy(jn_http_response_t *res);
 
 /* Reads an optional integer header within [min, max] into *out (left as is when absent),
  * or answers 400 invalid_headers and returns false. */

@@ -280,8 +280,8 @@ static void credentials_route(const jn_http_request_t *req, jn_http_response_t *
         flow_request(&f, &cr, config);
         jn_connection_t c;
         bool created;
-        if (!jn_api_provider_wait_begin(gw, f.env.id)) {
-            jn_api_provider_busy(res);
+        if (!jn_api_long_begin(gw, f.env.id)) {
+            jn_api_long_busy(res);
         } else {
             /* The provider's verification request may take its time. */
             if (jn_api_save_connection(gw, &f.env, &cr, JN_CONNCFG_VALUES, true, res, &c,
@@ -289,7 +289,7 @@ static void credentials_route(const jn_http_request_t *req, jn_http_response_t *
                 respond_created(res, &c);
                 jn_connection_cleanup(&c);
             }
-            jn_api_provider_wait_end(gw, f.env.id);
+            jn_api_long_end(gw, f.env.id);
         }
     }
     jn_api_connection_request_cleanup(&cr);
@@ -346,8 +346,8 @@ static void client_credentials_route(const jn_http_request_t *req, jn_http_respo
     bool slot = false;
     if (!config) {
         /* answered */
-    } else if (!(slot = jn_api_provider_wait_begin(gw, f.env.id))) {
-        jn_api_provider_busy(res);
+    } else if (!(slot = jn_api_long_begin(gw, f.env.id))) {
+        jn_api_long_busy(res);
         json_object_put(config);
     } else if (jn_oauth_client_credentials(f.provider, &client, config, f.integration.scopes,
                                            &token, &oerr)) {
@@ -371,7 +371,7 @@ static void client_credentials_route(const jn_http_request_t *req, jn_http_respo
         jn_api_connection_request_cleanup(&cr);
     }
     if (slot)
-        jn_api_provider_wait_end(gw, f.env.id);
+        jn_api_long_end(gw, f.env.id);
     jn_oauth_token_cleanup(&token);
     json_object_put(body);
     flow_cleanup(gw, &f);
@@ -794,7 +794,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
     }
     jn_oauth_token_t token = {0};
     bool slot = false;
-    if (!err && !(slot = jn_api_provider_wait_begin(gw, f.env.id))) {
+    if (!err && !(slot = jn_api_long_begin(gw, f.env.id))) {
         snprintf(message, sizeof message,
                  "too many connection attempts are in progress; start the connection again "
                  "in a moment");
@@ -839,7 +839,7 @@ static void oauth_callback(const jn_http_request_t *req, jn_http_response_t *res
         jn_api_connection_request_cleanup(&cr);
     }
     if (slot)
-        jn_api_provider_wait_end(gw, f.env.id);
+        jn_api_long_end(gw, f.env.id);
     if (err) {
         callback_page(res, gw, f.session.cors_allowed_origins, message, NULL, NULL);
         notify_frontend(gw, ws_client, f.pck, connection_id, message);

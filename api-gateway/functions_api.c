@@ -198,8 +198,19 @@ static bool compile_all(json_object *fns, jn_http_response_t *res, batch_t *b)
         const char *name = json_object_get_string(json_object_object_get(item, "name"));
         jn_sandbox_limits_t lim = jn_sandbox_limits_declaration();
         int64_t left = deadline - mono_ms();
+        if (left <= 0) {
+            jn_field_error_t e;
+            char path[48];
+            snprintf(path, sizeof path, "functions.%zu.source", i);
+            jn_field_error(&e, path,
+                           "%s: not loaded: loading the files before it took the %d ms a "
+                           "deployment may spend; deploy fewer or lighter files",
+                           name, DEPLOY_BUDGET_MS);
+            jn_api_invalid(res, "invalid_body", &e);
+            return false;
+        }
         if (left < lim.wall_ms)
-            lim.wall_ms = left > 0 ? left : 0;
+            lim.wall_ms = left;
         jn_script_error_t err;
         if (jn_declaration_load(name, json_object_get_string(src),
                                 (size_t)json_object_get_string_len(src), &lim, &b->decls[i],
@@ -222,6 +233,15 @@ static bool compile_all(json_object *fns, jn_http_response_t *res, batch_t *b)
         };
     }
     return true;
+}
+
+static void deploy_functions(const jn_http_request_t *req, jn_http_response_t *res, void *ud);
+
+/* Deployments compile scripts for up to seconds: they run on the gateway's pool for long
+ * requests. */
+static void offload_deploy(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    jn_api_offload(ud, req, res, deploy_functions, ud);
 }
 
 static void deploy_functions(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
@@ -252,7 +272,14 @@ static void deploy_functions(const jn_http_request_t *req, jn_http_response_t *r
         goto out;
     }
     jn_integration_cleanup(&it);
-    if (!compile_all(fns, res, &b))
+    /* Compiling takes up to DEPLOY_BUDGET_MS: one of the environment's long-work slots. */
+    if (!jn_api_long_begin(gw, env.id)) {
+        jn_api_long_busy(res);
+        goto out;
+    }
+    bool compiled = compile_all(fns, res, &b);
+    jn_api_long_end(gw, env.id);
+    if (!compiled)
         goto out;
     if (!(conn = jn_api_db(gw, res)))
         goto out;
@@ -609,7 +636,7 @@ static void scripts_config(const jn_http_request_t *req, jn_http_response_t *res
 
 void jn_routes_functions(jn_gateway_t *gw, jn_http_server_t *http)
 {
-    jn_http_route(http, "PUT", "/junction/integrations/:uniqueKey/functions", deploy_functions, gw);
+    jn_http_route(http, "PUT", "/junction/integrations/:uniqueKey/functions", offload_deploy, gw);
     jn_http_route(http, "GET", "/junction/integrations/:uniqueKey/functions", list_functions, gw);
     jn_http_route(http, "GET", "/junction/integrations/:uniqueKey/functions/:name", get_function,
                   gw);

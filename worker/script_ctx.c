@@ -833,6 +833,20 @@ jn_script_status_t jn_script_run_webhook(const jn_script_source_t *script, json_
     return run(RUN_WEBHOOK, script, payload, host, info, &lim, out);
 }
 
+/* The provider's headers a caller may see: its content type and rate-limit state, as
+ * Nango passes them on (never cookies or anything else the provider sent). */
+static json_object *upstream_headers(json_object *headers)
+{
+    json_object *out = json_object_new_object();
+    json_object_object_foreach(headers, name, value)
+    {
+        if (strcmp(name, "content-type") == 0 || strncmp(name, "x-rate", 6) == 0 ||
+            strcmp(name, "retry-after") == 0)
+            json_object_object_add(out, name, json_object_get(value));
+    }
+    return out;
+}
+
 json_object *jn_script_outcome_error_json(const jn_script_outcome_t *o, int *http_status)
 {
     const jn_script_error_t *e = &o->error;
@@ -848,7 +862,7 @@ json_object *jn_script_outcome_error_json(const jn_script_outcome_t *o, int *htt
         if (e->payload) {
             json_object *v = NULL;
             if (json_object_object_get_ex(e->payload, "headers", &v))
-                json_object_object_add(upstream, "headers", json_object_get(v));
+                json_object_object_add(upstream, "headers", upstream_headers(v));
             if (json_object_object_get_ex(e->payload, "data", &v)) {
                 json_object_object_add(upstream, "body", json_object_get(v));
                 payload = json_object_get(v);

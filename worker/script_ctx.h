@@ -51,8 +51,10 @@ typedef struct {
     const char *method;   /* "GET", "POST", "PUT", "PATCH" or "DELETE" */
     const char *endpoint; /* path (and query) under the base URL, e.g. "/v1/notes" */
     json_object *params;  /* query parameters name -> string; may be NULL */
-    json_object *headers; /* name -> string, checked (token names, no CR/LF); may be NULL */
-    const char *body;     /* may be NULL */
+    /* name -> string, checked (token names, no CR/LF); may be NULL. The provider's own
+     * headers and the connection's credentials win over a script's of the same name. */
+    json_object *headers;
+    const char *body; /* may be NULL */
     size_t body_len;
     const char *content_type;      /* of body ("application/json" for a table); may be NULL */
     const char *base_url_override; /* replaces the provider's base URL; may be NULL. The
@@ -185,7 +187,8 @@ jn_script_status_t jn_script_run_webhook(const jn_script_source_t *script, json_
 /* The API's answer to a failed action, in Nango's shapes: a new
  * {"error":{"code","message","payload"[,"upstream"]}} and its HTTP status:
  *   JN_SCRIPT_HTTP           424 script_http_error (payload: the provider's body;
- *                            upstream: {status, headers, body})
+ *                            upstream: {status, headers, body}, headers limited to
+ *                            content-type, x-rate* and retry-after)
  *   JN_SCRIPT_ACTION_FAILED  500 action_script_failure (payload: the script's)
  *   JN_SCRIPT_INVALID_INPUT  400 invalid_action_input
  *   JN_SCRIPT_HOST           502 script_network_error

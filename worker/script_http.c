@@ -25,6 +25,7 @@
 #define MAX_KEY 256
 #define MAX_VALUE 8192
 #define MAX_BODY (16u << 20)
+#define MAX_RETRY_ON 20
 #define MAX_RESPONSE (16u << 20)
 #define HOST_CALL_COST 1000 /* instructions a host call counts as */
 
@@ -285,7 +286,9 @@ static built_t *build(lua_State *L, int idx, const char *what, const char *metho
         if (t != LUA_TTABLE)
             jn_sandbox_error(L, "%s: retry_on: must be a list of HTTP statuses", what);
         b->retry_on = json_object_new_array();
-        for (lua_Integer i = 1; i <= 20; i++) {
+        if (lua_rawlen(L, -1) > MAX_RETRY_ON)
+            jn_sandbox_error(L, "%s: retry_on: at most %d statuses", what, MAX_RETRY_ON);
+        for (lua_Integer i = 1; i <= MAX_RETRY_ON; i++) {
             if (lua_rawgeti(L, -1, i) == LUA_TNIL) {
                 lua_pop(L, 1);
                 break;

@@ -208,12 +208,12 @@ static jn_err_t read_engine_settings(reader_t *r, jn_program_t program, jn_confi
     if ((err = read_int(r, "JUNCTION_JOB_LEASE_SECONDS", 60, 5, 3600, &n)))
         return err;
     cfg->job_lease_s = (int)n;
-    if ((err = read_int(r, "JUNCTION_CONNECT_FLOW_THREADS", 32, 1, 1024, &n)))
+    if ((err = read_int(r, "JUNCTION_LONG_REQUEST_THREADS", 32, 1, 1024, &n)))
         return err;
-    cfg->connect_flow_threads = (int)n;
-    if ((err = read_int(r, "JUNCTION_CONNECT_FLOWS_PER_ENVIRONMENT", 8, 1, 1024, &n)))
+    cfg->long_request_threads = (int)n;
+    if ((err = read_int(r, "JUNCTION_LONG_REQUESTS_PER_ENVIRONMENT", 8, 1, 1024, &n)))
         return err;
-    cfg->connect_flows_per_env = (int)n;
+    cfg->long_requests_per_env = (int)n;
     return JN_OK;
 }
 

@@ -84,11 +84,12 @@ typedef struct {
     int worker_webhooks; /* JUNCTION_WORKER_WEBHOOKS, default 4 */
     int worker_drain_s;  /* JUNCTION_WORKER_DRAIN_SECONDS, default 25 */
     int job_lease_s;     /* JUNCTION_JOB_LEASE_SECONDS, default 60 */
-    /* Gateway: an end user's connect flow that waits on a provider (a token request, a
-     * credential check) runs on threads of its own, at most this many at once, and at
-     * most connect_flows_per_env of them for one environment. */
-    int connect_flow_threads;  /* JUNCTION_CONNECT_FLOW_THREADS, default 32 */
-    int connect_flows_per_env; /* JUNCTION_CONNECT_FLOWS_PER_ENVIRONMENT, default 8 */
+    /* Gateway: requests that may take seconds without using the database - an end user's
+     * connect flow waiting on a provider (a token request, a credential check), compiling a
+     * deployment's scripts - run on threads of their own, at most this many at once, and at
+     * most long_requests_per_env of them for one environment. */
+    int long_request_threads;  /* JUNCTION_LONG_REQUEST_THREADS, default 32 */
+    int long_requests_per_env; /* JUNCTION_LONG_REQUESTS_PER_ENVIRONMENT, default 8 */
 } jn_config_t;
 
 /* Returns the value of an environment variable or NULL; ud is passed through. */

@@ -217,6 +217,7 @@ static jn_err_t enc_table(enc_t *e, int idx, int depth, json_object **out)
             if (!err)
                 err = charge(e, 1);
             if (err) {
+                json_object_put(child);
                 json_object_put(arr);
                 return err;
             }
@@ -259,8 +260,16 @@ static jn_err_t enc_value(enc_t *e, int idx, int depth, json_object **out)
     *out = NULL;
     switch (lua_type(L, idx)) {
     case LUA_TNIL: return charge(e, 4);
-    case LUA_TBOOLEAN: *out = json_object_new_boolean(lua_toboolean(L, idx)); return charge(e, 5);
-    case LUA_TNUMBER:
+    case LUA_TBOOLEAN: {
+        jn_err_t err = charge(e, 5);
+        if (!err)
+            *out = json_object_new_boolean(lua_toboolean(L, idx));
+        return err;
+    }
+    case LUA_TNUMBER: {
+        jn_err_t err = charge(e, 24);
+        if (err)
+            return err;
         if (lua_isinteger(L, idx)) {
             *out = json_object_new_int64(lua_tointeger(L, idx));
         } else {
@@ -270,7 +279,8 @@ static jn_err_t enc_value(enc_t *e, int idx, int depth, json_object **out)
                                 isnan(d) ? "NaN" : "an infinite number");
             *out = new_double(d);
         }
-        return charge(e, 24);
+        return JN_OK;
+    }
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);

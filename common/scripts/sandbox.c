@@ -23,14 +23,13 @@
 #include "core/crypto.h"
 #include "core/json_util.h"
 #include "scripts/luajson.h"
-#include "scripts/strmatch.h"
+#include "scripts/stdlib.h"
 
 #define MAIN_PERIOD 1000         /* instructions between checks, run thread */
 #define CO_PERIOD 100            /* the same in a script's coroutines (see co_resume) */
 #define KICK_BYTES (16u << 20)   /* allocation volume that makes the hook check early */
 #define DEAD_RESERVE (1u << 20)  /* extra memory to report a limit once dead */
 #define PAYLOAD_MAX (256u << 10) /* JSON bytes of an error payload */
-#define PRINT_MAX 8192
 
 struct jn_sandbox {
     lua_State *L;
@@ -39,6 +38,8 @@ struct jn_sandbox {
     char name[JN_SCRIPT_NAME_MAX];
     jn_sandbox_limits_t limits;
     size_t mem, mem_peak, since_check;
+    uint64_t fail_nth; /* torture tests: fail this allocation (counting down) */
+    int fail_burst;
     bool mem_refused, wipe;
     uint64_t used;
     int64_t deadline;
@@ -55,7 +56,6 @@ struct jn_sandbox_box {
 
 static const char ERROR_MT = 'e'; /* registry keys: the addresses of these */
 static const char BOX_MT = 'b';
-static const char SNAPSHOTS = 's'; /* weak table: metatable snapshot -> the script's table */
 
 static int64_t now_ms(void)
 {
@@ -156,7 +156,7 @@ static void where(lua_State *L, int level, char *out, size_t cap)
 }
 
 /* True when msg starts with "chunk:123: " within its first line. */
-static bool has_position(const char *msg)
+bool jn_sandbox_has_position(const char *msg)
 {
     for (const char *p = msg; *p && *p != '\n' && p - msg < 300; p++) {
         if (*p != ':' || p[1] < '0' || p[1] > '9')
@@ -205,7 +205,9 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (nsize > osize) {
         size_t grow = nsize - osize;
         size_t cap = sb->limits.memory_bytes + (sb->dead ? DEAD_RESERVE : 0);
-        if (grow > cap || sb->mem > cap - grow) {
+        if (sb->fail_nth && --sb->fail_nth == 0)
+            sb->fail_burst = 2; /* the allocation and Lua's retry after collecting */
+        if (grow > cap || sb->mem > cap - grow || (sb->fail_burst && sb->fail_burst--)) {
             sb->mem_refused = true;
             return NULL;
         }
@@ -412,18 +414,29 @@ static int box_gc(lua_State *L)
     return 0;
 }
 
+static int new_box(lua_State *L)
+{
+    lua_newuserdatauv(L, sizeof(jn_sandbox_box_t), 0);
+    return 1;
+}
+
 jn_sandbox_box_t *jn_sandbox_box(lua_State *L, void *resource, void (*free_fn)(void *))
 {
-    /* If this allocation fails the resource is freed before the error unwinds. */
-    jn_sandbox_box_t *box = NULL;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &BOX_MT);
-    if (!lua_checkstack(L, 2) || !(box = lua_newuserdatauv(L, sizeof *box, 0))) {
+    /* The box is made under a pcall: when there is no memory left for it, the resource
+     * is freed before the error goes on. */
+    if (!lua_checkstack(L, 3)) {
         free_fn(resource);
-        luaL_error(L, "not enough memory");
+        jn_sandbox_error(L, "not enough memory");
     }
+    lua_pushcfunction(L, new_box);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        free_fn(resource);
+        lua_error(L);
+    }
+    jn_sandbox_box_t *box = lua_touserdata(L, -1);
     box->resource = resource;
     box->free_fn = free_fn;
-    lua_insert(L, -2);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BOX_MT);
     lua_setmetatable(L, -2);
     return box;
 }
@@ -449,177 +462,9 @@ void *jn_sandbox_box_take(jn_sandbox_box_t *box)
     return r;
 }
 
-/* ---- library wrappers ---- */
+/* ---- coroutines ---- */
 
-/* load() compiles text only, whatever mode the script asks for. */
-static int safe_load(lua_State *L)
-{
-    if (lua_gettop(L) < 3)
-        lua_settop(L, 3);
-    lua_pushliteral(L, "t");
-    lua_replace(L, 3);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
-}
-
-/* setmetatable(t, mt) gives t a snapshot of mt: a copy whose __metatable is mt, so
- * getmetatable(t) still answers mt while later changes to mt do not reach t. Two
- * metamethods are refused: __gc (finalizers run with hooks off, where no limit stops
- * them) and __concat (Lua 5.4.4 reads a stale stack pointer when a __concat call grows
- * the stack). A snapshot is the only way to keep either from being added later. */
-static int safe_setmetatable(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    int t = lua_type(L, 2);
-    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
-    lua_settop(L, 2);
-    if (lua_getmetatable(L, 1)) {            /* 3: the current one; may it be replaced? */
-        if (!jn_luajson_is_array_mt(L, 3)) { /* json's array mark always may */
-            /* A snapshot is as protected as the table it was taken of. */
-            lua_rawgetp(L, LUA_REGISTRYINDEX, &SNAPSHOTS);
-            lua_pushvalue(L, 3);
-            if (lua_rawget(L, 4) == LUA_TNIL) {
-                lua_pop(L, 1);
-                lua_pushvalue(L, 3);
-            }
-            lua_pushliteral(L, "__metatable");
-            if (lua_rawget(L, 5) != LUA_TNIL)
-                return luaL_error(L, "cannot change a protected metatable");
-        }
-        lua_settop(L, 2);
-    }
-    if (t == LUA_TNIL) {
-        lua_setmetatable(L, 1);
-        return 1;
-    }
-    const char *refused[] = {"__gc", "__concat"};
-    for (int i = 0; i < 2; i++) {
-        lua_pushstring(L, refused[i]);
-        if (lua_rawget(L, 2) != LUA_TNIL)
-            return luaL_error(L, "setmetatable: %s metamethods are not allowed in scripts",
-                              refused[i]);
-        lua_pop(L, 1);
-    }
-    lua_newtable(L); /* 3: the snapshot */
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_rawset(L, 3);
-    }
-    lua_pushliteral(L, "__metatable");
-    if (lua_rawget(L, 3) == LUA_TNIL) {
-        lua_pushliteral(L, "__metatable");
-        lua_pushvalue(L, 2);
-        lua_rawset(L, 3);
-    }
-    lua_pop(L, 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &SNAPSHOTS);
-    lua_pushvalue(L, 3);
-    lua_pushvalue(L, 2);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
-    jn_sandbox_charge(L, 16);
-    lua_setmetatable(L, 1);
-    lua_settop(L, 1);
-    return 1;
-}
-
-static int print_to_sink(lua_State *L)
-{
-    jn_sandbox_t *sb = jn_sandbox_of(L);
-    char line[PRINT_MAX];
-    size_t total = 0;
-    int n = lua_gettop(L);
-    for (int i = 1; i <= n && total < sizeof line; i++) {
-        size_t len;
-        const char *s = luaL_tolstring(L, i, &len);
-        if (i > 1)
-            line[total++] = '\t';
-        if (len > sizeof line - total)
-            len = sizeof line - total;
-        memcpy(line + total, s, len);
-        total += len;
-        lua_pop(L, 1);
-    }
-    if (sb && sb->print)
-        sb->print(sb->print_ud, line, total);
-    return 0;
-}
-
-/* What a charged library function costs, from its arguments. */
-enum { COST_SORT, COST_LEN1, COST_RANGE_MOVE, COST_RANGE_UNPACK, COST_RANGE_CONCAT, COST_BYTES };
-
-static lua_Integer int_arg(lua_State *L, int i, lua_Integer def)
-{
-    int ok = 0;
-    lua_Integer v = lua_tointegerx(L, i, &ok);
-    return ok ? v : def;
-}
-
-static uint64_t span(lua_Integer from, lua_Integer to)
-{
-    if (to < from)
-        return 0;
-    /* Unsigned arithmetic cannot overflow the difference of two lua_Integers. */
-    return (uint64_t)to - (uint64_t)from + 1;
-}
-
-static uint64_t table_len(lua_State *L, int i)
-{
-    return lua_type(L, i) == LUA_TTABLE ? (uint64_t)lua_rawlen(L, i) : 0;
-}
-
-static int charged(lua_State *L)
-{
-    uint64_t cost = 0;
-    switch ((int)lua_tointeger(L, lua_upvalueindex(2))) {
-    case COST_SORT: {
-        uint64_t n = table_len(L, 1), log = 1;
-        while ((1ull << log) < n && log < 63)
-            log++;
-        cost = n * log;
-        break;
-    }
-    case COST_LEN1: cost = table_len(L, 1); break;
-    case COST_RANGE_MOVE: cost = span(int_arg(L, 2, 1), int_arg(L, 3, 0)); break;
-    case COST_RANGE_UNPACK:
-        cost = span(int_arg(L, 2, 1), int_arg(L, 3, (lua_Integer)table_len(L, 1)));
-        break;
-    case COST_RANGE_CONCAT:
-        cost = span(int_arg(L, 3, 1), int_arg(L, 4, (lua_Integer)table_len(L, 1)));
-        break;
-    case COST_BYTES: {
-        size_t len = 0;
-        if (lua_type(L, 1) == LUA_TSTRING)
-            lua_tolstring(L, 1, &len);
-        cost = len / 16;
-        break;
-    }
-    }
-    jn_sandbox_charge(L, cost);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
-}
-
-/* Replaces table[name] (table on top) with a charged wrapper of itself. */
-static void charge_field(lua_State *L, const char *name, int kind)
-{
-    lua_getfield(L, -1, name);
-    lua_pushinteger(L, kind);
-    lua_pushcclosure(L, charged, 2);
-    lua_setfield(L, -2, name);
-}
-
-/* ---- coroutines: resume and wrap that track the running thread and charge ---- */
-
-/* Resumes co with narg values from L's top. Returns the number of results moved to L,
- * or -1 with the error value on top of L. */
-static int resume_tracked(lua_State *L, lua_State *co, int narg)
+int jn_sandbox_resume(lua_State *L, lua_State *co, int narg)
 {
     jn_sandbox_t *sb = jn_sandbox_of(L);
     if (!lua_checkstack(co, narg)) {
@@ -649,209 +494,29 @@ static int resume_tracked(lua_State *L, lua_State *co, int narg)
     return -1;
 }
 
-static int co_resume(lua_State *L)
+void jn_sandbox_close_thread(lua_State *co, lua_State *from)
 {
-    lua_State *co = lua_tothread(L, 1);
-    luaL_argexpected(L, co != NULL, 1, "coroutine");
-    int r = resume_tracked(L, co, lua_gettop(L) - 1);
-    if (r < 0) {
-        lua_pushboolean(L, 0);
-        lua_insert(L, -2);
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    lua_insert(L, -(r + 1));
-    return r + 1;
-}
-
-static void close_thread(lua_State *co, lua_State *from)
-{
+    /* Not once the sandbox is dead: an error raised by the hook leaves the thread with
+     * hooks off, and no Lua code may run unhooked. */
+    if (jn_sandbox_of(from)->dead)
+        return;
 #if LUA_VERSION_RELEASE_NUM >= 50406
     lua_closethread(co, from);
 #else
-    (void)from;
     lua_resetthread(co);
 #endif
 }
 
-static int co_wrapped(lua_State *L)
+void jn_sandbox_print(lua_State *L, const char *msg, size_t len)
 {
-    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
-    int r = resume_tracked(L, co, lua_gettop(L));
-    if (r >= 0)
-        return r;
-    int status = lua_status(co);
-    if (status != LUA_OK && status != LUA_YIELD && !jn_sandbox_of(L)->dead) {
-        /* The coroutine failed: run its pending to-be-closed variables. Not once the
-         * sandbox is dead: an error raised by the hook leaves the thread with hooks
-         * off, and no Lua code may run unhooked. */
-        close_thread(co, L);
-        lua_settop(co, 0);
-    }
-    if (lua_type(L, -1) == LUA_TSTRING && !has_position(lua_tostring(L, -1))) {
-        luaL_where(L, 1);
-        lua_insert(L, -2);
-        lua_concat(L, 2);
-    }
-    return lua_error(L);
-}
-
-static int co_close(lua_State *L)
-{
-    if (jn_sandbox_of(L)->dead)
-        return raise_dead(L);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
-}
-
-/* xpcall's message handler runs before the stack unwinds, with hooks off when the
- * error came from the hook: once the sandbox is dead the script's handler is skipped. */
-static int guarded_handler(lua_State *L)
-{
-    if (jn_sandbox_of(L)->dead)
-        return 1;
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
-    return 1;
-}
-
-static int xpcall_done(lua_State *L, int status, lua_KContext base)
-{
-    if (status != LUA_OK && status != LUA_YIELD) {
-        lua_pushboolean(L, 0);
-        lua_pushvalue(L, -2);
-        return 2;
-    }
-    return lua_gettop(L) - (int)base;
-}
-
-/* xpcall(f, msgh, ...) with msgh guarded; yieldable like the original. */
-static int safe_xpcall(lua_State *L)
-{
-    int n = lua_gettop(L);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    lua_pushvalue(L, 2);
-    lua_pushcclosure(L, guarded_handler, 1);
-    lua_replace(L, 2);
-    lua_pushboolean(L, 1); /* the first result when f succeeds */
-    lua_pushvalue(L, 1);
-    lua_rotate(L, 3, 2); /* [f, handler, true, f, args...] */
-    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, xpcall_done);
-    return xpcall_done(L, status, 2);
-}
-
-static int co_wrap(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    lua_State *co = lua_newthread(L);
-    lua_pushvalue(L, 1);
-    lua_xmove(L, co, 1);
-    lua_pushcclosure(L, co_wrapped, 1);
-    return 1;
-}
-
-/* ---- set-up ---- */
-
-static void open_lib(lua_State *L, const char *name, lua_CFunction open)
-{
-    luaL_requiref(L, name, open, 1);
-    lua_pop(L, 1);
-}
-
-static void remove_field(lua_State *L, const char *name)
-{
-    lua_pushnil(L);
-    lua_setfield(L, -2, name);
-}
-
-static void wrap_field(lua_State *L, const char *name, lua_CFunction fn)
-{
-    lua_getfield(L, -1, name);
-    lua_pushcclosure(L, fn, 1);
-    lua_setfield(L, -2, name);
+    jn_sandbox_t *sb = jn_sandbox_of(L);
+    if (sb && sb->print)
+        sb->print(sb->print_ud, msg, len);
 }
 
 static int setup(lua_State *L)
 {
-    jn_sandbox_t *sb = lua_touserdata(L, 1);
-    open_lib(L, LUA_GNAME, luaopen_base);
-    open_lib(L, LUA_STRLIBNAME, luaopen_string);
-    open_lib(L, LUA_TABLIBNAME, luaopen_table);
-    open_lib(L, LUA_MATHLIBNAME, luaopen_math);
-    open_lib(L, LUA_UTF8LIBNAME, luaopen_utf8);
-    open_lib(L, LUA_COLIBNAME, luaopen_coroutine);
-
-    lua_pushglobaltable(L);
-    const char *gone[] = {"dofile", "loadfile", "collectgarbage", "print", "warn", "require"};
-    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
-        remove_field(L, gone[i]);
-    wrap_field(L, "load", safe_load);
-    lua_pushcfunction(L, safe_setmetatable);
-    lua_setfield(L, -2, "setmetatable");
-    lua_pushcfunction(L, safe_xpcall);
-    lua_setfield(L, -2, "xpcall");
-
-    /* os: only the clock and calendar functions. */
-    luaopen_os(L);
-    lua_createtable(L, 0, 4);
-    const char *os_keep[] = {"time", "date", "clock", "difftime"};
-    for (size_t i = 0; i < 4; i++) {
-        lua_getfield(L, -2, os_keep[i]);
-        lua_setfield(L, -2, os_keep[i]);
-    }
-    lua_setfield(L, -3, "os");
-    lua_pop(L, 1);
-
-    /* The strings' metatable is shared by every string: scripts may not change it. */
-    lua_pushliteral(L, "");
-    lua_getmetatable(L, -1);
-    lua_pushliteral(L, "string");
-    lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 2);
-    lua_createtable(L, 0, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &SNAPSHOTS);
-
-    lua_getfield(L, -1, LUA_STRLIBNAME);
-    remove_field(L, "dump");
-    jn_strmatch_install(L);
-    charge_field(L, "byte", COST_BYTES);
-    charge_field(L, "len", COST_BYTES);
-    lua_pop(L, 1);
-
-    lua_getfield(L, -1, LUA_TABLIBNAME);
-    charge_field(L, "sort", COST_SORT);
-    charge_field(L, "insert", COST_LEN1);
-    charge_field(L, "remove", COST_LEN1);
-    charge_field(L, "move", COST_RANGE_MOVE);
-    charge_field(L, "unpack", COST_RANGE_UNPACK);
-    charge_field(L, "concat", COST_RANGE_CONCAT);
-    lua_pop(L, 1);
-
-    lua_getfield(L, -1, LUA_UTF8LIBNAME);
-    charge_field(L, "len", COST_BYTES);
-    charge_field(L, "offset", COST_BYTES);
-    charge_field(L, "codepoint", COST_BYTES);
-    lua_pop(L, 1);
-
-    lua_getfield(L, -1, LUA_COLIBNAME);
-    lua_pushcfunction(L, co_resume);
-    lua_setfield(L, -2, "resume");
-    lua_pushcfunction(L, co_wrap);
-    lua_setfield(L, -2, "wrap");
-    wrap_field(L, "close", co_close);
-    lua_pop(L, 1);
-
-    jn_luajson_open(L);
-    lua_setfield(L, -2, "json");
-    lua_pop(L, 1);
-
+    jn_stdlib_open(L);
     lua_createtable(L, 0, 3);
     lua_pushcfunction(L, error_tostring);
     lua_setfield(L, -2, "__tostring");
@@ -867,14 +532,13 @@ static int setup(lua_State *L)
     lua_pushliteral(L, "box");
     lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &BOX_MT);
-    (void)sb;
     return 0;
 }
 
 static int set_print(lua_State *L)
 {
     if (lua_toboolean(L, 1))
-        lua_pushcfunction(L, print_to_sink);
+        lua_pushcfunction(L, jn_stdlib_print);
     else
         lua_pushnil(L);
     lua_setglobal(L, "print");
@@ -963,6 +627,11 @@ size_t jn_sandbox_memory_peak(const jn_sandbox_t *sb)
     return sb->mem_peak;
 }
 
+void jn_sandbox_fail_allocation(jn_sandbox_t *sb, uint64_t nth)
+{
+    sb->fail_nth = nth;
+}
+
 jn_script_status_t jn_sandbox_dead(const jn_sandbox_t *sb)
 {
     return sb->dead;
@@ -983,7 +652,7 @@ static void fail(jn_script_error_t *err, jn_script_status_t status, const char *
 static void fail_dead(jn_sandbox_t *sb, jn_script_error_t *err)
 {
     char prefix[JN_SCRIPT_NAME_MAX + 4] = "";
-    if (!has_position(sb->dead_message))
+    if (!jn_sandbox_has_position(sb->dead_message))
         snprintf(prefix, sizeof prefix, "%s: ", sb->name);
     fail(err, sb->dead, prefix, sb->dead_message, strlen(sb->dead_message));
 }
@@ -1014,9 +683,9 @@ static void classify_plain(jn_sandbox_t *sb, lua_State *T, int status, const cha
         if (sb->mem_refused && strstr(msg, "not enough memory"))
             st = JN_SCRIPT_MEMORY;
         prefix[0] = '\0';
-        if (!has_position(msg))
+        if (!jn_sandbox_has_position(msg))
             snprintf(prefix, sizeof prefix, "%s", *pos ? pos : "");
-        if (!has_position(msg) && !*pos)
+        if (!jn_sandbox_has_position(msg) && !*pos)
             snprintf(prefix, sizeof prefix, "%s: ", sb->name);
         fail(err, st, prefix, msg, len);
         return;
@@ -1079,7 +748,7 @@ static void classify(jn_sandbox_t *sb, lua_State *T, int status, const char *pos
     const char *msg = lua_type(T, -1) == LUA_TSTRING ? lua_tolstring(T, -1, &len) : "error";
     if (!len)
         len = strlen(msg);
-    fail(err, st, has_position(msg) ? "" : pos, msg, len);
+    fail(err, st, jn_sandbox_has_position(msg) ? "" : pos, msg, len);
     lua_settop(T, top);
     if (st == JN_SCRIPT_HTTP) {
         lua_getfield(T, top, "status");
@@ -1164,8 +833,7 @@ static int call_trampoline(lua_State *L)
         status = LUA_ERRRUN;
     }
     classify(sb, co, status, pos, c->err);
-    if (!sb->dead) /* see co_wrapped */
-        close_thread(co, L);
+    jn_sandbox_close_thread(co, L);
     return 0;
 }
 

@@ -3,10 +3,10 @@
  *
  * Every job gets its own state (about 60 µs to build, see bench/sandbox.c), so nothing
  * survives between runs and no pool needs cleaning. The state holds only what a script
- * needs: the base library without bytecode loading, file access or garbage-collector
- * control; string (without string.dump), table, math, utf8, coroutine; os.time,
- * os.date, os.clock and os.difftime; and json (luajson.h). print writes to the run's
- * log when a sink is set and does not exist otherwise.
+ * needs (stdlib.h): the base library without bytecode loading, file access or
+ * garbage-collector control; string (without string.dump), table, math, utf8,
+ * coroutine; os.time, os.date, os.clock and os.difftime; and json (luajson.h). print
+ * writes to the run's log when a sink is set and does not exist otherwise.
  *
  * Three limits, all set in jn_sandbox_limits_t:
  *   memory       the allocator refuses an allocation past the cap. Lua then collects
@@ -78,7 +78,7 @@ jn_sandbox_limits_t jn_sandbox_limits_webhook(void);
 jn_sandbox_limits_t jn_sandbox_limits_declaration(void);
 
 #define JN_SCRIPT_MESSAGE_MAX 1024
-#define JN_SCRIPT_NAME_MAX 64
+#define JN_SCRIPT_NAME_MAX 64 /* buffer size: names of up to 63 bytes */
 
 /* A classified failure. message is "name:line: what" (the line when one is known). */
 typedef struct {
@@ -159,6 +159,10 @@ uint64_t jn_sandbox_instructions(const jn_sandbox_t *sb);
 size_t jn_sandbox_memory(const jn_sandbox_t *sb);
 size_t jn_sandbox_memory_peak(const jn_sandbox_t *sb);
 
+/* For torture tests: the nth allocation that grows memory from now on fails, as if
+ * the cap were reached (0 turns it off). */
+void jn_sandbox_fail_allocation(jn_sandbox_t *sb, uint64_t nth);
+
 /* The limit that killed the sandbox, or JN_SCRIPT_OK while it lives. */
 jn_script_status_t jn_sandbox_dead(const jn_sandbox_t *sb);
 
@@ -185,6 +189,22 @@ int jn_sandbox_error(lua_State *L, const char *fmt, ...) __attribute__((format(p
  * tostring is the message; raising it again keeps its class. Does not return. */
 int jn_sandbox_raise(lua_State *L, jn_script_status_t status, int http_status, bool with_payload,
                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Resumes the coroutine co with narg values from L's top as the running thread, under
+ * the sandbox's accounting: a coroutine is hooked every 100 instructions and each
+ * resume is charged 100 up front, so work cannot hide in many short resumes. Returns
+ * the number of results moved to L, or -1 with the error value on top of L. */
+int jn_sandbox_resume(lua_State *L, lua_State *co, int narg);
+
+/* Runs the pending to-be-closed variables of a failed coroutine, unless the sandbox is
+ * dead (an error raised by the hook leaves the thread with hooks off). */
+void jn_sandbox_close_thread(lua_State *co, lua_State *from);
+
+/* Sends a line to the print sink (nothing without one). */
+void jn_sandbox_print(lua_State *L, const char *msg, size_t len);
+
+/* True when msg starts with a position "chunk:123: ". */
+bool jn_sandbox_has_position(const char *msg);
 
 /* Frees the resource with free_fn when the returned box is collected or released,
  * whichever comes first: a C function holding memory across calls that may raise

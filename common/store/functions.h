@@ -21,7 +21,7 @@
 
 #include "core/err.h"
 
-#define JN_FUNCTION_NAME_MAX 64
+#define JN_FUNCTION_NAME_MAX 48 /* Lua shows at most 59 characters of a chunk name */
 
 /* One function of a deployment (all borrowed). */
 typedef struct {

@@ -2,7 +2,7 @@
  * Integration: an end user's connect flow that waits on a slow provider (here a token
  * endpoint that takes 4 s) holds none of the threads that serve the rest of the API, and
  * one environment's flows cannot take all the room: past
- * JUNCTION_CONNECT_FLOWS_PER_ENVIRONMENT at once, its next ones are refused at once with
+ * JUNCTION_LONG_REQUESTS_PER_ENVIRONMENT at once, its next ones are refused at once with
  * 503 while other environments' flows and every other route go on.
  */
 #include <setjmp.h>
@@ -31,7 +31,7 @@ static int setup(void **state)
     (void)state;
     jn_test_fake_start(&fake, FAKE_PROVIDER_BIN, "isolation_fake_provider");
     char per_env[64];
-    snprintf(per_env, sizeof per_env, "JUNCTION_CONNECT_FLOWS_PER_ENVIRONMENT=%d", PER_ENV);
+    snprintf(per_env, sizeof per_env, "JUNCTION_LONG_REQUESTS_PER_ENVIRONMENT=%d", PER_ENV);
     /* Few task threads: if a flow held one, the API would stall at once. */
     const char *env[] = {per_env, "JUNCTION_TASK_THREADS=2", NULL};
     jn_test_gateway_start(&gw, GATEWAY_BIN, env);

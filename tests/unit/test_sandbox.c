@@ -10,9 +10,11 @@
 #include <cmocka.h>
 #include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "scripts/luajson.h"
 #include "scripts/sandbox.h"
 
 static jn_sandbox_limits_t test_limits(void)
@@ -515,6 +517,65 @@ static void test_error_objects(void **state)
     assert_string_equal(out, "404 nope");
 }
 
+static void put_json(void *p)
+{
+    json_object_put(p);
+}
+
+/* Boxes a malloc'd resource and a parsed JSON document, then builds Lua values from
+ * them: any allocation may fail on the way. */
+static int boxed_work(lua_State *L)
+{
+    char *scratch = malloc(256);
+    jn_sandbox_box_t *a = jn_sandbox_box(L, scratch, free);
+    json_object *doc = json_tokener_parse("{\"items\":[1,2,3,{\"a\":\"b\"}],\"s\":\"text\"}");
+    jn_sandbox_box_t *b = jn_sandbox_box(L, doc, put_json);
+    jn_luajson_push(L, doc);
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        lua_pushfstring(L, "value %d", i);
+        lua_setfield(L, -2, key);
+    }
+    jn_sandbox_box_release(b);
+    jn_sandbox_box_release(a);
+    return 1;
+}
+
+static int install_work(lua_State *L)
+{
+    lua_pushcfunction(L, boxed_work);
+    lua_setglobal(L, "work");
+    return 0;
+}
+
+static void test_allocation_failures_anywhere(void **state)
+{
+    (void)state;
+    /* Fail the 1st, 2nd, ... allocation of a run that boxes C resources: every run ends
+     * classified, and (under the sanitizer) nothing leaks. */
+    const char *src = "local out = {}\nfor i = 1, 3 do\n  local ok, v = pcall(work)\n"
+                      "  out[i] = ok and #v.items or 0\nend\nreturn json.encode(work())";
+    int failed = 0;
+    for (uint64_t nth = 1; nth <= 400; nth++) {
+        jn_sandbox_limits_t lim = test_limits();
+        jn_sandbox_t *sb = jn_sandbox_new("f", &lim);
+        jn_script_error_t err;
+        assert_int_equal(jn_sandbox_protect(sb, install_work, NULL, 0, 0, &err), JN_SCRIPT_OK);
+        jn_sandbox_fail_allocation(sb, nth);
+        jn_script_status_t st = jn_sandbox_load(sb, src, strlen(src), &err);
+        if (st == JN_SCRIPT_OK)
+            st = jn_sandbox_call(sb, 0, 1, &err);
+        if (st != JN_SCRIPT_OK && st != JN_SCRIPT_MEMORY)
+            fail_msg("allocation %llu: %s: %s", (unsigned long long)nth, jn_script_status_str(st),
+                     err.message);
+        failed += st == JN_SCRIPT_MEMORY;
+        jn_script_error_cleanup(&err);
+        jn_sandbox_free(sb);
+    }
+    assert_true(failed > 0);
+}
+
 static void test_messages_are_clean_text(void **state)
 {
     (void)state;
@@ -550,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_globals_are_private),
         cmocka_unit_test(test_memory_is_accounted),
         cmocka_unit_test(test_error_objects),
+        cmocka_unit_test(test_allocation_failures_anywhere),
         cmocka_unit_test(test_messages_are_clean_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -707,6 +707,8 @@ static void test_bad_options(void **state)
         {"ctx:post{ endpoint = '/x', data = { f = print or tostring } }",
          "data: f: a function has no JSON form"},
         {"ctx:get{ endpoint = '/x', retry_on = { 700 } }", "retry_on[1]: must be an HTTP status"},
+        {"local s = {} for i = 1, 21 do s[i] = 500 end\n  ctx:get{ endpoint = '/x', retry_on = s }",
+         "retry_on: at most 20 statuses"},
         {"ctx:paginate{ endpoint = '/x', paginate = { type = 'spiral' } }", "ctx:paginate:"},
         {"ctx:paginate{ endpoint = '/x', paginate = { limit = -1 } }", "paginate.limit"},
         {"ctx:log('x', 'loud')", "ctx:log: level must be"},
@@ -1188,6 +1190,38 @@ static void test_limits_in_runs(void **state)
     fake_cleanup(&f);
 }
 
+static void test_host_calls_at_the_memory_cap(void **state)
+{
+    (void)state;
+    /* Memory full, then host calls that may fail at any allocation (the box of a
+     * response, the response table, its data): under the sanitizer nothing leaks. */
+    fake_t f;
+    fake_init(&f);
+    jn_script_host_t h = host_for(&f);
+    const char *src = ACTION_HEAD "exec = function(ctx)\n"
+                                  "  local keep = {}\n"
+                                  "  pcall(function() while true do keep[#keep + 1] = "
+                                  "string.rep('x', 200) .. #keep end end)\n"
+                                  "  local ok_calls = 0\n"
+                                  "  for i = 1, 300 do\n"
+                                  "    if pcall(ctx.post, ctx, { endpoint = '/api/echo', data = { "
+                                  "n = i } }) then ok_calls = ok_calls + 1 end\n"
+                                  "    keep[#keep] = nil\n"
+                                  "  end\n"
+                                  "  keep = nil\n"
+                                  "  return ok_calls\nend }";
+    jn_script_source_t s = {"act", src, strlen(src)};
+    jn_sandbox_limits_t lim = quick(jn_sandbox_limits_action());
+    lim.memory_bytes = 2u << 20;
+    jn_script_outcome_t out;
+    jn_script_status_t st = jn_script_run_action(&s, NULL, &h, &info, &lim, &out);
+    if (st != JN_SCRIPT_OK && st != JN_SCRIPT_MEMORY)
+        fail_msg("%s: %s", jn_script_status_str(st), out.error.message);
+    assert_true(json_object_array_length(f.requests) > 0);
+    jn_script_outcome_cleanup(&out);
+    fake_cleanup(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1208,6 +1242,7 @@ int main(void)
         cmocka_unit_test(test_metadata_connection_checkpoint),
         cmocka_unit_test(test_log_caps),
         cmocka_unit_test(test_limits_in_runs),
+        cmocka_unit_test(test_host_calls_at_the_memory_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
