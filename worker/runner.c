@@ -289,7 +289,9 @@ static void run_action(jn_runner_t *r, const jn_job_t *job, const atomic_bool *d
     jn_script_run_info_t info = {.connection_id = c->connection_id,
                                  .provider_config_key = c->provider_config_key,
                                  .provider = c->provider,
-                                 .base_url = wh.base_url[0] ? wh.base_url : NULL};
+                                 .base_url = wh.base_url[0] ? wh.base_url : NULL,
+                                 .stop = drain,
+                                 .lost = &active->lost};
     jn_script_source_t src = {fn.name, fn.source, strlen(fn.source)};
     jn_sandbox_limits_t limits = jn_script_limits_for(env.script_limits, JN_LIMITS_ACTION);
     jn_script_outcome_t outcome = {0};

@@ -742,6 +742,8 @@ static jn_script_status_t run(run_kind_t kind, const jn_script_source_t *script,
         return out->status =
                    fail(out, JN_SCRIPT_MEMORY,
                         "%s: the sandbox cannot start within its memory limit", script->name);
+    if (info)
+        jn_sandbox_set_interrupt(sb, info->stop, info->lost);
     jn_declaration_t decl = {0};
     run_t r = {.http = {.host = h, .info = info, .sb = sb}, .kind = kind, .decl = &decl};
     if (h->log)

@@ -36,6 +36,7 @@
 #define JN_WORKER_SCRIPT_CTX_H
 
 #include <json-c/json.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -138,6 +139,9 @@ typedef struct {
     const char *base_url;       /* the provider's resolved base URL: the origin link
                                    pagination may follow */
     const char *last_sync_date; /* syncs: ISO 8601 start of the last successful run */
+    /* Set from another thread to stop the run at once (jn_sandbox_set_interrupt). */
+    const atomic_bool *stop;
+    const atomic_bool *lost;
 } jn_script_run_info_t;
 
 /* The script a run executes. */

@@ -15,6 +15,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,8 @@ struct jn_sandbox {
     char dead_message[JN_SCRIPT_MESSAGE_MAX];
     jn_sandbox_print_fn print;
     void *print_ud;
+    const atomic_bool *interrupt[2]; /* set from another thread: the run must stop */
+    bool interrupted;
 };
 
 struct jn_sandbox_box {
@@ -251,9 +254,20 @@ jn_sandbox_t *jn_sandbox_of(lua_State *L)
     return lua_getallocf(L, &ud) == sandbox_alloc ? ud : NULL;
 }
 
+static bool interrupted(jn_sandbox_t *sb)
+{
+    for (int i = 0; i < 2; i++) {
+        if (sb->interrupt[i] && atomic_load(sb->interrupt[i]))
+            return sb->interrupted = true;
+    }
+    return false;
+}
+
 static const char *limit_text(jn_sandbox_t *sb, char *buf, size_t cap)
 {
-    if (sb->dead == JN_SCRIPT_CPU)
+    if (sb->interrupted)
+        snprintf(buf, cap, "stopped: the worker is shutting down or gave the job to another");
+    else if (sb->dead == JN_SCRIPT_CPU)
         snprintf(buf, cap, "cpu limit exceeded: more than %llu instructions",
                  (unsigned long long)sb->limits.instructions);
     else
@@ -293,7 +307,7 @@ static void hook(lua_State *L, lua_Debug *ar)
         jn_script_status_t why = JN_SCRIPT_OK;
         if (sb->used > sb->limits.instructions)
             why = JN_SCRIPT_CPU;
-        else if (now_ms() >= sb->deadline)
+        else if (now_ms() >= sb->deadline || interrupted(sb))
             why = JN_SCRIPT_TIMEOUT;
         if (why == JN_SCRIPT_OK) {
             int want = (L == sb->run || L == sb->L) ? MAIN_PERIOD : CO_PERIOD;
@@ -316,9 +330,9 @@ void jn_sandbox_charge(lua_State *L, uint64_t cost)
         return;
     if (!sb->dead) {
         sb->used += cost;
-        jn_script_status_t why = sb->used > sb->limits.instructions ? JN_SCRIPT_CPU
-                                 : now_ms() >= sb->deadline         ? JN_SCRIPT_TIMEOUT
-                                                                    : JN_SCRIPT_OK;
+        jn_script_status_t why = sb->used > sb->limits.instructions            ? JN_SCRIPT_CPU
+                                 : now_ms() >= sb->deadline || interrupted(sb) ? JN_SCRIPT_TIMEOUT
+                                                                               : JN_SCRIPT_OK;
         if (why == JN_SCRIPT_OK)
             return;
         char pos[JN_SCRIPT_NAME_MAX + 40];
@@ -336,10 +350,20 @@ int64_t jn_sandbox_check_deadline(lua_State *L)
     return left > 0 ? left : 1;
 }
 
+void jn_sandbox_set_interrupt(jn_sandbox_t *sb, const atomic_bool *a, const atomic_bool *b)
+{
+    sb->interrupt[0] = a;
+    sb->interrupt[1] = b;
+}
+
 int64_t jn_sandbox_remaining_ms(const jn_sandbox_t *sb)
 {
     if (sb->dead)
         return 0;
+    for (int i = 0; i < 2; i++) {
+        if (sb->interrupt[i] && atomic_load(sb->interrupt[i]))
+            return 0;
+    }
     int64_t left = sb->deadline - now_ms();
     return left > 0 ? left : 0;
 }

@@ -35,6 +35,7 @@
 
 #include <json-c/json.h>
 #include <lua.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -147,8 +148,14 @@ jn_script_status_t jn_sandbox_call(jn_sandbox_t *sb, int nargs, int nresults,
 jn_script_status_t jn_sandbox_protect(jn_sandbox_t *sb, lua_CFunction fn, void *ud, int nargs,
                                       int nresults, jn_script_error_t *err);
 
-/* Milliseconds before the deadline, 0 when it has passed. For host functions, which
- * must give up by then. */
+/* Flags another thread may set to stop the run at once (a worker draining, a lease
+ * lost): checked with the deadline, by the hook and host functions; a set flag kills the
+ * sandbox as the deadline would (JN_SCRIPT_TIMEOUT, "stopped: ..."). Either may be NULL;
+ * they must outlive the sandbox. */
+void jn_sandbox_set_interrupt(jn_sandbox_t *sb, const atomic_bool *a, const atomic_bool *b);
+
+/* Milliseconds before the deadline, 0 when it has passed or the run was told to stop.
+ * For host functions, which must give up by then. */
 int64_t jn_sandbox_remaining_ms(const jn_sandbox_t *sb);
 
 /* Moves the deadline to now + ms (e.g. to count from when a job was accepted). */

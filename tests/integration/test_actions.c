@@ -116,6 +116,14 @@ static const char *const scripts[][2] = {
      "    return { sha256 = res.data.body_sha256 }\n"
      "  end,\n"
      "}\n"},
+    {"slow-spin", "return {\n"
+                  "  type = 'action', description = 'computes for six seconds',\n"
+                  "  exec = function(ctx, input)\n"
+                  "    local t = os.clock()\n"
+                  "    while os.clock() - t < 6 do end\n"
+                  "    return { spun = true }\n"
+                  "  end,\n"
+                  "}\n"},
     {"paginate-fail", "return {\n"
                       "  type = 'action', description = 'errors while paginating',\n"
                       "  exec = function(ctx, input)\n"
@@ -687,6 +695,63 @@ static void test_killed_worker_hands_the_action_over(void **state)
     expect_note_works("after the kill");
 }
 
+static bool job_running(void *ud)
+{
+    job_arg_t *j = ud;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = '%s' AND state = 'running'",
+             j->id);
+    return sql_number(sql) == 1;
+}
+
+/* SIGTERM while an action computes (no host call to notice a stop): the worker waits its
+ * drain time, stops the script, gives the job back (had the script not been stopped, it
+ * would have finished and stored its outcome) and exits cleanly; another worker then runs
+ * it whole, the given-back attempt not counted. */
+static void test_draining_worker_gives_the_job_back(void **state)
+{
+    (void)state;
+    api_ok("PATCH", "/junction/environment",
+           "{\"script_limits\":{\"action\":{\"timeout_seconds\":20,\"instructions\":"
+           "100000000000,\"memory_mb\":32}}}",
+           200);
+    const char *async[] = {"X-Async: true", NULL};
+    answer_t a = trigger("{\"action_name\":\"slow-spin\"}", async);
+    expect(&a, 202, NULL, "slow-spin");
+    job_arg_t j = {jn_test_json_str(a.body, "id")};
+    assert_true(jn_test_wait_until(job_running, &j, 30000));
+    long t0 = jn_test_now_ms();
+    jn_test_signal(&worker, SIGTERM);
+    assert_true(jn_test_process_wait(&worker, 15000));
+    long took = jn_test_now_ms() - t0;
+    assert_int_equal(worker.exit_status, 0);
+    /* JUNCTION_WORKER_DRAIN_SECONDS=2; the script alone would need 6 s of CPU. */
+    if (took > 5500)
+        fail_msg("the draining worker took %ld ms to stop", took);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT state || ':' || attempts FROM jobs WHERE id = '%s'", j.id);
+    char *row = jn_test_sql_value(gw.db_url, sql);
+    assert_string_equal(row, "queued:0");
+    free(row);
+
+    start_worker(&worker, worker_admin, "actions_worker_after_drain");
+    char path[96];
+    snprintf(path, sizeof path, "/action/%s", j.id);
+    const char *args[] = {gw.url, path, gw.dev_key};
+    assert_true(jn_test_wait_until(async_done, args, 60000));
+    json_object *resp = NULL;
+    long st = jn_test_api(&gw, "GET", path, gw.dev_key, NULL, &resp);
+    jn_test_expect_status(st, 200, resp, "the given-back action");
+    json_object_put(resp);
+    snprintf(sql, sizeof sql, "SELECT attempts FROM jobs WHERE id = '%s'", j.id);
+    assert_int_equal(sql_number(sql), 1);
+    json_object_put(a.body);
+    api_ok("PATCH", "/junction/environment",
+           "{\"script_limits\":{\"action\":{\"timeout_seconds\":20,\"instructions\":200000000,"
+           "\"memory_mb\":32}}}",
+           200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -699,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_poison_message_is_dead_lettered),
         cmocka_unit_test(test_sync_call_nobody_runs_times_out),
         cmocka_unit_test(test_killed_worker_hands_the_action_over),
+        cmocka_unit_test(test_draining_worker_gives_the_job_back),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

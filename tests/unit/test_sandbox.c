@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <lauxlib.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +188,55 @@ static void test_wall_clock(void **state)
                               msg, sizeof msg),
                      JN_SCRIPT_TIMEOUT);
     assert_true(mono_ms() - t0 < 2000);
+    expect_healthy();
+}
+
+typedef struct {
+    atomic_bool flag;
+    int after_ms;
+} stopper_t;
+
+static void *stop_later(void *arg)
+{
+    stopper_t *st = arg;
+    struct timespec ts = {st->after_ms / 1000, (long)(st->after_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    atomic_store(&st->flag, true);
+    return NULL;
+}
+
+/* Another thread stops a run (a draining worker, a lost lease): a pure Lua loop, even one
+ * that swallows errors, ends at once. */
+static void test_interrupt_from_another_thread(void **state)
+{
+    (void)state;
+    jn_sandbox_limits_t lim = test_limits();
+    lim.instructions = UINT64_MAX;
+    lim.wall_ms = 60000;
+    const char *srcs[] = {"while true do end",
+                          "while true do pcall(function() while true do end end) end"};
+    for (size_t i = 0; i < 2; i++) {
+        stopper_t st = {.after_ms = 100};
+        atomic_init(&st.flag, false);
+        jn_sandbox_t *sb = jn_sandbox_new("t", &lim);
+        assert_non_null(sb);
+        jn_sandbox_set_interrupt(sb, NULL, &st.flag);
+        pthread_t t;
+        pthread_create(&t, NULL, stop_later, &st);
+        int64_t t0 = mono_ms();
+        jn_script_error_t err;
+        jn_script_status_t status = jn_sandbox_load(sb, srcs[i], strlen(srcs[i]), &err);
+        if (status == JN_SCRIPT_OK)
+            status = jn_sandbox_call(sb, 0, 1, &err);
+        int64_t took = mono_ms() - t0;
+        pthread_join(t, NULL);
+        assert_int_equal(status, JN_SCRIPT_TIMEOUT);
+        assert_non_null(strstr(err.message, "stopped"));
+        assert_true(took >= 90 && took < 2000);
+        assert_int_equal(jn_sandbox_remaining_ms(sb), 0);
+        jn_script_error_cleanup(&err);
+        jn_sandbox_free(sb);
+    }
     expect_healthy();
 }
 
@@ -595,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_infinite_loop),
         cmocka_unit_test(test_loop_inside_pcall_cannot_be_caught),
         cmocka_unit_test(test_wall_clock),
+        cmocka_unit_test(test_interrupt_from_another_thread),
         cmocka_unit_test(test_memory_bomb),
         cmocka_unit_test(test_huge_string_rep),
         cmocka_unit_test(test_memory_error_can_be_handled),
