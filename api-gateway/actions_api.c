@@ -289,7 +289,7 @@ static bool check_action(PGconn *conn, const jn_environment_t *env, const char *
     }
     jn_declaration_t decl;
     char why[512];
-    err = jn_declaration_from_json(json_object_get(fn.declaration), &decl, why, sizeof why);
+    err = jn_declaration_from_json(fn.declaration, &decl, why, sizeof why);
     jn_function_cleanup(&fn);
     if (err) {
         jn_log_error("actions", "action %s of %s: its stored declaration is unreadable: %s", name,

@@ -61,7 +61,7 @@ jn_script_status_t jn_declaration_load(const char *name, const char *source, siz
 jn_err_t jn_declaration_read(lua_State *L, int idx, const char *name, jn_declaration_t *out,
                              char *why, size_t why_len);
 
-/* Reads and checks a stored JSON form (takes a reference of json). */
+/* Reads and checks a stored JSON form; out keeps a reference of its own to json. */
 jn_err_t jn_declaration_from_json(json_object *json, jn_declaration_t *out, char *why,
                                   size_t why_len);
 
