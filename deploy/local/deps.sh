@@ -6,6 +6,10 @@
 # single dpkg-query call. As root on Debian: apt-get update once, then
 # apt-get install -y the missing packages. Otherwise: print exactly what is
 # missing and exit 1.
+#
+# Optional: where npm is present, Nango's Node SDK (@nangohq/node, pinned) goes
+# into $STATE/node, so the webhook tests also verify signatures with the SDK's
+# own function; without it they say so and check with a plain HMAC only.
 set -euo pipefail
 JL_TAG=deps
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -69,7 +73,29 @@ install_debs() {
   apt-get install -y -q --no-install-recommends "$@"
 }
 
+NANGO_NODE_VERSION=0.71.10
+
+# nango_sdk — best effort: install @nangohq/node into $STATE/node.
+nango_sdk() {
+  local dir="$STATE/node"
+  [[ -f $dir/node_modules/@nangohq/node/package.json ]] &&
+    grep -q "\"version\": \"$NANGO_NODE_VERSION\"" "$dir/node_modules/@nangohq/node/package.json" &&
+    return 0
+  if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    log "node/npm not found: the webhook tests will not run @nangohq/node's check"
+    return 0
+  fi
+  mkdir -p "$dir"
+  if (cd "$dir" && timeout 180 npm install --no-audit --no-fund --silent \
+    "@nangohq/node@$NANGO_NODE_VERSION" >/dev/null 2>&1); then
+    log "@nangohq/node $NANGO_NODE_VERSION installed in $dir"
+  else
+    log "could not install @nangohq/node (registry unreachable?); its check will be skipped"
+  fi
+}
+
 main() {
+  nango_sdk
   if [[ ! -f /etc/debian_version ]] || ! command -v dpkg-query >/dev/null 2>&1; then
     check_non_debian
     return
