@@ -9,10 +9,10 @@
  * down for good (dead letter with its last error, replay once it is up, another
  * environment unable to see or replay it), 4xx not retried, Retry-After honoured, the
  * egress policy refusing loopback and metadata addresses, switches off enqueueing nothing,
- * a connection's override replacing both URLs, the auth webhook of a connect flow and the
- * async_action webhook of an X-Async action, sync and forward payloads, and hostile
- * receivers and tenants (slow answers, giant answers, redirects to internal hosts, huge
- * payloads, replay storms).
+ * a connection's override replacing both URLs, the auth webhooks of a connect flow and of a
+ * failed token refresh, the async_action webhook of an X-Async action, sync and forward
+ * payloads, and hostile receivers and tenants (slow answers, giant answers, redirects to
+ * internal hosts, huge payloads, replay storms).
  *
  * Until the scheduler resends lost and retried job messages, a thread here does what its
  * resend does (store/jobs.h jn_jobs_due_for_send); both may run at once without harm.
@@ -253,6 +253,8 @@ static int setup(void **state)
     rx = jn_test_receiver_start(0);
     jn_test_fake_api_key_connection(&gw, gw.dev_key, &fake, "fake-key", "notes", "c1", API_KEY);
     jn_test_fake_allow(&gw);
+    /* An OAuth integration for the refresh-failure webhook. */
+    jn_test_fake_setup_gateway(&gw, &fake);
     /* The action for the async_action webhook. */
     char path[512];
     snprintf(path, sizeof path, "%s/fake-provider/post-note.lua", EXAMPLES_DIR);
@@ -1011,6 +1013,43 @@ static void test_hostile_receivers(void **state)
     assert_int_equal(jn_test_receiver_count(rx), 2);
 }
 
+static void test_refresh_failure_sends_auth_webhook(void **state)
+{
+    (void)state;
+    /* An OAuth connection (its creation webhook first), then its grant revoked at the
+     * provider: the forced refresh fails, and the failure is told. */
+    char cid[128], callback[1024], path[512], body[1024];
+    jn_test_oauth_dance(&gw, &fake, NULL, cid, sizeof cid, callback, sizeof callback);
+    wait_received(1, 30000);
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake&refresh_token=true", cid);
+    json_object *resp = api(gw.dev_key, "GET", path, NULL, 200);
+    snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}",
+             jn_test_json_str(resp, "credentials.refresh_token"));
+    json_object_put(resp);
+    assert_int_equal(jn_test_fake_call(&fake, "POST", "/_admin/revoke", body, NULL), 200);
+    snprintf(path, sizeof path, "/connections/%s?provider_config_key=fake&force_refresh=true", cid);
+    json_object_put(api(gw.dev_key, "GET", path, NULL, 400));
+    /* Not sent by the gateway: due at once, the resend sends it. */
+    wait_received(2, 30000);
+    wait_settled(30000);
+    jn_test_received_t q;
+    json_object *o = received_json(0, &q);
+    assert_string_equal(jn_test_json_str(o, "operation"), "creation");
+    assert_string_equal(jn_test_json_str(o, "authMode"), "OAUTH2");
+    json_object_put(o);
+    jn_test_received_cleanup(&q);
+    o = received_json(1, &q);
+    assert_string_equal(jn_test_json_str(o, "type"), "auth");
+    assert_string_equal(jn_test_json_str(o, "operation"), "refresh");
+    assert_string_equal(jn_test_json_str(o, "connectionId"), cid);
+    assert_string_equal(jn_test_json_str(o, "providerConfigKey"), "fake");
+    assert_false(json_object_get_boolean(json_object_object_get(o, "success")));
+    assert_string_equal(jn_test_json_str(o, "error.type"), "refresh_token_external_error");
+    assert_non_null(strstr(jn_test_json_str(o, "error.description"), "invalid_grant"));
+    json_object_put(o);
+    jn_test_received_cleanup(&q);
+}
+
 static void test_signing_key_never_logged(void **state)
 {
     (void)state;
@@ -1049,6 +1088,7 @@ int main(void)
         cmocka_unit_test_setup(test_async_action_sends_webhook, fresh),
         cmocka_unit_test_setup(test_sync_and_forward_payloads, fresh),
         cmocka_unit_test_setup(test_hostile_receivers, fresh),
+        cmocka_unit_test_setup(test_refresh_failure_sends_auth_webhook, fresh),
         cmocka_unit_test_setup(test_signing_key_never_logged, fresh),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
