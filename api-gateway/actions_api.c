@@ -364,7 +364,8 @@ static void post_trigger(const jn_http_request_t *req, jn_http_response_t *res, 
                         .connection_id = connection_row,
                         .function_name = name,
                         .input = input,
-                        .max_attempts = async ? retries + 1 : 1};
+                        .max_attempts = async ? retries + 1 : 1,
+                        .async = async};
     if ((err = jn_jobs_create(conn, &job, id))) {
         jn_api_store_error(res, err, "the action's job");
         goto out;

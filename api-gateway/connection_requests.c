@@ -14,6 +14,7 @@
 #include "providers/custom_providers.h"
 #include "providers/egress.h"
 #include "core/log.h"
+#include "net/job_message.h"
 #include "providers/provider_http.h"
 #include "store/integrations.h"
 
@@ -435,10 +436,15 @@ bool jn_api_save_connection(jn_gateway_t *gw, const jn_environment_t *env,
         .webhook_url_override = cr->webhook_url_override,
     };
     jn_connection_save_error_t e;
-    jn_err_t err =
-        jn_connection_save(&gw->engine->sessions, env, &in, source, verify, out, created, &e);
+    jn_webhook_jobs_t webhooks;
+    jn_err_t err = jn_connection_save(&gw->engine->sessions, env, &in, source, verify, out, created,
+                                      &webhooks, &e);
     switch (err) {
-    case JN_OK: return true;
+    case JN_OK:
+        /* The auth webhook's deliveries committed with the connection. */
+        jn_job_message_send_all(gw->engine->producer, gw->engine->config.topic_prefix,
+                                webhooks.jobs, webhooks.count);
+        return true;
     case JN_ERR_INVALID: jn_api_invalid(res, "invalid_body", &e.field); return false;
     case JN_ERR_NOT_FOUND: jn_http_respond_error(res, 404, "not_found", "%s", e.why); return false;
     case JN_ERR_UPSTREAM:

@@ -41,4 +41,8 @@ void jn_routes_functions(jn_gateway_t *gw, jn_http_server_t *http);
 /* POST /action/trigger and GET /action/:id. */
 void jn_routes_actions(jn_gateway_t *gw, jn_http_server_t *http);
 
+/* Webhooks to the app: settings (Nango's and /junction/webhooks/settings), the signing
+ * key's rotation, dead letters and replays (webhooks_api.c). */
+void jn_routes_webhooks(jn_gateway_t *gw, jn_http_server_t *http);
+
 #endif

@@ -20,7 +20,7 @@ int main(int argc, char **argv)
     jn_runner_t *runner = jn_runner_new(&engine);
     jn_pipeline_options_t opts = {
         .concurrency = {engine.config.worker_actions, engine.config.worker_syncs,
-                        engine.config.worker_webhooks},
+                        engine.config.worker_webhooks, engine.config.worker_deliveries},
         .drain_ms = engine.config.worker_drain_s * 1000,
         .run = jn_runner_run,
         .ud = runner,

@@ -20,7 +20,7 @@
 #include "net/kafka.h"
 #include "net/service.h"
 
-#define LANES 3
+#define LANES JN_JOB_KINDS
 #define POLL_MS 100
 #define DLQ_BACKOFF_MIN_MS 100
 #define DLQ_BACKOFF_MAX_MS 30000
@@ -430,7 +430,8 @@ jn_pipeline_t *jn_pipeline_start(jn_engine_t *engine, const jn_pipeline_options_
     p->engine = engine;
     p->opts = *opts;
     jn_kafka_topic_name(&engine->config, "dlq", p->dlq_topic, sizeof p->dlq_topic);
-    const jn_job_kind_t kinds[LANES] = {JN_JOB_ACTION, JN_JOB_SYNC, JN_JOB_WEBHOOK};
+    const jn_job_kind_t kinds[LANES] = {JN_JOB_ACTION, JN_JOB_SYNC, JN_JOB_WEBHOOK,
+                                        JN_JOB_DELIVERY};
     for (int i = 0; i < LANES; i++) {
         if (!lane_start(p, &p->lanes[i], kinds[i], opts->concurrency[i])) {
             jn_log_error("pipeline", "cannot start the %s consumer", jn_job_kind_name(kinds[i]));

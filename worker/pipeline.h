@@ -1,7 +1,8 @@
 /*
  * pipeline.h - the worker's consumers: one consumer-group member per job kind (actions,
- * syncs, webhooks), each with its own pool of job threads, so a three-hour sync never
- * delays an action and never stops its consumer from polling.
+ * syncs, webhooks, deliveries), each with its own pool of job threads, so a three-hour sync
+ * never delays an action, a slow webhook receiver never delays either, and no consumer
+ * stops polling.
  *
  * Per kind, a poll thread reads job messages (net/job_message.h) and hands each to a free
  * job thread; when every job thread is busy it pauses fetching but keeps polling, so the
@@ -34,8 +35,9 @@ typedef void (*jn_pipeline_run_fn)(void *ud, const jn_job_ref_t *job, const atom
 typedef struct jn_pipeline jn_pipeline_t;
 
 typedef struct {
-    int concurrency[3]; /* job threads per kind: actions, syncs, webhooks */
-    int drain_ms;       /* how long running jobs may finish after a stop */
+    int concurrency[JN_JOB_KINDS]; /* job threads per kind, in jn_job_kind_t order: actions,
+                                      syncs, webhooks, deliveries */
+    int drain_ms;                  /* how long running jobs may finish after a stop */
     jn_pipeline_run_fn run;
     void *ud;
 } jn_pipeline_options_t;

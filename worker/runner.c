@@ -12,10 +12,13 @@
 #include "core/crypto.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "delivery.h"
 #include "host.h"
+#include "net/job_message.h"
 #include "scripts/limits.h"
 #include "store/functions.h"
 #include "store/jobs.h"
+#include "store/webhooks.h"
 
 #define DB_WAIT_MS 5000
 
@@ -145,6 +148,40 @@ static int retry_delay_s(int attempts)
     return (d > 60 ? 60 : d) + (int)(jitter % 3);
 }
 
+/* jn_jobs_finish; for an action called with X-Async whose outcome is final, its
+ * async_action webhook too, in the same transaction (a webhook that cannot be written is
+ * logged and the outcome stored all the same). */
+static jn_err_t finish_job(PGconn *conn, const jn_job_t *job, jn_job_outcome_t outcome,
+                           json_object *result, bool retryable, int delay_s, bool *requeued,
+                           jn_webhook_jobs_t *hooks)
+{
+    if (!job->async)
+        return jn_jobs_finish(conn, job->id, job->lease_token, outcome, result, retryable, delay_s,
+                              requeued);
+    jn_err_t err = jn_pg_exec_script(conn, "BEGIN");
+    if (!err)
+        err = jn_jobs_finish(conn, job->id, job->lease_token, outcome, result, retryable, delay_s,
+                             requeued);
+    if (!err && !*requeued) {
+        jn_err_t werr = jn_pg_exec_script(conn, "SAVEPOINT async_webhook");
+        if (!werr)
+            werr = jn_webhooks_enqueue_async_action(conn, job->environment_id, job->connection_id,
+                                                    job->id, hooks);
+        if (werr) {
+            jn_log_warn("runner", "job %s: its async_action webhook was not written (%s)", job->id,
+                        jn_err_str(werr));
+            jn_pg_exec_script(conn, "ROLLBACK TO SAVEPOINT async_webhook");
+            memset(hooks, 0, sizeof *hooks);
+        }
+    }
+    if (err) {
+        jn_pg_exec_script(conn, "ROLLBACK");
+        memset(hooks, 0, sizeof *hooks);
+        return err;
+    }
+    return jn_pg_exec_script(conn, "COMMIT");
+}
+
 /* Stores the outcome, fenced. */
 static void finish(jn_runner_t *r, const jn_job_t *job, jn_job_outcome_t outcome,
                    json_object *result, bool retryable)
@@ -158,9 +195,12 @@ static void finish(jn_runner_t *r, const jn_job_t *job, jn_job_outcome_t outcome
         return;
     }
     bool requeued = false;
-    err = jn_jobs_finish(conn, job->id, job->lease_token, outcome, result, retryable,
-                         retry_delay_s(job->attempts), &requeued);
+    jn_webhook_jobs_t hooks = {0};
+    err = finish_job(conn, job, outcome, result, retryable, retry_delay_s(job->attempts), &requeued,
+                     &hooks);
     jn_pg_release(r->e->pg, conn);
+    if (!err)
+        jn_job_message_send_all(r->e->producer, r->e->config.topic_prefix, hooks.jobs, hooks.count);
     if (err == JN_ERR_CONFLICT)
         jn_log_warn("runner", "job %s: another worker took the job over; this outcome is dropped",
                     job->id);
@@ -355,6 +395,10 @@ void jn_runner_run(void *ud, const jn_job_ref_t *ref, const atomic_bool *stop)
     track(r, active);
     switch (job.kind) {
     case JN_JOB_ACTION: run_action(r, &job, stop, active); break;
+    case JN_JOB_DELIVERY:
+        if (jn_delivery_run(r->e, &job, &active->lost) == JN_DELIVERY_GIVE_BACK)
+            give_back(r, &job);
+        break;
     case JN_JOB_SYNC:
     case JN_JOB_WEBHOOK:
         fail_setup(r, &job, 501, "not_supported", "this worker does not run this kind of job yet");

@@ -9,6 +9,9 @@
  * stop and cannot store anything. A run asked to stop by a draining worker gives its job
  * back (queued again, the attempt not counted), so another worker runs it.
  *
+ * A delivery job (a webhook to the app) runs as delivery.h says instead. An action called
+ * with X-Async enqueues its async_action webhook with its final outcome.
+ *
  * Guarantee for actions: a job runs to completion at least once; it runs more than once
  * only when a worker dies (or loses its lease) while running it, and then a provider call
  * the first run made may be made again. docs/scripts.md says so to script authors.

@@ -202,6 +202,15 @@ static jn_err_t read_engine_settings(reader_t *r, jn_program_t program, jn_confi
     if ((err = read_int(r, "JUNCTION_WORKER_WEBHOOKS", 4, 1, 1024, &n)))
         return err;
     cfg->worker_webhooks = (int)n;
+    if ((err = read_int(r, "JUNCTION_WORKER_DELIVERIES", 4, 1, 1024, &n)))
+        return err;
+    cfg->worker_deliveries = (int)n;
+    if ((err = read_int(r, "JUNCTION_DELIVERY_TIMEOUT_MS", 20000, 1000, 120000, &n)))
+        return err;
+    cfg->delivery_timeout_ms = (int)n;
+    if ((err = read_int(r, "JUNCTION_DELIVERY_BACKOFF_SECONDS", 3, 1, 600, &n)))
+        return err;
+    cfg->delivery_backoff_s = (int)n;
     if ((err = read_int(r, "JUNCTION_WORKER_DRAIN_SECONDS", 25, 0, 3600, &n)))
         return err;
     cfg->worker_drain_s = (int)n;

@@ -79,11 +79,16 @@ typedef struct {
     /* Worker: jobs run at once per kind (each kind has its own consumer group, so a flood of
      * syncs never delays an action), the time a stopping worker lets running jobs finish
      * before handing them back, and the lease a claimed job holds between renewals. */
-    int worker_actions;  /* JUNCTION_WORKER_ACTIONS, default 8 */
-    int worker_syncs;    /* JUNCTION_WORKER_SYNCS, default 4 */
-    int worker_webhooks; /* JUNCTION_WORKER_WEBHOOKS, default 4 */
-    int worker_drain_s;  /* JUNCTION_WORKER_DRAIN_SECONDS, default 25 */
-    int job_lease_s;     /* JUNCTION_JOB_LEASE_SECONDS, default 60 */
+    int worker_actions;    /* JUNCTION_WORKER_ACTIONS, default 8 */
+    int worker_syncs;      /* JUNCTION_WORKER_SYNCS, default 4 */
+    int worker_webhooks;   /* JUNCTION_WORKER_WEBHOOKS, default 4 */
+    int worker_deliveries; /* JUNCTION_WORKER_DELIVERIES, default 4 */
+    int worker_drain_s;    /* JUNCTION_WORKER_DRAIN_SECONDS, default 25 */
+    int job_lease_s;       /* JUNCTION_JOB_LEASE_SECONDS, default 60 */
+    /* Webhooks to the app: one attempt's whole time, and the first wait before a retry
+     * (doubled each time, with jitter, at most 10 minutes). */
+    int delivery_timeout_ms; /* JUNCTION_DELIVERY_TIMEOUT_MS, default 20000, 1000..120000 */
+    int delivery_backoff_s;  /* JUNCTION_DELIVERY_BACKOFF_SECONDS, default 3, 1..600 */
     /* Gateway: requests that may take seconds without using the database - an end user's
      * connect flow waiting on a provider (a token request, a credential check), compiling a
      * deployment's scripts - run on threads of their own, at most this many at once, and at

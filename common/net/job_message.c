@@ -10,6 +10,7 @@
 
 #include "core/crypto.h"
 #include "core/json_util.h"
+#include "core/log.h"
 
 char *jn_job_message_encode(const jn_job_ref_t *job, char key[40])
 {
@@ -64,13 +65,14 @@ jn_err_t jn_job_message_decode(const void *value, size_t len, jn_job_ref_t *out,
     } else if (jn_json_only_keys(o, keys, "", &fe) != JN_OK) {
         snprintf(msg, sizeof msg, "%.60s: %.90s", fe.path, fe.message);
         err = reason(why, why_len, msg);
-    } else if (jn_json_string(o, "job_id", true, 36, &text, &fe) != JN_OK || !jn_uuid_shaped(text, false)) {
+    } else if (jn_json_string(o, "job_id", true, 36, &text, &fe) != JN_OK ||
+               !jn_uuid_shaped(text, false)) {
         err = reason(why, why_len, "job_id: not a UUID");
     } else {
         snprintf(out->id, sizeof out->id, "%s", text);
         if (jn_json_string(o, "kind", true, 16, &text, &fe) != JN_OK ||
             jn_job_kind_parse(text, &out->kind) != JN_OK)
-            err = reason(why, why_len, "kind: must be action, sync or webhook");
+            err = reason(why, why_len, "kind: must be action, sync, webhook or delivery");
         else if (!json_object_object_get_ex(o, "environment_id", &v) ||
                  !json_object_is_type(v, json_type_int) || json_object_get_int64(v) <= 0)
             err = reason(why, why_len, "environment_id: must be a positive integer");
@@ -93,6 +95,7 @@ const char *jn_job_message_topic_kind(jn_job_kind_t kind)
     case JN_JOB_ACTION: return "actions";
     case JN_JOB_SYNC: return "syncs";
     case JN_JOB_WEBHOOK: return "webhooks";
+    case JN_JOB_DELIVERY: return "deliveries";
     }
     return "actions";
 }
@@ -107,4 +110,20 @@ jn_err_t jn_job_message_send(jn_kafka_producer_t *producer, const char *topic_pr
         jn_kafka_produce(producer, topic, key, strlen(key), value, strlen(value), NULL, NULL);
     free(value);
     return err;
+}
+
+size_t jn_job_message_send_all(jn_kafka_producer_t *producer, const char *topic_prefix,
+                               const jn_job_ref_t *jobs, size_t count)
+{
+    size_t failed = 0;
+    for (size_t i = 0; i < count; i++) {
+        jn_err_t err = jn_job_message_send(producer, topic_prefix, &jobs[i]);
+        if (err) {
+            failed++;
+            jn_log_warn("jobs",
+                        "job %s: its message could not be queued (%s); the scheduler resends it",
+                        jobs[i].id, jn_err_str(err));
+        }
+    }
+    return failed;
 }

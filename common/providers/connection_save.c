@@ -166,11 +166,44 @@ static jn_err_t resolve(const jn_session_deps_t *d, const jn_environment_t *env,
     return err;
 }
 
+/* What the auth webhook needs inside the connection's transaction. */
+typedef struct {
+    const jn_session_deps_t *deps;
+    const jn_environment_t *env;
+    const char *provider_name;
+    const char *auth_mode;
+    jn_webhook_jobs_t jobs;
+} auth_hook_t;
+
+static jn_err_t enqueue_auth(PGconn *conn, long long row_id, bool created, void *ud)
+{
+    auth_hook_t *h = ud;
+    jn_connection_t c;
+    jn_err_t err = jn_connections_get_by_id(conn, h->deps->keyring, row_id, false, &c);
+    if (err)
+        return err;
+    jn_webhook_auth_t a = {.connection_id = c.connection_id,
+                           .provider_config_key = c.provider_config_key,
+                           .provider = h->provider_name,
+                           .auth_mode = h->auth_mode,
+                           .environment = h->env->name,
+                           .operation = created ? "creation" : "override",
+                           .success = true,
+                           .tags = c.tags,
+                           .end_user = c.end_user};
+    err = jn_webhooks_enqueue_auth(conn, h->env->id, row_id, &a, &h->jobs);
+    jn_connection_cleanup(&c);
+    return err;
+}
+
 jn_err_t jn_connection_save(const jn_session_deps_t *deps, const jn_environment_t *env,
                             const jn_connection_save_t *in, jn_conncfg_source_t source, bool verify,
-                            jn_connection_t *out, bool *created, jn_connection_save_error_t *e)
+                            jn_connection_t *out, bool *created, jn_webhook_jobs_t *webhooks,
+                            jn_connection_save_error_t *e)
 {
     memset(e, 0, sizeof *e);
+    if (webhooks)
+        memset(webhooks, 0, sizeof *webhooks);
     long long integration_id = 0;
     char *provider_name = NULL;
     json_object *provider = NULL;
@@ -191,9 +224,10 @@ jn_err_t jn_connection_save(const jn_session_deps_t *deps, const jn_environment_
         err = jn_connection_verify(deps->http, env, provider_name, provider, in->credentials,
                                    in->connection_config, e->why, sizeof e->why);
     json_object_put(provider);
-    free(provider_name);
-    if (err)
+    if (err) {
+        free(provider_name);
         return err;
+    }
 
     char generated[37];
     const char *connection_id = in->connection_id;
@@ -213,13 +247,23 @@ jn_err_t jn_connection_save(const jn_session_deps_t *deps, const jn_environment_
         .tags = in->tags,
         .webhook_url_override = in->webhook_url_override,
     };
+    auth_hook_t hook = {.deps = deps,
+                        .env = env,
+                        .provider_name = provider_name,
+                        .auth_mode = in->credentials_type};
+    row.in_transaction = enqueue_auth;
+    row.in_transaction_ud = &hook;
     PGconn *conn = jn_pg_acquire(deps->pg, DB_WAIT_MS, &err);
     if (!conn) {
+        free(provider_name);
         snprintf(e->why, sizeof e->why, "the database is unavailable; retry shortly");
         return err;
     }
     jn_connection_t saved;
     err = jn_connections_upsert(conn, deps->keyring, env->id, &row, created, &saved);
+    free(provider_name);
+    if (err == JN_OK && webhooks)
+        *webhooks = hook.jobs;
     if (err == JN_OK) {
         /* Answer with credentials, as Nango's import does. */
         err = jn_connections_get_by_id(conn, deps->keyring, saved.id, true, out);

@@ -23,6 +23,7 @@
 #include "providers/session.h"
 #include "store/connections.h"
 #include "store/environments.h"
+#include "store/webhooks.h"
 
 /* What to store; all borrowed. connection_id NULL: a new UUID is made. */
 typedef struct {
@@ -45,15 +46,18 @@ typedef struct {
 } jn_connection_save_error_t;
 
 /* Saves in (see above) with deps' pool, keys, catalog and transport (a thread that may
- * block; not the loop's). verify runs the provider's verification request first.
- * JN_OK with *out (with credentials; cleanup it) and *created. Errors:
+ * block; not the loop's). verify runs the provider's verification request first. The auth
+ * webhook (operation creation or override) is enqueued in the same transaction as the row
+ * (store/webhooks.h); webhooks (may be NULL) gets its delivery jobs, whose messages the
+ * caller sends. JN_OK with *out (with credentials; cleanup it) and *created. Errors:
  *   JN_ERR_NOT_FOUND   the integration (or its custom provider) does not exist (why)
  *   JN_ERR_INVALID     a field is wrong (e->field)
  *   JN_ERR_UPSTREAM    the provider refused the credentials or could not be asked (why)
  *   store errors       JN_ERR_DB_UNAVAILABLE, JN_ERR_TIMEOUT, JN_ERR_CONFLICT, ... (why) */
 jn_err_t jn_connection_save(const jn_session_deps_t *deps, const jn_environment_t *env,
                             const jn_connection_save_t *in, jn_conncfg_source_t source, bool verify,
-                            jn_connection_t *out, bool *created, jn_connection_save_error_t *e);
+                            jn_connection_t *out, bool *created, jn_webhook_jobs_t *webhooks,
+                            jn_connection_save_error_t *e);
 
 /* Runs the provider's verification request (proxy.verification) with credentials and
  * config. JN_OK when the provider accepts them or declares no verification;

@@ -906,7 +906,7 @@ static void decide(jn_provider_stream_t *s)
     const char *location = jn_provider_stream_header_get(s, "location");
     if ((s->status == 301 || s->status == 302 || s->status == 303 || s->status == 307 ||
          s->status == 308) &&
-        location && s->redirects < MAX_REDIRECTS && replayable) {
+        location && s->redirects < MAX_REDIRECTS && replayable && !s->call.no_redirects) {
         bool same_origin = false;
         char *next = resolve_location(s->built.url, location, &same_origin);
         if (next && (strncmp(next, "https://", 8) == 0 || strncmp(next, "http://", 7) == 0)) {
@@ -1318,7 +1318,10 @@ jn_err_t jn_provider_fetch(jn_provider_http_t *h, long long env_id,
     pthread_mutex_destroy(&f.lock);
     if (f.err) {
         snprintf(why, why_len, "%s", f.why);
+        long status = out->status;
         jn_provider_response_cleanup(out);
+        if (f.err == JN_ERR_TOO_LARGE)
+            out->status = status; /* the answer came; only its body was too long */
         return f.err;
     }
     if (!out->body) {

@@ -80,6 +80,7 @@ typedef struct {
     uint64_t deadline_ms;             /* the whole call must end by then (loop clock); 0 = none */
     long max_total_wait_ms;           /* budget for waits between attempts; 0 = 60 s */
     bool forward_auth_on_redirect;    /* keep credentials on a cross-origin redirect */
+    bool no_redirects;                /* a 3xx is the answer: never follow it (webhooks) */
     bool upload;                      /* the body is fed with jn_provider_upload_write() */
     long long upload_length;          /* with upload: the size, or -1 (sent chunked) */
     const jn_egress_policy_t *egress; /* may be NULL: no extra internal addresses allowed */
@@ -164,8 +165,9 @@ typedef struct {
 } jn_provider_response_t;
 
 /* Runs the call on the loop and waits for the whole answer (from a thread that is not the
- * loop's). The body is read up to max_body bytes: JN_ERR_TOO_LARGE past it. target must
- * stay valid until it returns. */
+ * loop's). The body is read up to max_body bytes: JN_ERR_TOO_LARGE past it (out->status
+ * still holds the answer's status; nothing else is kept). target must stay valid until it
+ * returns. */
 jn_err_t jn_provider_fetch(jn_provider_http_t *h, long long env_id,
                            const jn_provider_target_t *target, const jn_provider_call_t *call,
                            size_t max_body, jn_provider_response_t *out, char *why, size_t why_len);

@@ -22,6 +22,7 @@
 #include "providers/connection_config.h"
 #include "providers/custom_providers.h"
 #include "store/integrations.h"
+#include "store/webhooks.h"
 
 _Static_assert(JN_TOKEN_REFRESH_LEASE_S * 1000L > JN_OAUTH_TOKEN_TIMEOUT_MS + 10000L,
                "a refresh lease must outlive the token request and the database steps around it");
@@ -443,6 +444,69 @@ static jn_err_t record_failure(PGconn *conn, const jn_oauth_error_t *failure,
                   5, params, JN_REFRESH_RECORDED, result);
 }
 
+/* The auth webhook of a failed refresh (operation "refresh", success false), inside the
+ * failure's transaction. Its deliveries are due at once: the scheduler sends them. */
+static jn_err_t refresh_failed_webhook(PGconn *conn, const jn_crypto_keyring_t *ring,
+                                       const jn_refresh_lease_t *lease,
+                                       const jn_oauth_error_t *failure)
+{
+    jn_connection_t c;
+    jn_err_t err = jn_connections_get_by_id(conn, ring, lease->connection_row_id, false, &c);
+    if (err)
+        return err;
+    char env_id[24];
+    snprintf(env_id, sizeof env_id, "%lld", lease->env_id);
+    const char *params[] = {env_id};
+    PGresult *r = NULL;
+    err = jn_pg_exec(conn, "SELECT name FROM environments WHERE id = $1", 1, params, &r);
+    if (!err) {
+        jn_webhook_auth_t a = {.connection_id = c.connection_id,
+                               .provider_config_key = c.provider_config_key,
+                               .provider = c.provider,
+                               .auth_mode = c.credentials_type,
+                               .environment = PQntuples(r) ? PQgetvalue(r, 0, 0) : "",
+                               .operation = "refresh",
+                               .success = false,
+                               .tags = c.tags,
+                               .end_user = c.end_user,
+                               .error_type = "refresh_token_external_error",
+                               .error_description = failure->message};
+        err = jn_webhooks_enqueue_auth(conn, lease->env_id, c.id, &a, NULL);
+        PQclear(r);
+    }
+    jn_connection_cleanup(&c);
+    return err;
+}
+
+/* record_failure and its webhook in one transaction; a webhook that cannot be written is
+ * logged, and the failure is recorded all the same. */
+static jn_err_t record_failure_and_tell(PGconn *conn, const jn_crypto_keyring_t *ring,
+                                        const jn_refresh_lease_t *lease,
+                                        const jn_oauth_error_t *failure, const char *const fence[3],
+                                        jn_refresh_result_t *result)
+{
+    bool own = PQtransactionStatus(conn) == PQTRANS_IDLE;
+    jn_err_t err = own ? jn_pg_exec_script(conn, "BEGIN") : JN_OK;
+    if (!err)
+        err = record_failure(conn, failure, fence, result);
+    if (!err && *result == JN_REFRESH_RECORDED && own) {
+        jn_err_t werr = jn_pg_exec_script(conn, "SAVEPOINT refresh_webhook");
+        if (!werr)
+            werr = refresh_failed_webhook(conn, ring, lease, failure);
+        if (werr) {
+            jn_log_warn("refresh",
+                        "connection %lld: its refresh-failure webhook was not written (%s)",
+                        lease->connection_row_id, jn_err_str(werr));
+            jn_pg_exec_script(conn, "ROLLBACK TO SAVEPOINT refresh_webhook");
+        }
+    }
+    if (own && err)
+        jn_pg_exec_script(conn, "ROLLBACK");
+    else if (own)
+        err = jn_pg_exec_script(conn, "COMMIT");
+    return err;
+}
+
 jn_err_t jn_token_refresh_finish(PGconn *conn, const jn_crypto_keyring_t *ring,
                                  const jn_refresh_lease_t *lease, const jn_oauth_token_t *token,
                                  const jn_oauth_error_t *failure, jn_refresh_result_t *result,
@@ -453,7 +517,7 @@ jn_err_t jn_token_refresh_finish(PGconn *conn, const jn_crypto_keyring_t *ring,
     snprintf(seq_text, sizeof seq_text, "%lld", lease->seq);
     const char *fence[3] = {id_text, lease->lease_id, seq_text};
     jn_err_t err = token ? store_token(conn, ring, lease, token, fence, result)
-                         : record_failure(conn, failure, fence, result);
+                         : record_failure_and_tell(conn, ring, lease, failure, fence, result);
     if (err)
         return err;
     const char *outcome = *result == JN_REFRESH_STORED     ? "success"

@@ -38,7 +38,8 @@
  * no refresh is tried until the credentials are replaced (import or OAuth flow). Any other
  * failure is recorded (refresh_error) and retried, by callers that are not forced and by
  * the sweep, only after a growing backoff (30 s, 60 s, … up to 1 h). The old credentials
- * stay in place either way.
+ * stay in place either way. A recorded failure enqueues the environment's auth webhook
+ * (operation "refresh", success false; store/webhooks.h) in the same transaction.
  */
 #ifndef JN_TOKEN_REFRESH_H
 #define JN_TOKEN_REFRESH_H

@@ -253,6 +253,8 @@ jn_err_t jn_connections_upsert(PGconn *conn, const jn_crypto_keyring_t *ring, lo
             return err;
         long long id = 0;
         err = upsert_once(conn, ring, env_id, in, created, &id);
+        if (err == JN_OK && in->in_transaction)
+            err = in->in_transaction(conn, id, *created, in->in_transaction_ud);
         if (err == JN_OK)
             err = jn_pg_exec_script(conn, "COMMIT");
         else

@@ -55,6 +55,11 @@ typedef struct {
     json_object *end_user;
     json_object *tags;
     const char *webhook_url_override;
+    /* Optional: runs inside the write's transaction, after it, with the row's id, so that
+     * what must commit with the connection (its auth webhook) does; an error rolls the
+     * write back. It may run more than once when a concurrent creator wins a race. */
+    jn_err_t (*in_transaction)(PGconn *conn, long long row_id, bool created, void *ud);
+    void *in_transaction_ud;
 } jn_connection_input_t;
 
 typedef struct {

@@ -17,9 +17,9 @@
 #define JOB_COLUMNS                                                                                \
     "id::text, environment_id, kind, coalesce(connection_id, 0), function_name, state, "           \
     "attempts, max_attempts, lease_token, input::text, output::text, error::text, " ISO(           \
-        "created_at") ", " ISO("started_at") ", " ISO("finished_at")
+        "created_at") ", " ISO("started_at") ", " ISO("finished_at") ", async"
 
-static const char *const kind_names[] = {"action", "sync", "webhook"};
+static const char *const kind_names[JN_JOB_KINDS] = {"action", "sync", "webhook", "delivery"};
 static const char *const state_names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
 
 const char *jn_job_kind_name(jn_job_kind_t kind)
@@ -29,7 +29,7 @@ const char *jn_job_kind_name(jn_job_kind_t kind)
 
 jn_err_t jn_job_kind_parse(const char *name, jn_job_kind_t *out)
 {
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < JN_JOB_KINDS; i++) {
         if (name && strcmp(name, kind_names[i]) == 0) {
             *out = (jn_job_kind_t)i;
             return JN_OK;
@@ -81,6 +81,7 @@ static void from_row(const PGresult *r, int row, jn_job_t *out)
     snprintf(out->created_at, sizeof out->created_at, "%s", PQgetvalue(r, row, 12));
     snprintf(out->started_at, sizeof out->started_at, "%s", PQgetvalue(r, row, 13));
     snprintf(out->finished_at, sizeof out->finished_at, "%s", PQgetvalue(r, row, 14));
+    out->async = PQgetvalue(r, row, 15)[0] == 't';
 }
 
 static const char *json_text(json_object *o)
@@ -102,11 +103,12 @@ jn_err_t jn_jobs_create(PGconn *conn, const jn_job_new_t *in, char id_out[37])
                             in->connection_id ? cid : NULL,
                             in->function_name,
                             json_text(in->input),
-                            max};
+                            max,
+                            in->async ? "t" : "f"};
     return jn_pg_exec(conn,
                       "INSERT INTO jobs (id, environment_id, kind, connection_id, function_name, "
-                      "input, max_attempts) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)",
-                      7, params, NULL);
+                      "input, max_attempts, async) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+                      8, params, NULL);
 }
 
 /* Takeovers allowed beyond max_attempts, for runs cut short by a dying worker. */
@@ -296,11 +298,13 @@ jn_err_t jn_jobs_due_for_send(PGconn *conn, int limit, int min_age_s, jn_job_ref
         conn,
         "WITH due AS ("
         " SELECT id FROM jobs"
-        " WHERE sent_at < clock_timestamp() - make_interval(secs => $2::int)"
-        "   AND ((state = 'queued' AND (retry_at IS NULL OR retry_at <= clock_timestamp()))"
-        "     OR (state = 'running' AND lease_until < clock_timestamp()))"
+        " WHERE (state = 'queued' AND retry_at <= clock_timestamp())"
+        "    OR (sent_at < clock_timestamp() - make_interval(secs => $2::int)"
+        "        AND ((state = 'queued' AND (retry_at IS NULL OR retry_at <= clock_timestamp()))"
+        "          OR (state = 'running' AND lease_until < clock_timestamp())))"
         " ORDER BY created_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
-        "UPDATE jobs j SET sent_at = clock_timestamp() FROM due WHERE j.id = due.id "
+        "UPDATE jobs j SET sent_at = clock_timestamp(), retry_at = NULL FROM due "
+        "WHERE j.id = due.id "
         "RETURNING j.id::text, j.environment_id, j.kind, coalesce(j.connection_id, 0)",
         2, params, &r);
     if (err)

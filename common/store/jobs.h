@@ -1,6 +1,7 @@
 /*
  * jobs.h - the jobs table (migration 0010): one row per execution (a sync run, an action
- * call, a provider webhook for a script), the source of truth of its state.
+ * call, a provider webhook for a script, a webhook delivery to the app), the source of truth
+ * of its state.
  *
  * Life of a job: created queued (by the gateway or the scheduler) -> a worker claims it,
  * taking its lease (running; attempts and lease_token grow by one) -> the worker keeps the
@@ -24,7 +25,8 @@
 
 #define JN_JOBS_CHANNEL "junction_jobs"
 
-typedef enum { JN_JOB_ACTION, JN_JOB_SYNC, JN_JOB_WEBHOOK } jn_job_kind_t;
+typedef enum { JN_JOB_ACTION, JN_JOB_SYNC, JN_JOB_WEBHOOK, JN_JOB_DELIVERY } jn_job_kind_t;
+#define JN_JOB_KINDS 4
 
 typedef enum {
     JN_JOB_QUEUED,
@@ -34,7 +36,7 @@ typedef enum {
     JN_JOB_CANCELLED,
 } jn_job_state_t;
 
-/* "action", "sync", "webhook". */
+/* "action", "sync", "webhook", "delivery". */
 const char *jn_job_kind_name(jn_job_kind_t kind);
 jn_err_t jn_job_kind_parse(const char *name, jn_job_kind_t *out);
 const char *jn_job_state_name(jn_job_state_t state);
@@ -48,6 +50,7 @@ typedef struct {
     jn_job_state_t state;
     int attempts, max_attempts;
     long long lease_token;
+    bool async; /* an action called with X-Async (its outcome sends an async_action webhook) */
     json_object *input, *output, *error;                  /* owned; NULL when SQL NULL */
     char created_at[40], started_at[40], finished_at[40]; /* ISO 8601 UTC or "" */
 } jn_job_t;
@@ -62,6 +65,7 @@ typedef struct {
     const char *function_name;
     json_object *input;
     int max_attempts; /* 1..10; 0 means 1 */
+    bool async;       /* an action called with X-Async */
 } jn_job_new_t;
 
 /* Inserts a queued job with a new id (written to id_out). */
@@ -107,11 +111,13 @@ typedef struct {
     long long connection_id;
 } jn_job_ref_t;
 
-/* Jobs whose message may not have reached a worker, up to limit: queued ones created more
- * than min_age_s ago (their first message was lost or their worker gave them back) and
- * whose retry time, if any, has come; running ones whose lease expired. Each is stamped as
- * sent now, under SKIP LOCKED, so several schedulers never resend the same job at once
- * and a job is resent at most every min_age_s. *list is new (free()). */
+/* Jobs whose message may not have reached a worker, up to limit: queued ones whose retry
+ * time has come (a failed attempt queued again: sent at its retry time, not later), queued
+ * ones last sent more than min_age_s ago (their first message was lost or their worker
+ * gave them back) and whose retry time, if any, has come; running ones whose lease
+ * expired. Each is stamped as sent now (its retry time consumed), under SKIP LOCKED, so
+ * several schedulers never resend the same job at once and a job is resent at most every
+ * min_age_s. *list is new (free()). */
 jn_err_t jn_jobs_due_for_send(PGconn *conn, int limit, int min_age_s, jn_job_ref_t **list,
                               size_t *count);
 
