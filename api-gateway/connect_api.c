@@ -177,6 +177,7 @@ static void create_session(const jn_http_request_t *req, jn_http_response_t *res
     jn_err_t err = JN_OK;
     if (!check_config_defaults(gw, conn, &env, in.integrations_config_defaults, res)) {
         jn_api_db_release(gw, conn);
+        json_object_put(tags);
         json_object_put(body);
         return;
     }
