@@ -6,9 +6,14 @@
 
 #include "api.h"
 
-/* GET /providers, GET /providers/:provider, /junction/providers (custom providers), and
- * the providers' logos under /images/template-logos/. */
+/* GET /providers, GET /providers/:provider, /junction/providers (custom providers), the
+ * providers' logos under /images/template-logos/, and their templates
+ * (jn_routes_templates). */
 void jn_routes_providers(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* GET /providers/:provider/templates and GET
+ * /junction/providers/:provider/templates/:name/code; loads the templates the first time. */
+void jn_routes_templates(jn_gateway_t *gw, jn_http_server_t *http);
 
 /* The URL of a provider's logo (Nango's logo_url / an integration's logo). */
 void jn_logo_url(const char *server_url, const char *provider, char *out, size_t cap);
