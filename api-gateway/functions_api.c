@@ -7,6 +7,7 @@
  *   GET    /junction/integrations/:uniqueKey/functions/:name/code[?version=previous]
  *   DELETE /junction/integrations/:uniqueKey/functions/:name  {success: true}
  *   GET    /scripts/config[?format=nango|openai]              Nango's shapes
+ * (Nango's own routes to read and delete them are in functions_nango_api.c.)
  *
  * A deployment is all or nothing: every file is compiled and its declaration checked in
  * a sandbox (the declaration limits, and a budget for the whole request) before
@@ -500,4 +501,5 @@ void jn_routes_functions(jn_gateway_t *gw, jn_http_server_t *http)
     jn_http_route(http, "DELETE", "/junction/integrations/:uniqueKey/functions/:name",
                   delete_function, gw);
     jn_http_route(http, "GET", "/scripts/config", scripts_config, gw);
+    jn_routes_nango_functions(gw, http, apply_to_syncs);
 }

@@ -5,6 +5,7 @@
 #define JN_GATEWAY_ROUTES_H
 
 #include "api.h"
+#include "store/functions.h"
 
 /* GET /providers, GET /providers/:provider, /junction/providers (custom providers), the
  * providers' logos under /images/template-logos/, and their templates
@@ -40,8 +41,15 @@ void jn_routes_proxy(jn_gateway_t *gw, jn_http_server_t *http);
 /* GET/PATCH /junction/environment (the egress allow-list). */
 void jn_routes_environment(jn_gateway_t *gw, jn_http_server_t *http);
 
-/* /junction/integrations/:uniqueKey/functions[/:name[/code]] and GET /scripts/config. */
+/* /junction/integrations/:uniqueKey/functions[/:name[/code]] and GET /scripts/config, and
+ * with them Nango's (jn_routes_nango_functions). */
 void jn_routes_functions(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* Nango's GET /integrations/:uniqueKey/functions[/:name[/code]] and DELETE
+ * /integrations/:uniqueKey/functions/:name, on the same store; on_delete is the hook a
+ * deletion runs in its transaction, the same as for the /junction routes. */
+void jn_routes_nango_functions(jn_gateway_t *gw, jn_http_server_t *http,
+                               jn_functions_hook_fn on_delete);
 
 /* POST /action/trigger and GET /action/:id. */
 void jn_routes_actions(jn_gateway_t *gw, jn_http_server_t *http);
