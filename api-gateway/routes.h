@@ -38,8 +38,12 @@ void jn_routes_connect_page(jn_gateway_t *gw, jn_http_server_t *http);
 /* ALL /proxy/... */
 void jn_routes_proxy(jn_gateway_t *gw, jn_http_server_t *http);
 
-/* GET/PATCH /junction/environment (the egress allow-list). */
+/* GET/PATCH /junction/environment (the egress allow-list, CORS origins, script limits),
+ * and with them the environment's variables (jn_routes_env_variables). */
 void jn_routes_environment(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* Nango's GET /environment-variables and /junction/environment/variables[/:name]. */
+void jn_routes_env_variables(jn_gateway_t *gw, jn_http_server_t *http);
 
 /* /junction/integrations/:uniqueKey/functions[/:name[/code]] and GET /scripts/config, and
  * with them Nango's (jn_routes_nango_functions). */
