@@ -205,7 +205,7 @@ async function main() {
     assert.match(s.data.token, /^nango_connect_session_/);
   });
 
-  await check('proxy: get, post, put, patch, delete', async () => {
+  await check('proxy: get, post, put, patch, delete, PROPFIND', async () => {
     const me = await nango.get({ endpoint: '/api/me', providerConfigKey: PCK, connectionId: CID });
     assert.equal(me.status, 200);
     const echo = await nango.post({ endpoint: '/api/echo', providerConfigKey: PCK, connectionId: CID,
@@ -219,6 +219,11 @@ async function main() {
     }
     const del = await nango.delete({ endpoint: '/api/echo', providerConfigKey: PCK, connectionId: CID });
     assert.equal(del.data.method, 'DELETE');
+    /* WebDAV methods go through as they are: the fake answers that it has no such endpoint. */
+    const dav = await failure(nango.proxy({ method: 'PROPFIND', endpoint: '/api/echo',
+                                            providerConfigKey: PCK, connectionId: CID }));
+    assert.equal(dav.status, 404);
+    assert.equal(dav.data.message, 'no endpoint PROPFIND /api/echo');
   });
 
   await check('triggerAction', async () => {
