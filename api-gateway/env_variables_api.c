@@ -22,8 +22,8 @@
 #include "core/log.h"
 #include "store/env_variables.h"
 
-/* A whole set of the largest values, JSON-escaped at worst, fits. */
-#define MAX_SET_BODY (8u << 20)
+/* One value of the largest size fits, JSON-escaped at worst (12 bytes a character); a
+ * whole set has the server's cap for JSON bodies (JUNCTION_MAX_JSON_BODY_BYTES). */
 #define MAX_ONE_BODY (128u << 10)
 
 /* Puts the parsed body after zeroing its strings (it held secrets). */
@@ -308,11 +308,7 @@ void jn_routes_env_variables(jn_gateway_t *gw, jn_http_server_t *http)
 {
     jn_http_route(http, "GET", "/environment-variables", get_public, gw);
     jn_http_route(http, "GET", "/junction/environment/variables", get_names, gw);
-    jn_http_route_add(http, &(jn_http_route_t){.method = "PUT",
-                                               .pattern = "/junction/environment/variables",
-                                               .handler = put_set,
-                                               .ud = gw,
-                                               .max_body = MAX_SET_BODY});
+    jn_http_route(http, "PUT", "/junction/environment/variables", put_set, gw);
     jn_http_route_add(http, &(jn_http_route_t){.method = "PUT",
                                                .pattern = "/junction/environment/variables/:name",
                                                .handler = put_one,
