@@ -79,7 +79,7 @@ static void from_row(const PGresult *r, int row, bool with_source, jn_function_t
     copy_text(f->checksum, sizeof f->checksum, r, row, 4);
     copy_text(f->deployed_at, sizeof f->deployed_at, r, row, 5);
     f->declaration = json_col(r, row, 6);
-    f->id = strtoll(PQgetvalue(r, row, 12), NULL, 10);
+    f->id = PQnfields(r) > 12 ? strtoll(PQgetvalue(r, row, 12), NULL, 10) : 0;
     f->has_previous = !PQgetisnull(r, row, 7);
     copy_text(f->previous_checksum, sizeof f->previous_checksum, r, row, 7);
     copy_text(f->previous_deployed_at, sizeof f->previous_deployed_at, r, row, 8);
