@@ -147,4 +147,5 @@ void jn_routes_environment(jn_gateway_t *gw, jn_http_server_t *http)
 {
     jn_http_route(http, "GET", "/junction/environment", get_environment, gw);
     jn_http_route(http, "PATCH", "/junction/environment", patch_environment, gw);
+    jn_routes_env_variables(gw, http);
 }

@@ -7,6 +7,7 @@
  *   GET    /junction/integrations/:uniqueKey/functions/:name/code[?version=previous]
  *   DELETE /junction/integrations/:uniqueKey/functions/:name  {success: true}
  *   GET    /scripts/config[?format=nango|openai]              Nango's shapes
+ * (Nango's own routes to read and delete them are in functions_nango_api.c.)
  *
  * A deployment is all or nothing: every file is compiled and its declaration checked in
  * a sandbox (the declaration limits, and a budget for the whole request) before
@@ -22,6 +23,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "function_shapes.h"
 #include "scripts/declaration.h"
 #include "store/functions.h"
 #include "store/integrations.h"
@@ -422,152 +424,6 @@ static void delete_function(const jn_http_request_t *req, jn_http_response_t *re
 
 /* ---- GET /scripts/config ---- */
 
-/* "create-note" -> "CreateNote" + suffix. */
-static void pascal(const char *name, const char *suffix, char *out, size_t cap)
-{
-    size_t o = 0;
-    bool up = true;
-    for (const char *p = name; *p && o + 1 < cap; p++) {
-        if (!isalnum((unsigned char)*p)) {
-            up = true;
-            continue;
-        }
-        out[o++] = up ? (char)toupper((unsigned char)*p) : *p;
-        up = false;
-    }
-    out[o] = '\0';
-    snprintf(out + o, cap - o, "%s", suffix);
-}
-
-static json_object *nango_model(const char *name, const jn_model_type_t *t)
-{
-    json_object *m = json_object_new_object();
-    json_object_object_add(m, "name", json_object_new_string(name));
-    json_object_object_add(m, "fields", jn_model_nango_fields(t));
-    return m;
-}
-
-/* The name a declared input/output is known by: its model's, or a made-up one for an
- * inline table of fields; NULL when it is not an object. */
-static const char *io_name(json_object *spec, const jn_model_type_t *t, const char *fname,
-                           const char *suffix, char *buf, size_t cap)
-{
-    if (!t || !jn_model_is_object(t))
-        return NULL;
-    if (json_object_is_type(spec, json_type_string)) {
-        snprintf(buf, cap, "%s", json_object_get_string(spec));
-        size_t n = strlen(buf);
-        if (n && buf[n - 1] == '?')
-            buf[n - 1] = '\0';
-        return buf;
-    }
-    pascal(fname, suffix, buf, cap);
-    return buf;
-}
-
-static json_object *nango_config(const jn_function_t *f, const jn_declaration_t *d)
-{
-    json_object *j = d->json, *o = json_object_new_object();
-    bool sync = d->kind == JN_SCRIPT_SYNC;
-    char in_buf[96], out_buf[96];
-    const char *in_name = io_name(json_object_object_get(j, sync ? "metadata" : "input"),
-                                  sync ? d->metadata : d->input, f->name,
-                                  sync ? "Metadata" : "Input", in_buf, sizeof in_buf);
-    const char *out_name = sync ? NULL
-                                : io_name(json_object_object_get(j, "output"), d->output, f->name,
-                                          "Output", out_buf, sizeof out_buf);
-    json_object *models = json_object_new_array(), *returns = json_object_new_array();
-    json_object *defs = json_object_new_object();
-    for (size_t i = 0; i < jn_model_count(d->models); i++) {
-        const char *m = jn_model_name(d->models, i);
-        json_object_array_add(models, nango_model(m, jn_model_get(d->models, m)));
-        json_object_object_add(defs, m, jn_model_json_schema(jn_model_get(d->models, m)));
-        if (sync)
-            json_object_array_add(returns, json_object_new_string(m));
-    }
-    const jn_model_type_t *in_type = sync ? d->metadata : d->input;
-    if (in_name && !jn_model_get(d->models, in_name)) {
-        json_object_array_add(models, nango_model(in_name, in_type));
-        json_object_object_add(defs, in_name, jn_model_json_schema(in_type));
-    }
-    if (out_name && !jn_model_get(d->models, out_name)) {
-        json_object_array_add(models, nango_model(out_name, d->output));
-        json_object_object_add(defs, out_name, jn_model_json_schema(d->output));
-    }
-    if (out_name)
-        json_object_array_add(returns, json_object_new_string(out_name));
-    json_object *endpoints = json_object_new_array();
-    json_object *endpoint = json_object_object_get(j, "endpoint");
-    if (endpoint)
-        json_object_array_add(endpoints, json_object_get(endpoint));
-    json_object *schema = json_object_new_object();
-    json_object_object_add(schema, "$schema",
-                           json_object_new_string("http://json-schema.org/draft-07/schema#"));
-    json_object_object_add(schema, "definitions", defs);
-    json_object *metadata = json_object_new_object();
-    json_object_object_add(metadata, "description",
-                           json_object_get(json_object_object_get(j, "description")));
-    json_object_object_add(metadata, "scopes",
-                           json_object_get(json_object_object_get(j, "scopes")));
-
-    json_object_object_add(o, "name", json_object_new_string(f->name));
-    json_object_object_add(o, "type", json_object_new_string(f->type));
-    json_object_object_add(o, "runs",
-                           sync ? json_object_get(json_object_object_get(j, "frequency")) : NULL);
-    json_object_object_add(o, "auto_start", json_object_new_boolean(sync ? d->auto_start : 0));
-    json_object_object_add(o, "attributes", json_object_new_object());
-    json_object_object_add(o, "description", json_object_new_string(d->description));
-    json_object_object_add(o, "scopes", json_object_get(json_object_object_get(j, "scopes")));
-    json_object_object_add(o, "metadata", metadata);
-    json_object_object_add(o, "track_deletes", json_object_new_boolean(d->track_deletes));
-    json_object_object_add(o, "returns", returns);
-    json_object_object_add(o, "models", models);
-    json_object_object_add(o, "endpoints", endpoints);
-    json_object_object_add(o, "is_public", json_object_new_boolean(0));
-    json_object_object_add(o, "pre_built", json_object_new_boolean(0));
-    json_object_object_add(o, "version", json_object_new_string(d->version));
-    json_object_object_add(o, "last_deployed", json_object_new_string(f->deployed_at));
-    json_object *input = NULL;
-    if (in_name) {
-        input = json_object_new_object();
-        json_object_object_add(input, "name", json_object_new_string(in_name));
-        json_object_object_add(input, "fields", jn_model_nango_fields(in_type));
-    }
-    json_object_object_add(o, "input", input);
-    if (sync)
-        json_object_object_add(o, "sync_type",
-                               json_object_new_string(d->full_sync ? "full" : "incremental"));
-    json_object_object_add(o, "webhookSubscriptions",
-                           sync
-                               ? json_object_get(json_object_object_get(j, "webhook_subscriptions"))
-                               : json_object_new_array());
-    json_object_object_add(o, "enabled", json_object_new_boolean(1));
-    json_object_object_add(o, "json_schema", schema);
-    return o;
-}
-
-/* OpenAI's function description of an action: its input as the parameters. */
-static json_object *openai_function(const jn_function_t *f, const jn_declaration_t *d)
-{
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "name", json_object_new_string(f->name));
-    json_object_object_add(o, "description", json_object_new_string(d->description));
-    json_object *params = NULL;
-    char buf[96];
-    json_object *spec = json_object_object_get(d->json, "input");
-    const char *name = io_name(spec, d->input, f->name, "Input", buf, sizeof buf);
-    if (name) /* a named model is described inline: the function stands alone */
-        params = jn_model_json_schema(
-            json_object_is_type(spec, json_type_string) ? jn_model_get(d->models, name) : d->input);
-    if (!params) {
-        params = json_object_new_object();
-        json_object_object_add(params, "type", json_object_new_string("object"));
-        json_object_object_add(params, "properties", json_object_new_object());
-    }
-    json_object_object_add(o, "parameters", params);
-    return o;
-}
-
 static void scripts_config(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
 {
     jn_gateway_t *gw = ud;
@@ -604,8 +460,8 @@ static void scripts_config(const jn_http_request_t *req, jn_http_response_t *res
             continue;
         }
         if (openai) {
-            if (d.kind == JN_SCRIPT_ACTION)
-                json_object_array_add(out, openai_function(&list[i], &d));
+            json_object_array_add(out,
+                                  jn_shape_openai_function(list[i].name, list[i].provider, &d));
         } else {
             if (!current || strcmp(current, list[i].integration) != 0) {
                 entry = json_object_new_object();
@@ -620,7 +476,7 @@ static void scripts_config(const jn_http_request_t *req, jn_http_response_t *res
             }
             json_object_array_add(
                 json_object_object_get(entry, d.kind == JN_SCRIPT_SYNC ? "syncs" : "actions"),
-                nango_config(&list[i], &d));
+                jn_shape_script_config(&list[i], &d));
         }
         jn_declaration_cleanup(&d);
     }
@@ -645,4 +501,5 @@ void jn_routes_functions(jn_gateway_t *gw, jn_http_server_t *http)
     jn_http_route(http, "DELETE", "/junction/integrations/:uniqueKey/functions/:name",
                   delete_function, gw);
     jn_http_route(http, "GET", "/scripts/config", scripts_config, gw);
+    jn_routes_nango_functions(gw, http, apply_to_syncs);
 }

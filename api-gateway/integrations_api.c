@@ -3,6 +3,7 @@
  *
  *   GET    /integrations                      {data: [ApiPublicIntegration]}
  *   POST   /integrations                      {data: ApiPublicIntegration}
+ *   POST   /integrations/quickstart           400: Junction has no developer apps to share
  *   GET    /integrations/:uniqueKey?include=credentials&include=webhook
  *   PATCH  /integrations/:uniqueKey           (unique_key in the body renames)
  *   DELETE /integrations/:uniqueKey           {success: true}
@@ -243,6 +244,52 @@ static void create_integration(const jn_http_request_t *req, jn_http_response_t 
     json_object_put(body);
 }
 
+/* Nango's quickstart creates an integration with a developer app (OAuth client) of Nango's
+ * own. Junction has none to share, so after the checks Nango makes (the body, the
+ * provider) this answers what Nango answers for a provider it has no app for, saying how
+ * to create the integration instead; nothing is stored. */
+static void create_quickstart(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    static const char *const fields[] = {"provider", "unique_key", "display_name",
+                                         "forward_webhooks", NULL};
+    jn_gateway_t *gw = ud;
+    jn_environment_t env;
+    if (!jn_api_begin(gw, req, res, &env))
+        return;
+    json_object *body = jn_api_body_object(req, res);
+    if (!body)
+        return;
+    jn_integration_input_t in = {0};
+    jn_field_error_t e;
+    if (jn_json_only_keys(body, fields, "", &e) || read_common(body, true, &in, &e) ||
+        jn_json_string(body, "provider", true, MAX_NAME, &in.provider, &e)) {
+        jn_api_invalid(res, "invalid_body", &e);
+        json_object_put(body);
+        return;
+    }
+    PGconn *conn = jn_api_db(gw, res);
+    json_object *provider = conn ? resolve_provider(gw, conn, env.id, in.provider, res) : NULL;
+    jn_api_db_release(gw, conn);
+    if (provider) {
+        const char *mode = provider_auth_mode(provider);
+        if (strcmp(mode, "OAUTH2") == 0 || strcmp(mode, "OAUTH1") == 0 ||
+            strcmp(mode, "APP") == 0 || strcmp(mode, "CUSTOM") == 0)
+            jn_http_respond_error(res, 400, "invalid_body",
+                                  "No shared developer app is configured for provider '%s': "
+                                  "create the integration with your own OAuth client "
+                                  "(POST /integrations with credentials)",
+                                  in.provider);
+        else
+            jn_http_respond_error(res, 400, "invalid_body",
+                                  "Quickstart is only available for providers that require a "
+                                  "developer app; provider '%s' (%s) needs none: create the "
+                                  "integration with POST /integrations",
+                                  in.provider, mode);
+        json_object_put(provider);
+    }
+    json_object_put(body);
+}
+
 typedef struct {
     bool credentials, webhook;
     const char *bad;
@@ -401,6 +448,7 @@ void jn_routes_integrations(jn_gateway_t *gw, jn_http_server_t *http)
 {
     jn_http_route(http, "GET", "/integrations", list_integrations, gw);
     jn_http_route(http, "POST", "/integrations", create_integration, gw);
+    jn_http_route(http, "POST", "/integrations/quickstart", create_quickstart, gw);
     jn_http_route(http, "GET", "/integrations/:uniqueKey", get_integration, gw);
     jn_http_route(http, "PATCH", "/integrations/:uniqueKey", update_integration, gw);
     jn_http_route(http, "DELETE", "/integrations/:uniqueKey", delete_integration, gw);

@@ -329,4 +329,5 @@ void jn_routes_providers(jn_gateway_t *gw, jn_http_server_t *http)
     jn_http_route(http, "GET", "/junction/providers", list_custom_providers, gw);
     jn_http_route(http, "PUT", "/junction/providers/:name", put_custom_provider, gw);
     jn_http_route(http, "DELETE", "/junction/providers/:name", delete_custom_provider, gw);
+    jn_routes_templates(gw, http);
 }

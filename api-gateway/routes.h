@@ -5,10 +5,16 @@
 #define JN_GATEWAY_ROUTES_H
 
 #include "api.h"
+#include "store/functions.h"
 
-/* GET /providers, GET /providers/:provider, /junction/providers (custom providers), and
- * the providers' logos under /images/template-logos/. */
+/* GET /providers, GET /providers/:provider, /junction/providers (custom providers), the
+ * providers' logos under /images/template-logos/, and their templates
+ * (jn_routes_templates). */
 void jn_routes_providers(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* GET /providers/:provider/templates and GET
+ * /junction/providers/:provider/templates/:name/code; loads the templates the first time. */
+void jn_routes_templates(jn_gateway_t *gw, jn_http_server_t *http);
 
 /* The URL of a provider's logo (Nango's logo_url / an integration's logo). */
 void jn_logo_url(const char *server_url, const char *provider, char *out, size_t cap);
@@ -32,11 +38,22 @@ void jn_routes_connect_page(jn_gateway_t *gw, jn_http_server_t *http);
 /* ALL /proxy/... */
 void jn_routes_proxy(jn_gateway_t *gw, jn_http_server_t *http);
 
-/* GET/PATCH /junction/environment (the egress allow-list). */
+/* GET/PATCH /junction/environment (the egress allow-list, CORS origins, script limits),
+ * and with them the environment's variables (jn_routes_env_variables). */
 void jn_routes_environment(jn_gateway_t *gw, jn_http_server_t *http);
 
-/* /junction/integrations/:uniqueKey/functions[/:name[/code]] and GET /scripts/config. */
+/* Nango's GET /environment-variables and /junction/environment/variables[/:name]. */
+void jn_routes_env_variables(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* /junction/integrations/:uniqueKey/functions[/:name[/code]] and GET /scripts/config, and
+ * with them Nango's (jn_routes_nango_functions). */
 void jn_routes_functions(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* Nango's GET /integrations/:uniqueKey/functions[/:name[/code]] and DELETE
+ * /integrations/:uniqueKey/functions/:name, on the same store; on_delete is the hook a
+ * deletion runs in its transaction, the same as for the /junction routes. */
+void jn_routes_nango_functions(jn_gateway_t *gw, jn_http_server_t *http,
+                               jn_functions_hook_fn on_delete);
 
 /* POST /action/trigger and GET /action/:id. */
 void jn_routes_actions(jn_gateway_t *gw, jn_http_server_t *http);

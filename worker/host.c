@@ -13,6 +13,7 @@
 #include "core/crypto.h"
 #include "core/log.h"
 #include "store/connections.h"
+#include "store/env_variables.h"
 #include "store/job_calls.h"
 
 #define DB_WAIT_MS 5000
@@ -406,6 +407,38 @@ static jn_err_t host_set_metadata(void *ud, json_object *metadata, bool merge, c
     return err;
 }
 
+static jn_err_t host_environment_variables(void *ud, json_object **out, char *why, size_t why_len)
+{
+    jn_worker_host_t *h = ud;
+    if (stopped(h, why, why_len))
+        return JN_ERR_TIMEOUT;
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(h->engine->pg, DB_WAIT_MS, &err);
+    if (!conn) {
+        snprintf(why, why_len, "the database is unavailable");
+        return err;
+    }
+    jn_env_variable_t *list = NULL;
+    size_t n = 0;
+    err = jn_env_variables_list(conn, &h->engine->keyring, jn_session_environment(h->session)->id,
+                                true, &list, &n);
+    jn_pg_release(h->engine->pg, conn);
+    if (err) {
+        snprintf(why, why_len, "the environment variables could not be read (%s)", jn_err_str(err));
+        return err;
+    }
+    *out = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        json_object *v = json_object_new_object();
+        json_object_object_add(v, "name", json_object_new_string(list[i].name));
+        json_object_object_add(v, "value",
+                               json_object_new_string_len(list[i].value, (int)list[i].value_len));
+        json_object_array_add(*out, v);
+    }
+    jn_env_variables_free(list, n);
+    return JN_OK;
+}
+
 static void host_log(void *ud, jn_log_level_t level, const char *msg, size_t len)
 {
     jn_worker_host_t *h = ud;
@@ -423,6 +456,7 @@ void jn_worker_host_init(jn_worker_host_t *h, jn_script_host_t *host)
     host->connection = host_connection;
     host->get_metadata = host_get_metadata;
     host->set_metadata = host_set_metadata;
+    host->environment_variables = host_environment_variables;
     host->log = host_log;
     /* The provider's base URL and its origin: where pagination links may go, and where a
      * base_url_override keeps the credentials. */

@@ -49,7 +49,7 @@ typedef struct {
 } jn_worker_host_t;
 
 /* Binds h to a session (the rest of h set by the caller) and fills host's functions for an
- * action run: http, paginate_config, connection, metadata, log. */
+ * action run: http, paginate_config, connection, metadata, environment variables, log. */
 void jn_worker_host_init(jn_worker_host_t *h, jn_script_host_t *host);
 
 #endif

@@ -48,32 +48,10 @@ static void json_free(void *p)
     json_object_put(p);
 }
 
-/* Zeroes every string of v (an object only the caller holds), then puts it. */
-static void wipe_strings(json_object *v)
-{
-    switch (json_object_get_type(v)) {
-    case json_type_string:
-        jn_secure_wipe((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
-        break;
-    case json_type_array:
-        for (size_t i = 0; i < json_object_array_length(v); i++)
-            wipe_strings(json_object_array_get_idx(v, i));
-        break;
-    case json_type_object: {
-        json_object_object_foreach(v, key, child)
-        {
-            (void)key;
-            wipe_strings(child);
-        }
-        break;
-    }
-    default: break;
-    }
-}
-
+/* Zeroes every string of p (an object only the caller holds), then puts it. */
 static void json_wipe_free(void *p)
 {
-    wipe_strings(p);
+    jn_json_wipe_strings(p);
     json_object_put(p);
 }
 
@@ -175,21 +153,34 @@ static int l_paginate(lua_State *L)
 
 /* ---- connection and metadata ---- */
 
+/* Calls fn, a host function whose answer holds secrets (credentials, variables), and
+ * pushes the answer; from then on the state's freed memory is zeroed. */
+static int push_secrets(lua_State *L, run_t *r, const char *method,
+                        jn_err_t (*fn)(void *ud, json_object **out, char *why, size_t why_len))
+{
+    need(L, fn != NULL, method);
+    json_object *v = NULL;
+    char why[512] = "";
+    jn_err_t err = fn(host(r)->ud, &v, why, sizeof why);
+    if (err)
+        host_failed(L, r, err, method, why);
+    jn_sandbox_wipe_on_free(r->http.sb);
+    jn_sandbox_box_t *box = jn_sandbox_box(L, v, json_wipe_free);
+    jn_luajson_push_value(L, v);
+    jn_sandbox_box_release(box);
+    return 1;
+}
+
 static int l_get_connection(lua_State *L)
 {
     run_t *r = self(L, "get_connection");
-    need(L, host(r)->connection != NULL, "get_connection");
-    json_object *conn = NULL;
-    char why[512] = "";
-    jn_err_t err = host(r)->connection(host(r)->ud, &conn, why, sizeof why);
-    if (err)
-        host_failed(L, r, err, "get_connection", why);
-    /* Credentials enter the state: from now on freed memory is zeroed. */
-    jn_sandbox_wipe_on_free(r->http.sb);
-    jn_sandbox_box_t *box = jn_sandbox_box(L, conn, json_wipe_free);
-    jn_luajson_push_value(L, conn);
-    jn_sandbox_box_release(box);
-    return 1;
+    return push_secrets(L, r, "get_connection", host(r)->connection);
+}
+
+static int l_get_environment_variables(lua_State *L)
+{
+    run_t *r = self(L, "get_environment_variables");
+    return push_secrets(L, r, "get_environment_variables", host(r)->environment_variables);
 }
 
 static int l_get_metadata(lua_State *L)
@@ -565,6 +556,7 @@ static const luaL_Reg methods[] = {
     {"proxy", l_proxy},
     {"paginate", l_paginate},
     {"get_connection", l_get_connection},
+    {"get_environment_variables", l_get_environment_variables},
     {"get_metadata", l_get_metadata},
     {"set_metadata", l_set_metadata},
     {"update_metadata", l_update_metadata},

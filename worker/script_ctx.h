@@ -107,6 +107,11 @@ typedef struct {
     jn_err_t (*set_metadata)(void *ud, json_object *metadata, bool merge, char *why,
                              size_t why_len);
 
+    /* The variables of the connection's environment, as Nango's getEnvironmentVariables
+     * gives them: a new array of {name, value}. Values are secrets: the caller wipes them
+     * once they are copied into the script, and puts the array. */
+    jn_err_t (*environment_variables)(void *ud, json_object **out, char *why, size_t why_len);
+
     /* A line of the run's log (level as the script chose; msg not NUL-terminated, at
      * most JN_SCRIPT_LOG_LINE_MAX bytes, valid UTF-8). Never fails. */
     void (*log)(void *ud, jn_log_level_t level, const char *msg, size_t len);

@@ -22,4 +22,9 @@ extern const size_t jn_embedded_migrations_count;
 extern const jn_embedded_file_t jn_embedded_providers[];
 extern const size_t jn_embedded_providers_count;
 
+/* examples/<provider>/<function>.lua: the function templates of each provider (name is
+ * "<provider>/<function>.lua") */
+extern const jn_embedded_file_t jn_embedded_templates[];
+extern const size_t jn_embedded_templates_count;
+
 #endif

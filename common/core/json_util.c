@@ -3,6 +3,8 @@
  */
 #include "core/json_util.h"
 
+#include "core/crypto.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -318,4 +320,26 @@ jn_err_t jn_json_string_map(json_object *obj, const char *key, size_t max_len, j
     }
     *out = v;
     return JN_OK;
+}
+
+void jn_json_wipe_strings(json_object *v)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_string:
+        jn_secure_wipe((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
+        break;
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(v); i++)
+            jn_json_wipe_strings(json_object_array_get_idx(v, i));
+        break;
+    case json_type_object: {
+        json_object_object_foreach(v, key, child)
+        {
+            (void)key;
+            jn_json_wipe_strings(child);
+        }
+        break;
+    }
+    default: break;
+    }
 }

@@ -65,6 +65,10 @@ jn_err_t jn_json_string_map(json_object *obj, const char *key, size_t max_len, j
 /* True when text is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
 bool jn_utf8_valid(const char *text, size_t len);
 
+/* Zeroes every string inside v (an object only the caller holds: no other reference may
+ * read it afterwards), for values that held secrets. Does not put v. */
+void jn_json_wipe_strings(json_object *v);
+
 /* True when the string s of length len contains a NUL byte. */
 bool jn_json_has_nul(const char *s, size_t len);
 

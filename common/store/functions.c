@@ -17,7 +17,7 @@
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-/* Columns 10 and 11 are the sources, or NULLs: see select_sql(). */
+/* Columns 10 and 11 are the sources, or NULLs, and 12 the id: see select_functions(). */
 #define COLUMNS                                                                                    \
     "i.unique_key, i.provider, f.name, f.type, f.checksum, " TS(                                   \
         "f.deployed_at") ", "                                                                      \
@@ -79,6 +79,7 @@ static void from_row(const PGresult *r, int row, bool with_source, jn_function_t
     copy_text(f->checksum, sizeof f->checksum, r, row, 4);
     copy_text(f->deployed_at, sizeof f->deployed_at, r, row, 5);
     f->declaration = json_col(r, row, 6);
+    f->id = PQnfields(r) > 12 ? strtoll(PQgetvalue(r, row, 12), NULL, 10) : 0;
     f->has_previous = !PQgetisnull(r, row, 7);
     copy_text(f->previous_checksum, sizeof f->previous_checksum, r, row, 7);
     copy_text(f->previous_deployed_at, sizeof f->previous_deployed_at, r, row, 8);
@@ -87,6 +88,19 @@ static void from_row(const PGresult *r, int row, bool with_source, jn_function_t
         f->source = jn_pg_dup(r, row, 10);
         f->previous_source = jn_pg_dup(r, row, 11);
     }
+}
+
+/* Reads every row of r (sources left out) into a new *list, and clears r. */
+static void rows_to_list(PGresult *r, jn_function_t **list, size_t *count)
+{
+    int n = PQntuples(r);
+    *list = calloc(n ? (size_t)n : 1, sizeof **list);
+    if (!*list)
+        abort();
+    for (int i = 0; i < n; i++)
+        from_row(r, i, false, &(*list)[i]);
+    *count = (size_t)n;
+    PQclear(r);
 }
 
 /* Finds the integration (locking its row when lock) and gives its id. */
@@ -226,6 +240,13 @@ jn_err_t jn_functions_deploy(PGconn *conn, long long env_id, const char *integra
 jn_err_t jn_functions_delete(PGconn *conn, long long env_id, const char *integration,
                              const char *name, jn_functions_hook_fn hook, void *ud)
 {
+    return jn_functions_delete_typed(conn, env_id, integration, name, NULL, hook, ud);
+}
+
+jn_err_t jn_functions_delete_typed(PGconn *conn, long long env_id, const char *integration,
+                                   const char *name, const char *type, jn_functions_hook_fn hook,
+                                   void *ud)
+{
     char env[24], iid[24];
     env_text(env_id, env);
     jn_deployment_t d;
@@ -238,11 +259,14 @@ jn_err_t jn_functions_delete(PGconn *conn, long long env_id, const char *integra
     jn_err_t body = find_integration(conn, env, integration, true, &d.integration_id);
     if (!body) {
         snprintf(iid, sizeof iid, "%lld", d.integration_id);
-        const char *params[] = {env, iid, name};
+        const char *params[] = {env, iid, name, type};
         body = jn_pg_exec_found(conn,
-                                "DELETE FROM functions WHERE environment_id = $1 AND "
-                                "integration_id = $2 AND name = $3 RETURNING id",
-                                3, params);
+                                type ? "DELETE FROM functions WHERE environment_id = $1 AND "
+                                       "integration_id = $2 AND name = $3 AND type = $4 "
+                                       "RETURNING id"
+                                     : "DELETE FROM functions WHERE environment_id = $1 AND "
+                                       "integration_id = $2 AND name = $3 RETURNING id",
+                                type ? 4 : 3, params);
         json_object_array_add(d.removed, json_object_new_string(name));
     }
     err = in_transaction(conn, env_id, body, hook, ud, &d);
@@ -255,7 +279,7 @@ static jn_err_t select_functions(PGconn *conn, const char *env, const char *inte
 {
     char sql[1024];
     snprintf(sql, sizeof sql,
-             "SELECT " COLUMNS ", %s FROM functions f JOIN integrations i ON i.id = "
+             "SELECT " COLUMNS ", %s, f.id FROM functions f JOIN integrations i ON i.id = "
              "f.integration_id AND i.environment_id = f.environment_id WHERE f.environment_id = "
              "$1%s%s ORDER BY i.unique_key, f.name",
              with_source ? "f.source, f.previous_source" : "NULL, NULL",
@@ -278,14 +302,7 @@ jn_err_t jn_functions_list(PGconn *conn, long long env_id, const char *integrati
         err = select_functions(conn, env, integration, NULL, false, &r);
     if (err)
         return err;
-    int n = PQntuples(r);
-    *list = calloc(n ? (size_t)n : 1, sizeof **list);
-    if (!*list)
-        abort();
-    for (int i = 0; i < n; i++)
-        from_row(r, i, false, &(*list)[i]);
-    *count = (size_t)n;
-    PQclear(r);
+    rows_to_list(r, list, count);
     return JN_OK;
 }
 
@@ -304,5 +321,44 @@ jn_err_t jn_functions_get(PGconn *conn, long long env_id, const char *integratio
     }
     from_row(r, 0, with_source, out);
     PQclear(r);
+    return JN_OK;
+}
+
+/* The matches of jn_functions_find: $3 and $4 NULL match everything; the search is a
+ * plain substring, never a pattern. */
+#define FIND_WHERE                                                                                 \
+    " FROM functions f JOIN integrations i ON i.id = f.integration_id AND i.environment_id = "     \
+    "f.environment_id WHERE f.environment_id = $1 AND i.unique_key = $2 AND ($3::text IS NULL "    \
+    "OR f.type = $3) AND ($4::text IS NULL OR strpos(lower(f.name), lower($4)) > 0)"
+
+jn_err_t jn_functions_find(PGconn *conn, long long env_id, const char *integration,
+                           const jn_functions_query_t *q, jn_function_t **list, size_t *count,
+                           size_t *total)
+{
+    char env[24], offset[24], limit[24];
+    env_text(env_id, env);
+    snprintf(offset, sizeof offset, "%zu", q->offset);
+    snprintf(limit, sizeof limit, "%zu", q->limit);
+    *list = NULL;
+    *count = 0;
+    *total = 0;
+    long long iid;
+    jn_err_t err = find_integration(conn, env, integration, false, &iid);
+    if (err)
+        return err;
+    const char *params[] = {env, integration, q->type, q->search, limit, offset};
+    PGresult *r = NULL;
+    if ((err = jn_pg_exec(conn, "SELECT count(*)" FIND_WHERE, 4, params, &r)))
+        return err;
+    *total = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    r = NULL;
+    if ((err = jn_pg_exec(conn,
+                          "SELECT " COLUMNS ", NULL, NULL, f.id" FIND_WHERE
+                          " ORDER BY f.type COLLATE \"C\", f.name COLLATE \"C\" LIMIT $5 "
+                          "OFFSET $6",
+                          6, params, &r)))
+        return err;
+    rows_to_list(r, list, count);
     return JN_OK;
 }

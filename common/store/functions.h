@@ -33,6 +33,7 @@ typedef struct {
 } jn_function_input_t;
 
 typedef struct {
+    long long id;      /* the row's id (stable while the function exists) */
     char *integration; /* the integration's unique_key */
     char *provider;    /* the integration's provider */
     char *name;
@@ -80,6 +81,20 @@ jn_err_t jn_functions_deploy(PGconn *conn, long long env_id, const char *integra
 jn_err_t jn_functions_list(PGconn *conn, long long env_id, const char *integration,
                            jn_function_t **list, size_t *count);
 
+/* A page of one integration's functions for Nango's listing: those of type (NULL: any)
+ * whose name contains search without regard to case (NULL: all), ordered by type then
+ * name, at most limit from offset. *total counts every match, whatever the page.
+ * JN_ERR_NOT_FOUND when the integration does not exist. *list as jn_functions_list. */
+typedef struct {
+    const char *type;
+    const char *search;
+    size_t offset, limit;
+} jn_functions_query_t;
+
+jn_err_t jn_functions_find(PGconn *conn, long long env_id, const char *integration,
+                           const jn_functions_query_t *q, jn_function_t **list, size_t *count,
+                           size_t *total);
+
 /* One function, with its sources when with_source. JN_ERR_NOT_FOUND. */
 jn_err_t jn_functions_get(PGconn *conn, long long env_id, const char *integration, const char *name,
                           bool with_source, jn_function_t *out);
@@ -88,5 +103,11 @@ jn_err_t jn_functions_get(PGconn *conn, long long env_id, const char *integratio
  * JN_ERR_NOT_FOUND when the integration or the function does not exist. */
 jn_err_t jn_functions_delete(PGconn *conn, long long env_id, const char *integration,
                              const char *name, jn_functions_hook_fn hook, void *ud);
+
+/* jn_functions_delete of a function only when it is of type ("action" or "sync"):
+ * JN_ERR_NOT_FOUND, removing nothing, when the one of that name is of the other type. */
+jn_err_t jn_functions_delete_typed(PGconn *conn, long long env_id, const char *integration,
+                                   const char *name, const char *type, jn_functions_hook_fn hook,
+                                   void *ud);
 
 #endif

@@ -441,7 +441,11 @@ static void test_scripts_config(void **state)
     json_object *act = json_object_array_get_idx(json_object_object_get(entry, "actions"), 0);
     assert_string_equal(str(act, "name"), "post-note");
     assert_string_equal(str(act, "type"), "action");
-    assert_string_equal(str(act, "input.name"), "PostNoteInput");
+    assert_string_equal(str(act, "input"), "PostNoteInput"); /* 0.71's: the model's name */
+    assert_string_equal(str(act, "source"), "standalone");
+    assert_true(json_object_get_int64(json_object_object_get(act, "id")) > 0);
+    assert_int_equal(json_object_array_length(json_object_object_get(act, "features")), 0);
+    assert_null(json_object_object_get(act, "runs")); /* a sync's fields only on syncs */
     assert_string_equal(str(act, "returns.0"), "PostNoteOutput");
     assert_string_equal(str(act, "endpoints.0.method"), "POST");
     assert_string_equal(str(act, "endpoints.0.path"), "/notes");
@@ -452,10 +456,15 @@ static void test_scripts_config(void **state)
 
     st = jn_test_api(&gw, "GET", "/scripts/config?format=openai", gw.prod_key, NULL, &resp);
     must(st, 200, resp, "openai config");
-    assert_int_equal(json_object_array_length(json_object_object_get(resp, "data")), 1);
-    assert_string_equal(str(resp, "data.0.name"), "post-note");
-    assert_string_equal(str(resp, "data.0.parameters.type"), "object");
-    assert_string_equal(str(resp, "data.0.parameters.required.0"), "text");
+    /* As Nango: the syncs too (they take no parameters), then the actions. */
+    assert_int_equal(json_object_array_length(json_object_object_get(resp, "data")), 2);
+    assert_string_equal(str(resp, "data.0.name"), "fetch-items");
+    assert_int_equal(json_object_array_length(jn_test_json_get(resp, "data.0.parameters.required")),
+                     0);
+    assert_string_equal(str(resp, "data.1.name"), "post-note");
+    assert_string_equal(str(resp, "data.1.parameters.type"), "object");
+    assert_string_equal(str(resp, "data.1.parameters.properties.text.type"), "string");
+    assert_string_equal(str(resp, "data.1.parameters.required.0"), "text");
     json_object_put(resp);
     st = jn_test_api(&gw, "GET", "/scripts/config?format=yaml", gw.prod_key, NULL, &resp);
     expect_error(st, 400, resp, "invalid_query_params", "format", "bad format");

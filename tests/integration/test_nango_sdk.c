@@ -1,9 +1,11 @@
 /*
  * Integration: Nango's own Node SDK (@nangohq/node, pinned by tests/sdk/install.sh) runs
- * unchanged against Junction - providers, integrations, connect sessions, connections,
- * metadata, the proxy, actions sync and async, the scripts config - through a real
- * gateway, worker and scheduler. The checks themselves are in tests/sdk/nango_node.cjs;
- * this test sets the stage and fails with the script's output when a check fails.
+ * unchanged against Junction - providers and their templates, integrations, deployed
+ * functions, environment variables, connect sessions, connections, metadata, the proxy,
+ * actions sync and async, the scripts config - through a real gateway, worker and
+ * scheduler. The checks themselves are in tests/sdk/nango_node.cjs; this test sets the
+ * stage, fails with the script's output when a check fails, and then checks that the
+ * environment variable's value the SDK read (and a script used) is in no log.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +21,21 @@
 #include "harness.h"
 
 #define API_KEY "k-sdk-1"
+
+/* Reads the environment variables: proves it saw SDK_TOKEN whole without returning it. */
+static const char read_env[] =
+    "return {\n"
+    "  type = 'action', description = 'reads the environment variables',\n"
+    "  exec = function(ctx)\n"
+    "    local token\n"
+    "    local vars = ctx:get_environment_variables()\n"
+    "    for _, v in ipairs(vars) do if v.name == 'SDK_TOKEN' then token = v.value end end\n"
+    "    return { token_reversed = token and token:reverse(), count = #vars }\n"
+    "  end,\n"
+    "}\n";
+static const char scratch[] = "return { type = 'action', description = 'to delete', exec = "
+                              "function(ctx) return {} end }\n";
+static char secret[64]; /* SDK_TOKEN's value */
 
 static jn_test_fake_t fake;
 static jn_test_gateway_t gw;
@@ -61,17 +78,28 @@ static int setup(void **state)
     char path[512];
     snprintf(path, sizeof path, "%s/fake-provider/post-note.lua", EXAMPLES_DIR);
     char *note = jn_test_read_file(path);
-    json_object *fn = json_object_new_object();
-    json_object_object_add(fn, "name", json_object_new_string("post-note"));
-    json_object_object_add(fn, "source", json_object_new_string(note));
-    free(note);
+    const char *sources[][2] = {{"post-note", note}, {"read-env", read_env}, {"scratch", scratch}};
     json_object *fns = json_object_new_array();
-    json_object_array_add(fns, fn);
+    for (size_t i = 0; i < 3; i++) {
+        json_object *fn = json_object_new_object();
+        json_object_object_add(fn, "name", json_object_new_string(sources[i][0]));
+        json_object_object_add(fn, "source", json_object_new_string(sources[i][1]));
+        json_object_array_add(fns, fn);
+    }
+    free(note);
     json_object *deploy = json_object_new_object();
     json_object_object_add(deploy, "functions", fns);
     api_ok("PUT", "/junction/integrations/sdk-notes/functions", json_object_to_json_string(deploy),
            200);
     json_object_put(deploy);
+    char token[48];
+    jn_test_unique("sdk-secret", token, sizeof token);
+    snprintf(secret, sizeof secret, "%s-value", token);
+    snprintf(body, sizeof body,
+             "{\"variables\":[{\"name\":\"SDK_TOKEN\",\"value\":\"%s\"},"
+             "{\"name\":\"SDK_REGION\",\"value\":\"eu-west-1\"}]}",
+             secret);
+    api_ok("PUT", "/junction/environment/variables", body, 200);
     jn_test_service_start(&worker, &gw, WORKER_BIN, "sdk_worker", NULL, worker_admin);
     jn_test_service_start(&scheduler, &gw, SCHEDULER_BIN, "sdk_scheduler", NULL, scheduler_admin);
     return 0;
@@ -92,7 +120,7 @@ static int teardown(void **state)
 static void test_nango_node_sdk(void **state)
 {
     (void)state;
-    char host[96], key[160], fake_url[96], node_path[600], script[512];
+    char host[96], key[160], fake_url[96], node_path[600], script[512], secret_env[96];
     snprintf(host, sizeof host, "JN_SDK_HOST=%s", gw.url);
     snprintf(key, sizeof key, "JN_SDK_KEY=%s", gw.dev_key);
     snprintf(fake_url, sizeof fake_url, "JN_SDK_FAKE=%s", fake.url);
@@ -100,7 +128,9 @@ static void test_nango_node_sdk(void **state)
              jn_test_env("JUNCTION_LOCAL_DIR"));
     snprintf(script, sizeof script, "%s/tests/sdk/nango_node.cjs",
              jn_test_env("JUNCTION_REPO_DIR"));
-    const char *env[] = {host, key, fake_url, node_path, "JN_SDK_API_KEY=" API_KEY, NULL};
+    snprintf(secret_env, sizeof secret_env, "JN_SDK_SECRET=%s", secret);
+    const char *env[] = {host,       key, fake_url, node_path, "JN_SDK_API_KEY=" API_KEY,
+                         secret_env, NULL};
     const char *argv[] = {"/usr/bin/env", "node", script, NULL};
     jn_test_process_t node;
     jn_test_spawn(&node, argv, env, "sdk_node");
@@ -112,6 +142,15 @@ static void test_nango_node_sdk(void **state)
         fail_msg("the Nango SDK checks failed (exit %d):\n%s", exited ? node.exit_status : -1, out);
     assert_non_null(strstr(out, "all SDK checks passed"));
     free(out);
+    /* The gateway served the value and the worker handed it to a script: neither logged it. */
+    jn_test_process_t *procs[] = {&gw.proc, &worker};
+    for (size_t i = 0; i < 2; i++) {
+        char *log = jn_test_read_log(procs[i]);
+        assert_non_null(strstr(log, "\"level\""));
+        if (strstr(log, secret))
+            fail_msg("a log shows the environment variable's value %s", secret);
+        free(log);
+    }
 }
 
 int main(void)

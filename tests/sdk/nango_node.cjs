@@ -4,9 +4,11 @@
 //   JN_SDK_HOST     the gateway's URL          JN_SDK_KEY   the dev secret key
 //   JN_SDK_FAKE     the fake provider's URL    JN_SDK_API_KEY  an API key the fake accepts
 //   NODE_PATH       where tests/sdk/install.sh put the SDK
+//   JN_SDK_SECRET   the value of the environment variable SDK_TOKEN
 // The gateway has integration "sdk-notes" (a custom API-key provider on the fake, with
-// the post-note action deployed) and connection "sdk-c1" on it. Every call is checked;
-// the first failed check ends the run with its message and a non-zero exit status.
+// the actions post-note, read-env and scratch deployed), connection "sdk-c1" on it, and
+// the environment variables SDK_TOKEN and SDK_REGION. Every call is checked; the first
+// failed check ends the run with its message and a non-zero exit status.
 'use strict';
 const assert = require('node:assert/strict');
 const { Nango } = require('@nangohq/node');
@@ -43,6 +45,29 @@ async function main() {
     assert.equal(one.data.auth_mode, 'OAUTH2');
   });
 
+  await check('getProviderTemplates', async () => {
+    const t = await nango.getProviderTemplates({ provider: 'github' });
+    const issue = t.data.find((f) => f.name === 'create-issue');
+    assert.equal(issue.type, 'action');
+    assert.equal(issue.input, 'CreateIssueInput');
+    assert.ok(issue.json_schema.definitions.CreateIssueInput);
+    const sync = t.data.find((f) => f.name === 'fetch-issues');
+    assert.equal(sync.type, 'sync');
+    assert.equal(typeof sync.runs, 'string');
+    assert.equal(typeof sync.auto_start, 'boolean');
+    const none = await nango.getProviderTemplates({ provider: 'no-such-provider' });
+    assert.deepEqual(none.data, []);
+  });
+
+  await check('createQuickstartIntegration: no shared developer apps', async () => {
+    const refused = await failure(
+      nango.createQuickstartIntegration({ provider: 'github', unique_key: 'sdk-quick' }));
+    assert.equal(refused.status, 400);
+    assert.equal(refused.code, 'invalid_body');
+    const gone = await failure(nango.getIntegration({ uniqueKey: 'sdk-quick' }));
+    assert.equal(gone.status, 404);
+  });
+
   await check('integrations: create, get, update, list, delete', async () => {
     const created = await nango.createIntegration({
       provider: 'github', unique_key: 'sdk-github',
@@ -66,6 +91,68 @@ async function main() {
                                                  allowed_integrations: [PCK] });
     assert.match(s.data.token, /^nango_connect_session_/);
     assert.ok(s.data.connect_link.includes(s.data.token));
+  });
+
+  await check('listFunctions / getFunction / getFunctionCode', async () => {
+    const all = await nango.listFunctions({ uniqueKey: PCK });
+    assert.deepEqual(all.data.map((f) => f.name), ['post-note', 'read-env', 'scratch']);
+    assert.deepEqual(all.pagination, { total: 3, page: 0, limit: 20 });
+    const note = all.data[0];
+    assert.equal(note.type, 'action');
+    assert.equal(note.input, 'PostNoteInput');
+    assert.deepEqual(note.returns, ['PostNoteOutput']);
+    assert.equal(note.enabled, true);
+    assert.equal(typeof note.id, 'number');
+    assert.ok(!Number.isNaN(Date.parse(note.last_deployed)));
+    const page = await nango.listFunctions({ uniqueKey: PCK },
+                                           { type: 'action', search: 'E', page: 1, limit: 1 });
+    assert.deepEqual(page.data.map((f) => f.name), ['read-env']);
+    assert.deepEqual(page.pagination, { total: 2, page: 1, limit: 1 }); /* post-note, read-env */
+    const syncs = await nango.listFunctions({ uniqueKey: PCK }, { type: 'sync' });
+    assert.deepEqual(syncs.data, []);
+    const bad = await failure(nango.listFunctions({ uniqueKey: PCK }, { limit: 500 }));
+    assert.equal(bad.status, 400);
+    assert.equal(bad.code, 'invalid_query_params');
+    const missing = await failure(nango.listFunctions({ uniqueKey: 'no-such-integration' }));
+    assert.equal(missing.status, 404);
+    assert.equal(missing.code, 'not_found');
+
+    const one = await nango.getFunction({ uniqueKey: PCK, name: 'post-note' });
+    assert.equal(one.data.name, 'post-note');
+    assert.equal(one.data.id, note.id);
+    const typed = await nango.getFunction({ uniqueKey: PCK, name: 'post-note' }, { type: 'action' });
+    assert.equal(typed.data.type, 'action');
+    const wrong = await failure(nango.getFunction({ uniqueKey: PCK, name: 'post-note' }, { type: 'sync' }));
+    assert.equal(wrong.status, 404);
+
+    const code = await nango.getFunctionCode({ uniqueKey: PCK, name: 'post-note' });
+    assert.equal(code.type, 'action');
+    assert.match(code.code, /type = "action"/);
+    const noCode = await failure(nango.getFunctionCode({ uniqueKey: PCK, name: 'nothing-here' }));
+    assert.equal(noCode.status, 404);
+  });
+
+  await check('deleteFunction', async () => {
+    const untyped = await failure(nango.deleteFunction({ uniqueKey: PCK, name: 'scratch' }));
+    assert.equal(untyped.status, 400);
+    assert.equal(untyped.code, 'invalid_query_params');
+    const wrongType = await failure(
+      nango.deleteFunction({ uniqueKey: PCK, name: 'scratch' }, { type: 'sync' }));
+    assert.equal(wrongType.status, 404);
+    const done = await nango.deleteFunction({ uniqueKey: PCK, name: 'scratch' }, { type: 'action' });
+    assert.deepEqual(done, { data: { success: true } });
+    const gone = await failure(nango.getFunction({ uniqueKey: PCK, name: 'scratch' }));
+    assert.equal(gone.status, 404);
+    const left = await nango.listFunctions({ uniqueKey: PCK });
+    assert.equal(left.pagination.total, 2);
+  });
+
+  await check('getEnvironmentVariables', async () => {
+    const vars = await nango.getEnvironmentVariables();
+    assert.deepEqual(vars, [
+      { name: 'SDK_REGION', value: 'eu-west-1' },
+      { name: 'SDK_TOKEN', value: process.env.JN_SDK_SECRET },
+    ]);
   });
 
   await check('getConnection / listConnections', async () => {
@@ -94,13 +181,49 @@ async function main() {
     assert.equal(c.tags.team, 'blue');
   });
 
-  await check('proxy: get and post', async () => {
+  await check('listConnections: filters of both call forms', async () => {
+    const byObject = await nango.listConnections({ connectionId: CID, integrationId: [PCK],
+                                                   tags: { team: 'blue' }, limit: 5 });
+    assert.deepEqual(byObject.connections.map((c) => c.connection_id), [CID]);
+    const otherTag = await nango.listConnections({ integrationId: PCK, tags: { team: 'red' } });
+    assert.deepEqual(otherTag.connections, []);
+    const otherIntegration = await nango.listConnections({ integrationId: 'sdk-none' });
+    assert.deepEqual(otherIntegration.connections, []);
+    const legacy = await nango.listConnections(CID);
+    assert.deepEqual(legacy.connections.map((c) => c.connection_id), [CID]);
+    const search = await nango.listConnections(undefined, 'sdk-c');
+    assert.ok(search.connections.some((c) => c.connection_id === CID));
+    const nobody = await nango.listConnections(undefined, undefined, { endUserId: 'nobody' });
+    assert.deepEqual(nobody.connections, []);
+  });
+
+  await check('getToken / getRawTokenResponse / createReconnectSession', async () => {
+    const token = await nango.getToken(PCK, CID);
+    assert.deepEqual(token, { type: 'API_KEY', apiKey: process.env.JN_SDK_API_KEY });
+    assert.equal(await nango.getRawTokenResponse(PCK, CID), undefined); /* no raw for an API key */
+    const s = await nango.createReconnectSession({ connection_id: CID, integration_id: PCK });
+    assert.match(s.data.token, /^nango_connect_session_/);
+  });
+
+  await check('proxy: get, post, put, patch, delete, PROPFIND', async () => {
     const me = await nango.get({ endpoint: '/api/me', providerConfigKey: PCK, connectionId: CID });
     assert.equal(me.status, 200);
     const echo = await nango.post({ endpoint: '/api/echo', providerConfigKey: PCK, connectionId: CID,
                                     data: { hello: 'world' } });
     assert.equal(echo.status, 200);
     assert.equal(echo.data.method, 'POST');
+    for (const method of ['put', 'patch']) {
+      const r = await nango[method]({ endpoint: '/api/echo', providerConfigKey: PCK, connectionId: CID,
+                                      data: { n: 1 } });
+      assert.equal(r.data.method, method.toUpperCase());
+    }
+    const del = await nango.delete({ endpoint: '/api/echo', providerConfigKey: PCK, connectionId: CID });
+    assert.equal(del.data.method, 'DELETE');
+    /* WebDAV methods go through as they are: the fake answers that it has no such endpoint. */
+    const dav = await failure(nango.proxy({ method: 'PROPFIND', endpoint: '/api/echo',
+                                            providerConfigKey: PCK, connectionId: CID }));
+    assert.equal(dav.status, 404);
+    assert.equal(dav.data.message, 'no endpoint PROPFIND /api/echo');
   });
 
   await check('triggerAction', async () => {
@@ -115,6 +238,11 @@ async function main() {
     assert.equal(failed.code, 'action_script_failure');
     const unknown = await failure(nango.triggerAction(PCK, CID, 'no-such-action', {}));
     assert.equal(unknown.status, 404);
+  });
+
+  await check('a script reads the environment variables', async () => {
+    const out = await nango.triggerAction(PCK, CID, 'read-env', {});
+    assert.deepEqual(out, { token_reversed: [...process.env.JN_SDK_SECRET].reverse().join(''), count: 2 });
   });
 
   await check('triggerActionAsync / getAsyncActionResult', async () => {
@@ -140,7 +268,12 @@ async function main() {
     const configs = await nango.getScriptsConfig();
     const mine = configs.find((c) => c.providerConfigKey === PCK);
     assert.ok(mine, 'the integration is listed');
-    assert.ok(mine.actions.some((a) => a.name === 'post-note'));
+    const note = mine.actions.find((a) => a.name === 'post-note');
+    assert.equal(note.input, 'PostNoteInput');
+    assert.deepEqual(note.returns, ['PostNoteOutput']);
+    const openai = await nango.getScriptsConfig('openai');
+    const fn = openai.data.find((f) => f.name === 'post-note');
+    assert.deepEqual(fn.parameters.required, ['text']);
   });
 
   await check('deleteConnection', async () => {

@@ -497,6 +497,12 @@ long jn_test_api(const jn_test_gateway_t *gw, const char *method, const char *pa
 
 const char *jn_test_json_str(json_object *o, const char *path)
 {
+    o = jn_test_json_get(o, path);
+    return o ? json_object_get_string(o) : NULL;
+}
+
+json_object *jn_test_json_get(json_object *o, const char *path)
+{
     char copy[256];
     snprintf(copy, sizeof copy, "%s", path);
     char *save = NULL;
@@ -507,7 +513,7 @@ const char *jn_test_json_str(json_object *o, const char *path)
             return NULL;
         }
     }
-    return o ? json_object_get_string(o) : NULL;
+    return o;
 }
 
 void jn_test_expect_status(long got, long want, json_object *resp, const char *what)

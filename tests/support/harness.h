@@ -175,4 +175,7 @@ void jn_test_expect_status(long got, long want, struct json_object *resp, const 
 /* The string at a dotted path ("error.code", "data.0.unique_key") or NULL. */
 const char *jn_test_json_str(struct json_object *o, const char *path);
 
+/* The value at a dotted path (borrowed from o), or NULL. */
+struct json_object *jn_test_json_get(struct json_object *o, const char *path);
+
 #endif

@@ -29,6 +29,7 @@ typedef struct {
     json_object *logs; /* ["level|message"] */
     json_object *paginate;
     int connection_calls;
+    bool variables_down; /* the environment's variables cannot be read */
 } fake_t;
 
 static void fake_init(fake_t *f)
@@ -270,6 +271,17 @@ static jn_err_t fake_connection(void *ud, json_object **out, char *why, size_t w
     return JN_OK;
 }
 
+static jn_err_t fake_variables(void *ud, json_object **out, char *why, size_t why_len)
+{
+    if (((fake_t *)ud)->variables_down) {
+        snprintf(why, why_len, "the database is unavailable");
+        return JN_ERR_DB_UNAVAILABLE;
+    }
+    *out = json_tokener_parse("[{\"name\":\"API_KEY\",\"value\":\"sk-123\"},"
+                              "{\"name\":\"REGION\",\"value\":\"eu\u00e9\"}]");
+    return JN_OK;
+}
+
 static jn_err_t fake_get_metadata(void *ud, json_object **out, char *why, size_t why_len)
 {
     (void)why;
@@ -367,6 +379,7 @@ static jn_script_host_t host_for(fake_t *f)
         .http = fake_http,
         .paginate_config = fake_paginate,
         .connection = fake_connection,
+        .environment_variables = fake_variables,
         .get_metadata = fake_get_metadata,
         .set_metadata = fake_set_metadata,
         .log = fake_log,
@@ -1123,6 +1136,70 @@ static void test_metadata_connection_checkpoint(void **state)
     fake_cleanup(&f);
 }
 
+static void test_environment_variables(void **state)
+{
+    (void)state;
+    fake_t f;
+    fake_init(&f);
+    jn_script_outcome_t out;
+    /* Nango's shape: a list of {name, value}, the same in every kind of run. */
+    const char *read = ACTION_HEAD
+        "exec = function(ctx)\n"
+        "  local out = {}\n"
+        "  for _, v in ipairs(ctx:get_environment_variables()) do out[v.name] = v.value end\n"
+        "  return out\nend }";
+    assert_int_equal(action(&f, read, NULL, &out), JN_SCRIPT_OK);
+    assert_string_equal(json_object_to_json_string_ext(out.output, JSON_C_TO_STRING_PLAIN),
+                        "{\"API_KEY\":\"sk-123\",\"REGION\":\"eu\u00e9\"}");
+    jn_script_outcome_cleanup(&out);
+    assert_int_equal(sync_run(&f, "s",
+                              "return { type = 'sync', description = 'x', frequency = '1h', models "
+                              "= { I = { id = 'string' } },\nexec = function(ctx)\n"
+                              "  ctx:log(#ctx:get_environment_variables())\nend }",
+                              &out),
+                     JN_SCRIPT_OK);
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(f.logs, 0)), "info|2");
+    jn_script_outcome_cleanup(&out);
+    /* A store that cannot answer is a host error the script may catch. */
+    f.variables_down = true;
+    assert_int_equal(action(&f,
+                            ACTION_HEAD "exec = function(ctx)\n  ctx:get_environment_variables()"
+                                        "\nend }",
+                            NULL, &out),
+                     JN_SCRIPT_HOST);
+    assert_string_equal(out.error.message,
+                        "act:2: ctx:get_environment_variables: the database is unavailable "
+                        "(db_unavailable)");
+    assert_true(jn_err_retryable(out.host_err));
+    jn_script_outcome_cleanup(&out);
+    assert_int_equal(action(&f,
+                            ACTION_HEAD "exec = function(ctx)\n  local ok = pcall(ctx."
+                                        "get_environment_variables, ctx)\n  return ok\nend }",
+                            NULL, &out),
+                     JN_SCRIPT_OK);
+    assert_false(json_object_get_boolean(out.output));
+    jn_script_outcome_cleanup(&out);
+    /* A host without them says so; another self is refused. */
+    jn_script_host_t h = host_for(&f);
+    h.environment_variables = NULL;
+    const char *src = ACTION_HEAD "exec = function(ctx)\n  ctx:get_environment_variables()\nend }";
+    jn_script_source_t s = {"act", src, strlen(src)};
+    jn_sandbox_limits_t lim = quick(jn_sandbox_limits_action());
+    assert_int_equal(jn_script_run_action(&s, NULL, &h, &info, &lim, &out), JN_SCRIPT_ERROR);
+    assert_string_equal(out.error.message,
+                        "act:2: ctx:get_environment_variables is not available in this run");
+    jn_script_outcome_cleanup(&out);
+    f.variables_down = false;
+    assert_int_equal(action(&f,
+                            ACTION_HEAD "exec = function(ctx)\n  ctx.get_environment_variables({})"
+                                        "\nend }",
+                            NULL, &out),
+                     JN_SCRIPT_ERROR);
+    assert_non_null(strstr(out.error.message, "call it on ctx with a colon"));
+    jn_script_outcome_cleanup(&out);
+    fake_cleanup(&f);
+}
+
 static void test_log_caps(void **state)
 {
     (void)state;
@@ -1206,6 +1283,7 @@ static void test_host_calls_at_the_memory_cap(void **state)
                                   "  for i = 1, 300 do\n"
                                   "    if pcall(ctx.post, ctx, { endpoint = '/api/echo', data = { "
                                   "n = i } }) then ok_calls = ok_calls + 1 end\n"
+                                  "    pcall(ctx.get_environment_variables, ctx)\n"
                                   "    keep[#keep] = nil\n"
                                   "  end\n"
                                   "  keep = nil\n"
@@ -1240,6 +1318,7 @@ int main(void)
         cmocka_unit_test(test_yield_inside_host_call),
         cmocka_unit_test(test_records),
         cmocka_unit_test(test_metadata_connection_checkpoint),
+        cmocka_unit_test(test_environment_variables),
         cmocka_unit_test(test_log_caps),
         cmocka_unit_test(test_limits_in_runs),
         cmocka_unit_test(test_host_calls_at_the_memory_cap),
