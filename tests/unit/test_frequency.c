@@ -1,0 +1,70 @@
+/* Unit tests for common/core/frequency.c: Nango's frequency notation into seconds, and
+ * everything else refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "core/frequency.h"
+
+static void test_valid(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        long long seconds;
+    } ok[] = {
+        {"every 5 minutes", 300},
+        {"5m", 300},
+        {"5min", 300},
+        {"every 5mins", 300},
+        {"30s", 30},
+        {"30 seconds", 30},
+        {"1h", 3600},
+        {"every hour", 3600},
+        {"every 2 hours", 7200},
+        {"2 HRS", 7200},
+        {"every day", 86400},
+        {"1d", 86400},
+        {"every half hour", 1800},
+        {"every quarter hour", 900},
+        {"every half day", 43200},
+        {"every week", 604800},
+        {"2w", 1209600},
+        {"every month", 2592000},
+        {"1000ms", 1},
+        {"  every   30 sec  ", 30},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        long long s = -1;
+        if (jn_frequency_parse(ok[i].text, &s) != JN_OK)
+            fail_msg("'%s' refused", ok[i].text);
+        if (s != ok[i].seconds)
+            fail_msg("'%s' read as %lld s, not %lld", ok[i].text, s, ok[i].seconds);
+    }
+}
+
+static void test_invalid(void **state)
+{
+    (void)state;
+    const char *bad[] = {"",          "every",           "5",    "m",      "0m",
+                         "-5m",       "5 parsecs",       "5.5m", "1500ms", "every every 5m",
+                         "5m and 3s", "99999999999999h", NULL};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        long long s = 42;
+        if (jn_frequency_parse(bad[i], &s) == JN_OK)
+            fail_msg("'%s' accepted as %lld", bad[i] ? bad[i] : "(null)", s);
+        assert_int_equal(s, 42);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_invalid),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
