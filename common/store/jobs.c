@@ -15,13 +15,12 @@
     "coalesce(to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), '')"
 
 #define JOB_COLUMNS                                                                                \
-    "id::text, environment_id, kind, coalesce(connection_id, 0), function_name, state, "          \
+    "id::text, environment_id, kind, coalesce(connection_id, 0), function_name, state, "           \
     "attempts, max_attempts, lease_token, input::text, output::text, error::text, " ISO(           \
         "created_at") ", " ISO("started_at") ", " ISO("finished_at")
 
 static const char *const kind_names[] = {"action", "sync", "webhook"};
-static const char *const state_names[] = {"queued", "running", "succeeded", "failed",
-                                          "cancelled"};
+static const char *const state_names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
 
 const char *jn_job_kind_name(jn_job_kind_t kind)
 {
@@ -116,17 +115,17 @@ jn_err_t jn_jobs_claim(PGconn *conn, const char *id, const char *owner, int leas
     snprintf(lease, sizeof lease, "%d", lease_s);
     const char *params[] = {id, owner, lease};
     PGresult *r = NULL;
-    jn_err_t err = jn_pg_exec(
-        conn,
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
-        "lease_token = lease_token + 1, lease_owner = $2, "
-        "lease_until = clock_timestamp() + make_interval(secs => $3::int), "
-        "started_at = coalesce(started_at, clock_timestamp()), retry_at = NULL, "
-        "updated_at = clock_timestamp() "
-        "WHERE id = $1::uuid AND (state = 'queued' OR "
-        "(state = 'running' AND lease_until < clock_timestamp())) "
-        "RETURNING " JOB_COLUMNS,
-        3, params, &r);
+    jn_err_t err =
+        jn_pg_exec(conn,
+                   "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
+                   "lease_token = lease_token + 1, lease_owner = $2, "
+                   "lease_until = clock_timestamp() + make_interval(secs => $3::int), "
+                   "started_at = coalesce(started_at, clock_timestamp()), retry_at = NULL, "
+                   "updated_at = clock_timestamp() "
+                   "WHERE id = $1::uuid AND (state = 'queued' OR "
+                   "(state = 'running' AND lease_until < clock_timestamp())) "
+                   "RETURNING " JOB_COLUMNS,
+                   3, params, &r);
     if (err)
         return err;
     if (PQntuples(r) == 1) {
@@ -167,8 +166,12 @@ jn_err_t jn_jobs_finish(PGconn *conn, const char *id, long long lease_token,
     char token[24], delay[16];
     snprintf(token, sizeof token, "%lld", lease_token);
     snprintf(delay, sizeof delay, "%d", retry_delay_s < 0 ? 0 : retry_delay_s);
-    const char *params[] = {id, token, outcome == JN_JOB_OUTCOME_SUCCEEDED ? "t" : "f",
-                            json_text(result), retryable ? "t" : "f", delay};
+    const char *params[] = {id,
+                            token,
+                            outcome == JN_JOB_OUTCOME_SUCCEEDED ? "t" : "f",
+                            json_text(result),
+                            retryable ? "t" : "f",
+                            delay};
     PGresult *r = NULL;
     /* One statement: the outcome, and the notice that goes out when it commits. */
     jn_err_t err = jn_pg_exec(
@@ -187,7 +190,7 @@ jn_err_t jn_jobs_finish(PGconn *conn, const char *id, long long lease_token,
         "  lease_owner = NULL, lease_until = NULL, updated_at = clock_timestamp()"
         " WHERE id = $1::uuid AND lease_token = $2 AND state = 'running'"
         " RETURNING state)"
-        "SELECT state, pg_notify('" JN_JOBS_CHANNEL "', $1) FROM done",
+        "SELECT state, pg_notify('" JN_JOBS_CHANNEL "', $1::uuid::text) FROM done",
         6, params, &r);
     if (err)
         return err;

@@ -520,6 +520,150 @@ jn_err_t jn_pg_exec_script(PGconn *conn, const char *sql)
     return err;
 }
 
+/* Sends data as the input of the COPY that conn is in, then ends it, within until. False
+ * when the deadline passed (the connection is dropped) or libpq refused. */
+static bool copy_send(PGconn *conn, const char *data, size_t len, long until, bool *expired)
+{
+    size_t off = 0;
+    while (off < len) {
+        int chunk = len - off > 65536 ? 65536 : (int)(len - off);
+        int put = PQputCopyData(conn, data + off, chunk);
+        if (put < 0)
+            return false;
+        if (put == 0) { /* non-blocking and the buffer is full: wait until it drains */
+            if (!wait_socket(conn, POLLOUT, until)) {
+                *expired = true;
+                return false;
+            }
+            continue;
+        }
+        off += (size_t)chunk;
+    }
+    int end;
+    while ((end = PQputCopyEnd(conn, NULL)) == 0) {
+        if (!wait_socket(conn, POLLOUT, until)) {
+            *expired = true;
+            return false;
+        }
+    }
+    if (end < 0)
+        return false;
+    int flushed;
+    while ((flushed = PQflush(conn)) == 1) {
+        if (!wait_socket(conn, POLLIN | POLLOUT, until)) {
+            *expired = true;
+            return false;
+        }
+        if (!PQconsumeInput(conn))
+            return false;
+    }
+    return flushed == 0;
+}
+
+jn_err_t jn_pg_copy_in(PGconn *conn, const char *sql, const void *data, size_t len, long long *rows)
+{
+    if (rows)
+        *rows = 0;
+    if (!PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0)) {
+        jn_err_t err = jn_pg_classify(conn, NULL);
+        log_failure(conn, NULL, sql, err);
+        return err;
+    }
+    int deadline = query_deadline_ms(conn);
+    long until = deadline > 0 ? now_ms() + deadline : 0;
+    bool expired = false, sent = false;
+    PGresult *keep = NULL;
+    while (PQflush(conn) == 1) {
+        if (!wait_socket(conn, POLLIN | POLLOUT, until)) {
+            expired = true;
+            goto done;
+        }
+        if (!PQconsumeInput(conn))
+            break;
+    }
+    for (;;) {
+        while (PQisBusy(conn)) {
+            if (!wait_socket(conn, POLLIN, until)) {
+                expired = true;
+                goto done;
+            }
+            if (!PQconsumeInput(conn))
+                break;
+        }
+        PGresult *r = PQgetResult(conn);
+        if (!r)
+            break;
+        if (PQresultStatus(r) == PGRES_COPY_IN) {
+            PQclear(r);
+            if (sent) { /* sending failed half-way: end the COPY so the server answers */
+                if (PQputCopyEnd(conn, "the input could not be sent") <= 0) {
+                    expired = true; /* nothing more can come out of this connection */
+                    goto done;
+                }
+                continue;
+            }
+            sent = true;
+            if (!copy_send(conn, data, len, until, &expired) && expired)
+                goto done;
+            continue;
+        }
+        if (keep && result_failed(keep)) {
+            PQclear(r);
+        } else {
+            PQclear(keep);
+            keep = r;
+        }
+    }
+done:
+    if (expired) {
+        PQclear(keep);
+        drop_connection(conn);
+        mark_down(pool_of(conn));
+        log_expired(sql, deadline);
+        return JN_ERR_DB_UNAVAILABLE;
+    }
+    if (keep && PQresultStatus(keep) == PGRES_COMMAND_OK) {
+        if (rows)
+            *rows = strtoll(PQcmdTuples(keep), NULL, 10);
+        PQclear(keep);
+        return JN_OK;
+    }
+    jn_err_t err = jn_pg_classify(conn, keep);
+    log_failure(conn, keep, sql, err);
+    PQclear(keep);
+    return err;
+}
+
+char *jn_pg_text_array(const char *const *items, size_t n)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += items[i] ? 2 * strlen(items[i]) + 3 : 5;
+    char *out = malloc(cap), *p = out;
+    if (!out)
+        abort();
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        if (!items[i]) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
+        *p++ = '"';
+        for (const char *c = items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
 char *jn_pg_dup(const PGresult *r, int row, int col)
 {
     if (PQgetisnull(r, row, col))

@@ -86,6 +86,16 @@ jn_err_t jn_pg_exec(PGconn *conn, const char *sql, int nparams, const char *cons
  * JN_ERR_NOT_FOUND when it touched none. */
 jn_err_t jn_pg_exec_found(PGconn *conn, const char *sql, int nparams, const char *const *params);
 
+/* Runs sql, a COPY ... FROM STDIN statement, with data[0..len) as its whole input (in the
+ * format the statement names; binary COPY needs no escaping). Same classification and
+ * deadline as jn_pg_exec; *rows (may be NULL) receives how many rows were copied. */
+jn_err_t jn_pg_copy_in(PGconn *conn, const char *sql, const void *data, size_t len,
+                       long long *rows);
+
+/* The text of a PostgreSQL array literal of the n strings items ("{\"a\",\"b\"}"), for a
+ * $n::text[] parameter, as a new string (caller frees). NULL items become NULL. */
+char *jn_pg_text_array(const char *const *items, size_t n);
+
 /* Runs one or more statements without parameters and without a result (same deadline). */
 jn_err_t jn_pg_exec_script(PGconn *conn, const char *sql);
 
