@@ -1,5 +1,5 @@
 /* Unit tests for common/core/frequency.c: Nango's frequency notation into seconds, and
- * everything else refused. */
+ * everything else refused; and the notation the sync status writes back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/frequency.h"
+#include "store/syncs.h"
 
 static void test_valid(void **state)
 {
@@ -60,11 +61,28 @@ static void test_invalid(void **state)
     }
 }
 
+static void test_text(void **state)
+{
+    (void)state;
+    char out[32];
+    jn_syncs_frequency_text(30, out, sizeof out);
+    assert_string_equal(out, "every 30s");
+    jn_syncs_frequency_text(300, out, sizeof out);
+    assert_string_equal(out, "every 5m");
+    jn_syncs_frequency_text(7200, out, sizeof out);
+    assert_string_equal(out, "every 2h");
+    jn_syncs_frequency_text(172800, out, sizeof out);
+    assert_string_equal(out, "every 2d");
+    jn_syncs_frequency_text(90, out, sizeof out);
+    assert_string_equal(out, "every 90s");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
