@@ -23,6 +23,8 @@ int main(void)
     jn_routes_connect_page(&gw, engine.http);
     jn_routes_proxy(&gw, engine.http);
     jn_routes_environment(&gw, engine.http);
+    jn_routes_syncs(&gw, engine.http);
+    jn_routes_records(&gw, engine.http);
     jn_oauth_ws_t *ws = jn_oauth_ws_new(engine.config.database_url);
     jn_oauth_ws_route(ws, engine.http);
     jn_engine_listen(&engine);

@@ -35,4 +35,11 @@ void jn_routes_proxy(jn_gateway_t *gw, jn_http_server_t *http);
 /* GET/PATCH /junction/environment (the egress allow-list). */
 void jn_routes_environment(jn_gateway_t *gw, jn_http_server_t *http);
 
+/* /sync/trigger, /sync/start, /sync/pause, /sync/status, /sync/update-connection-frequency,
+ * /sync/:name/variant/:variant. */
+void jn_routes_syncs(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* GET /records, PATCH /records/prune, GET/PATCH /junction/environment/records. */
+void jn_routes_records(jn_gateway_t *gw, jn_http_server_t *http);
+
 #endif
