@@ -73,7 +73,7 @@ jn_err_t jn_records_cursor_decode(const char *cursor, long long *scope, long lon
         return JN_ERR_INVALID;
     plain[plain_len] = '\0';
     const char *p = (const char *)plain, *end = p + plain_len;
-    if (plain_len < 7 || memcmp(p, "r1:", 3) != 0)
+    if (plain_len < 6 || memcmp(p, "r1:", 3) != 0)
         return JN_ERR_INVALID;
     p += 3;
     const char *colon = memchr(p, ':', (size_t)(end - p));

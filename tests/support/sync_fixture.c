@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,20 @@ long long jn_test_syncs_number(jn_test_syncs_t *f, const char *fmt, ...)
     long long n = v && *v ? strtoll(v, NULL, 10) : -1;
     free(v);
     return n;
+}
+
+void jn_test_syncs_sql(jn_test_syncs_t *f, const char *fmt, ...)
+{
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    PGconn *conn = jn_test_syncs_db(f);
+    jn_err_t err = jn_pg_exec_script(conn, sql);
+    jn_test_syncs_release(f, conn);
+    if (err)
+        fail_msg("%s: %s", sql, jn_err_str(err));
 }
 
 const char *jn_test_syncs_key(const jn_test_syncs_t *f, int env)
@@ -191,4 +206,58 @@ long jn_test_syncs_get(jn_test_syncs_t *f, int env, const char *cid, const char 
         *resp = json_tokener_parse(text ? text : "");
     free(text);
     return status;
+}
+
+typedef struct {
+    char url[64];
+} livez_t;
+
+static bool livez(void *ud)
+{
+    livez_t *l = ud;
+    return jn_test_http("GET", l->url, NULL, NULL, 0, NULL) == 200;
+}
+
+void jn_test_syncs_scheduler_start(jn_test_syncs_t *f, jn_test_process_t *p,
+                                   const char *scheduler_bin, const char *const *extra_env)
+{
+    /* Static: the environment strings must outlive the spawn (two schedulers may run). */
+    static char e_db[2][600], e_prefix[2][128], e_port[2][64];
+    static int turn;
+    int t = turn++ % 2;
+    int port = jn_test_free_port();
+    snprintf(e_db[t], sizeof e_db[t], "JUNCTION_DATABASE_URL=%s", f->gw.db_url);
+    snprintf(e_prefix[t], sizeof e_prefix[t], "JUNCTION_TOPIC_PREFIX=%s", f->gw.db);
+    snprintf(e_port[t], sizeof e_port[t], "JUNCTION_SCHEDULER_PORT=%d", port);
+    const char *env[32];
+    size_t n = 0;
+    for (size_t i = 0; extra_env && extra_env[i] && n < 24; i++)
+        env[n++] = extra_env[i];
+    env[n++] = e_db[t];
+    env[n++] = e_prefix[t];
+    env[n++] = e_port[t];
+    env[n++] = "JUNCTION_TOPIC_PARTITIONS=1";
+    env[n++] = "JUNCTION_BIND_ADDRESS=127.0.0.1";
+    env[n] = NULL;
+    const char *argv[] = {scheduler_bin, NULL};
+    char name[128];
+    snprintf(name, sizeof name, "%s_scheduler_%d", f->gw.db, turn);
+    jn_test_spawn(p, argv, env, name);
+    livez_t l;
+    snprintf(l.url, sizeof l.url, "http://127.0.0.1:%d/livez", port);
+    if (!jn_test_wait_until(livez, &l, 60000)) {
+        char *log = jn_test_read_log(p);
+        jn_test_process_kill(p);
+        fail_msg("the scheduler did not start:\n%s", log);
+    }
+}
+
+void jn_test_syncs_scheduler_stop(jn_test_process_t *p)
+{
+    jn_test_signal(p, SIGTERM);
+    bool exited = jn_test_process_wait(p, 20000);
+    if (!exited)
+        jn_test_process_kill(p);
+    assert_true(exited);
+    assert_int_equal(p->exit_status, 0);
 }

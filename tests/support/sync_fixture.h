@@ -37,6 +37,10 @@ void jn_test_syncs_release(jn_test_syncs_t *f, PGconn *conn);
 long long jn_test_syncs_number(jn_test_syncs_t *f, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Runs printf-style SQL without a result; fails the test on an error. */
+void jn_test_syncs_sql(jn_test_syncs_t *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* The environment's secret key: 0 dev, 1 prod. */
 const char *jn_test_syncs_key(const jn_test_syncs_t *f, int env);
 
@@ -65,5 +69,12 @@ jn_records_counts_t jn_test_syncs_write(jn_test_syncs_t *f, const jn_sync_run_t 
  * key; *resp is the parsed body. Returns the status. */
 long jn_test_syncs_get(jn_test_syncs_t *f, int env, const char *cid, const char *path,
                        json_object **resp);
+
+/* Starts a junction-scheduler on the fixture's database and topic prefix (extra_env may
+ * be NULL), and waits until its admin port answers /livez. */
+void jn_test_syncs_scheduler_start(jn_test_syncs_t *f, jn_test_process_t *p,
+                                   const char *scheduler_bin, const char *const *extra_env);
+/* SIGTERMs it and checks that it stopped cleanly. */
+void jn_test_syncs_scheduler_stop(jn_test_process_t *p);
 
 #endif

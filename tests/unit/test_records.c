@@ -20,6 +20,10 @@ static void test_cursor(void **state)
     assert_int_equal(jn_records_cursor_decode(c, &scope, &seq), JN_OK);
     assert_int_equal(scope, 12);
     assert_int_equal(seq, 345);
+    jn_records_cursor_encode(1, 0, c); /* the shortest */
+    assert_int_equal(jn_records_cursor_decode(c, &scope, &seq), JN_OK);
+    assert_int_equal(scope, 1);
+    assert_int_equal(seq, 0);
     jn_records_cursor_encode(9007199254740993LL, 9223372036854775LL, c);
     assert_int_equal(jn_records_cursor_decode(c, &scope, &seq), JN_OK);
     assert_int_equal(scope, 9007199254740993LL);
