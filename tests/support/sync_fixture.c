@@ -218,8 +218,8 @@ static bool livez(void *ud)
     return jn_test_http("GET", l->url, NULL, NULL, 0, NULL) == 200;
 }
 
-void jn_test_syncs_scheduler_start(jn_test_syncs_t *f, jn_test_process_t *p,
-                                   const char *scheduler_bin, const char *const *extra_env)
+int jn_test_syncs_scheduler_start(jn_test_syncs_t *f, jn_test_process_t *p,
+                                  const char *scheduler_bin, const char *const *extra_env)
 {
     /* Static: the environment strings must outlive the spawn (two schedulers may run). */
     static char e_db[2][600], e_prefix[2][128], e_port[2][64];
@@ -250,6 +250,7 @@ void jn_test_syncs_scheduler_start(jn_test_syncs_t *f, jn_test_process_t *p,
         jn_test_process_kill(p);
         fail_msg("the scheduler did not start:\n%s", log);
     }
+    return port;
 }
 
 void jn_test_syncs_scheduler_stop(jn_test_process_t *p)

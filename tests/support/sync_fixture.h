@@ -71,9 +71,9 @@ long jn_test_syncs_get(jn_test_syncs_t *f, int env, const char *cid, const char 
                        json_object **resp);
 
 /* Starts a junction-scheduler on the fixture's database and topic prefix (extra_env may
- * be NULL), and waits until its admin port answers /livez. */
-void jn_test_syncs_scheduler_start(jn_test_syncs_t *f, jn_test_process_t *p,
-                                   const char *scheduler_bin, const char *const *extra_env);
+ * be NULL), and waits until its admin port answers /livez. Returns that port. */
+int jn_test_syncs_scheduler_start(jn_test_syncs_t *f, jn_test_process_t *p,
+                                  const char *scheduler_bin, const char *const *extra_env);
 /* SIGTERMs it and checks that it stopped cleanly. */
 void jn_test_syncs_scheduler_stop(jn_test_process_t *p);
 
