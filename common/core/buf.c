@@ -52,6 +52,14 @@ static jn_err_t reserve(jn_buf_t *b, size_t n)
     return JN_OK;
 }
 
+jn_err_t jn_buf_reserve(jn_buf_t *b, size_t n)
+{
+    jn_err_t err = reserve(b, n);
+    if (!err)
+        b->data[b->len] = '\0';
+    return err;
+}
+
 jn_err_t jn_buf_append(jn_buf_t *b, const void *p, size_t n)
 {
     jn_err_t err = reserve(b, n);

@@ -32,6 +32,10 @@ void jn_buf_cleanup(jn_buf_t *b);
 /* Empties it, keeping the memory. */
 void jn_buf_reset(jn_buf_t *b);
 
+/* Makes room for n more bytes up front (the cap still applies), so that a buffer whose
+ * size is known roughly grows once. JN_ERR_TOO_LARGE past the cap. */
+jn_err_t jn_buf_reserve(jn_buf_t *b, size_t n);
+
 /* Appends n bytes. JN_ERR_TOO_LARGE (nothing appended) past the cap. */
 jn_err_t jn_buf_append(jn_buf_t *b, const void *p, size_t n);
 

@@ -5,6 +5,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +32,18 @@ jn_err_t jn_canonical_number(json_object *v, char out[32])
         snprintf(out, 32, "%" PRId64, (int64_t)d); /* -0.0 becomes "0" */
         return JN_OK;
     }
-    for (int precision = 1; precision <= 17; precision++) {
-        snprintf(out, 32, "%.*g", precision, d);
+    /* The fewest digits that read back as d: reading back is monotonic in the digits, so
+     * a binary search over 1..17 finds them. */
+    int lo = 1, hi = 17;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        snprintf(out, 32, "%.*g", mid, d);
         if (strtod(out, NULL) == d)
-            break;
+            hi = mid;
+        else
+            lo = mid + 1;
     }
+    snprintf(out, 32, "%.*g", lo, d);
     return JN_OK;
 }
 
@@ -68,18 +76,58 @@ static jn_err_t fail_at(jn_field_error_t *e, const where_t *w, const char *messa
     return jn_field_error(e, path, "%s", message);
 }
 
-static jn_err_t put_string(jn_buf_t *out, const char *s, size_t n, const where_t *w,
+/* What a string byte needs: 0 nothing, 1 an escape, 2 it starts a multi-byte sequence. */
+static const unsigned char byte_class[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
+
+/* Writes s[0..n) as a JSON string in one pass: runs of plain bytes are copied whole,
+ * escapes written, and each multi-byte sequence checked as strict UTF-8. */
+static jn_err_t put_string(jn_buf_t *out, const char *str, size_t n, const where_t *w,
                            jn_field_error_t *e)
 {
-    if (!jn_utf8_valid(s, n))
-        return fail_at(e, w, "not valid UTF-8");
+    const unsigned char *s = (const unsigned char *)str;
     jn_err_t err = jn_buf_append(out, "\"", 1);
-    size_t run = 0; /* bytes copied as they are, flushed before each escape */
-    for (size_t i = 0; i < n && !err; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
+    size_t run = 0; /* start of the bytes not yet copied */
+    for (size_t i = 0; i < n && !err;) {
+        /* Eight plain bytes at a time (none below 0x20, '"', '\\' or from 0x80): the usual
+         * case of long text. */
+        while (i + 8 <= n) {
+            uint64_t v, q, b;
+            memcpy(&v, s + i, 8);
+            q = v ^ 0x2222222222222222ULL;
+            b = v ^ 0x5c5c5c5c5c5c5c5cULL;
+            uint64_t special = ((v - 0x2020202020202020ULL) & ~v) |
+                               ((q - 0x0101010101010101ULL) & ~q) |
+                               ((b - 0x0101010101010101ULL) & ~b) | v;
+            if (special & 0x8080808080808080ULL)
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
+        unsigned char cls = byte_class[s[i]];
+        if (cls == 0) {
+            i++;
+            continue;
+        }
+        if (cls == 2) { /* the sequence's length from its lead byte, then the rules */
+            size_t len = s[i] >= 0xf0 ? 4 : s[i] >= 0xe0 ? 3 : 2;
+            if (len > n - i || !jn_utf8_valid(str + i, len))
+                return fail_at(e, w, "not valid UTF-8");
+            i += len;
+            continue;
+        }
+        const char *esc;
         char hex[8];
-        switch (c) {
+        switch (s[i]) {
         case '"': esc = "\\\""; break;
         case '\\': esc = "\\\\"; break;
         case '\b': esc = "\\b"; break;
@@ -87,32 +135,69 @@ static jn_err_t put_string(jn_buf_t *out, const char *s, size_t n, const where_t
         case '\n': esc = "\\n"; break;
         case '\r': esc = "\\r"; break;
         case '\t': esc = "\\t"; break;
-        default:
-            if (c < 0x20) {
-                snprintf(hex, sizeof hex, "\\u%04x", c);
-                esc = hex;
-            }
+        default: snprintf(hex, sizeof hex, "\\u%04x", s[i]); esc = hex;
         }
-        if (!esc) {
-            run++;
-            continue;
-        }
-        err = jn_buf_append(out, s + i - run, run);
-        run = 0;
+        err = jn_buf_append(out, str + run, i - run);
         if (!err)
             err = jn_buf_append_str(out, esc);
+        run = ++i;
     }
     if (!err)
-        err = jn_buf_append(out, s + n - run, run);
+        err = jn_buf_append(out, str + run, n - run);
     if (!err)
         err = jn_buf_append(out, "\"", 1);
     return err;
 }
 
-static int entry_order(const void *a, const void *b)
+static jn_err_t put_value(json_object *v, jn_buf_t *out, const where_t *w, int depth,
+                          jn_field_error_t *e);
+
+typedef struct {
+    const char *key;
+    json_object *val;
+} member_t;
+
+static int member_order(const void *a, const void *b)
 {
-    return strcmp((const char *)lh_entry_k(*(struct lh_entry *const *)a),
-                  (const char *)lh_entry_k(*(struct lh_entry *const *)b));
+    return strcmp(((const member_t *)a)->key, ((const member_t *)b)->key);
+}
+
+/* An object's members sorted by key; drop (may be NULL) left out, key (may be NULL) given
+ * value whether v has it or not. */
+static jn_err_t put_object(json_object *v, jn_buf_t *out, const where_t *w, int depth,
+                           const char *drop, const char *key, json_object *value,
+                           jn_field_error_t *e)
+{
+    size_t n = (size_t)json_object_object_length(v) + 1, k = 0;
+    member_t small[32];
+    member_t *members = n <= 32 ? small : malloc(n * sizeof *members);
+    if (!members)
+        abort();
+    for (struct lh_entry *ent = lh_table_head(json_object_get_object(v)); ent && k < n;
+         ent = lh_entry_next(ent)) {
+        const char *name = (const char *)lh_entry_k(ent);
+        if ((drop && strcmp(name, drop) == 0) || (key && strcmp(name, key) == 0))
+            continue;
+        members[k++] = (member_t){name, (json_object *)lh_entry_v(ent)};
+    }
+    if (key)
+        members[k++] = (member_t){key, value};
+    qsort(members, k, sizeof *members, member_order);
+    jn_err_t err = jn_buf_append(out, "{", 1);
+    for (size_t i = 0; i < k && !err; i++) {
+        where_t field = {w, members[i].key, 0};
+        if (i)
+            err = jn_buf_append(out, ",", 1);
+        if (!err)
+            err = put_string(out, members[i].key, strlen(members[i].key), &field, e);
+        if (!err)
+            err = jn_buf_append(out, ":", 1);
+        if (!err)
+            err = put_value(members[i].val, out, &field, depth + 1, e);
+    }
+    if (members != small)
+        free(members);
+    return err ? err : jn_buf_append(out, "}", 1);
 }
 
 static jn_err_t put_value(json_object *v, jn_buf_t *out, const where_t *w, int depth,
@@ -148,34 +233,7 @@ static jn_err_t put_value(json_object *v, jn_buf_t *out, const where_t *w, int d
         }
         return err ? err : jn_buf_append(out, "]", 1);
     }
-    case json_type_object: {
-        size_t n = (size_t)json_object_object_length(v), k = 0;
-        struct lh_entry *small[32];
-        struct lh_entry **entries = n <= 32 ? small : malloc(n * sizeof *entries);
-        if (!entries)
-            abort();
-        for (struct lh_entry *ent = lh_table_head(json_object_get_object(v)); ent && k < n;
-             ent = lh_entry_next(ent))
-            entries[k++] = ent;
-        /* lh_entry's key is its first member's pointee: sort the entries by key. */
-        qsort(entries, k, sizeof *entries, entry_order);
-        err = jn_buf_append(out, "{", 1);
-        for (size_t i = 0; i < k && !err; i++) {
-            const char *key = (const char *)lh_entry_k(entries[i]);
-            where_t field = {w, key, 0};
-            if (i)
-                err = jn_buf_append(out, ",", 1);
-            if (!err)
-                err = put_string(out, key, strlen(key), &field, e);
-            if (!err)
-                err = jn_buf_append(out, ":", 1);
-            if (!err)
-                err = put_value((json_object *)lh_entry_v(entries[i]), out, &field, depth + 1, e);
-        }
-        if (entries != small)
-            free(entries);
-        return err ? err : jn_buf_append(out, "}", 1);
-    }
+    case json_type_object: return put_object(v, out, w, depth, NULL, NULL, NULL, e);
     }
     return fail_at(e, w, "not a JSON value");
 }
@@ -183,4 +241,12 @@ static jn_err_t put_value(json_object *v, jn_buf_t *out, const where_t *w, int d
 jn_err_t jn_canonical_json(json_object *v, jn_buf_t *out, jn_field_error_t *e)
 {
     return put_value(v, out, NULL, 0, e);
+}
+
+jn_err_t jn_canonical_json_object(json_object *v, const char *drop, const char *key,
+                                  json_object *value, jn_buf_t *out, jn_field_error_t *e)
+{
+    if (!json_object_is_type(v, json_type_object))
+        return fail_at(e, NULL, "not an object");
+    return put_object(v, out, NULL, 0, drop, key, value, e);
 }

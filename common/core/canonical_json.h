@@ -31,6 +31,12 @@
  * JN_ERR_TOO_LARGE when out's cap is reached (out may then hold part of the text). */
 jn_err_t jn_canonical_json(json_object *v, jn_buf_t *out, jn_field_error_t *e);
 
+/* jn_canonical_json of the object v with its member named drop left out and its member
+ * named key (added when absent) given value instead (drop and key may be NULL): a record
+ * without its metadata and with its id as a string, without building a copy of it. */
+jn_err_t jn_canonical_json_object(json_object *v, const char *drop, const char *key,
+                                  json_object *value, jn_buf_t *out, jn_field_error_t *e);
+
 /* The number v (a json-c int or double) in canonical form into out (at least 32 bytes).
  * JN_ERR_INVALID for NaN and infinities. */
 jn_err_t jn_canonical_number(json_object *v, char out[32]);

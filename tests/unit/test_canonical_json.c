@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,6 +156,143 @@ static void test_buffer_cap(void **state)
     jn_buf_cleanup(&b);
 }
 
+/* The escaped form of s[0..n) byte by byte (the slow way the fast path must agree with);
+ * NULL for invalid UTF-8 (only the cases the test builds: a lone continuation byte or a
+ * lead byte without its continuation). */
+static char *slow_escape(const unsigned char *s, size_t n)
+{
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 20);
+    jn_buf_append(&b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == 0xc3) {
+            if (i + 1 >= n || (s[i + 1] & 0xc0) != 0x80) {
+                jn_buf_cleanup(&b);
+                return NULL;
+            }
+            jn_buf_append(&b, s + i, 2);
+            i++;
+        } else if (c >= 0x80) {
+            jn_buf_cleanup(&b);
+            return NULL;
+        } else if (c == '"' || c == '\\') {
+            jn_buf_printf(&b, "\\%c", c);
+        } else if (c == '\n') {
+            jn_buf_append_str(&b, "\\n");
+        } else if (c < 0x20) {
+            jn_buf_printf(&b, "\\u%04x", c);
+        } else {
+            jn_buf_append(&b, &c, 1);
+        }
+    }
+    jn_buf_append(&b, "\"", 1);
+    return jn_buf_take(&b, NULL);
+}
+
+/* Every special byte at every offset of strings of every length up to 40: the eight-byte
+ * fast path never skips one, and never lets invalid UTF-8 through. */
+static void test_strings_at_every_offset(void **state)
+{
+    (void)state;
+    const char *specials[] = {"\"",       "\\",   "\n",   "\x01", "\x1f",
+                              "\xc3\xa9", "\x80", "\xc3", "\x7f", " "};
+    jn_buf_t out;
+    jn_buf_init(&out, 1 << 20);
+    for (size_t len = 0; len <= 40; len++) {
+        for (size_t at = 0; at <= len; at++) {
+            for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) {
+                unsigned char text[64];
+                memset(text, 'a', len);
+                size_t sl = strlen(specials[k]);
+                memcpy(text + at, specials[k], sl);
+                size_t n = len + sl;
+                for (size_t i = at + sl; i < n; i++)
+                    text[i] = (unsigned char)('a' + i % 26);
+                json_object *v = json_object_new_string_len((const char *)text, (int)n);
+                jn_buf_reset(&out);
+                jn_field_error_t e;
+                jn_err_t err = jn_canonical_json(v, &out, &e);
+                json_object_put(v);
+                char *want = slow_escape(text, n);
+                if (!want) {
+                    if (err != JN_ERR_INVALID)
+                        fail_msg("invalid UTF-8 at %zu of %zu accepted", at, n);
+                    continue;
+                }
+                if (err || strcmp(out.data, want) != 0)
+                    fail_msg("special %zu at %zu of %zu: '%s', wanted '%s'", k, at, n,
+                             err ? "(error)" : out.data, want);
+                free(want);
+            }
+        }
+    }
+    jn_buf_cleanup(&out);
+}
+
+/* The shortest spelling that reads back (a binary search over the digits) is the one a
+ * search from one digit up finds, for doubles of every magnitude. */
+static void test_shortest_doubles(void **state)
+{
+    (void)state;
+    unsigned long long x = 88172645463325252ULL;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double d;
+        uint64_t bits = x;
+        memcpy(&d, &bits, sizeof d);
+        if (!isfinite(d) || d == floor(d))
+            continue;
+        char want[32], got[32];
+        for (int p = 1; p <= 17; p++) {
+            snprintf(want, sizeof want, "%.*g", p, d);
+            if (strtod(want, NULL) == d)
+                break;
+        }
+        json_object *v = json_object_new_double(d);
+        assert_int_equal(jn_canonical_number(v, got), JN_OK);
+        json_object_put(v);
+        if (strcmp(got, want) != 0)
+            fail_msg("%a: '%s', wanted '%s'", d, got, want);
+    }
+}
+
+/* A record without its metadata and with its id as a string, written from the object as
+ * it is: the same text as the edited copy's. */
+static void test_object_with_a_member_dropped_and_one_replaced(void **state)
+{
+    (void)state;
+    json_object *v = json_tokener_parse("{\"z\":1,\"id\":7,\"_meta\":{\"x\":1},\"a\":[true]}");
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 20);
+    jn_field_error_t e;
+    json_object *id = json_object_new_string("7");
+    assert_int_equal(jn_canonical_json_object(v, "_meta", "id", id, &b, &e), JN_OK);
+    assert_string_equal(b.data, "{\"a\":[true],\"id\":\"7\",\"z\":1}");
+    /* A key the object lacks is added in its place in the order. */
+    jn_buf_reset(&b);
+    assert_int_equal(jn_canonical_json_object(v, NULL, "m", id, &b, &e), JN_OK);
+    assert_string_equal(b.data, "{\"_meta\":{\"x\":1},\"a\":[true],\"id\":7,\"m\":\"7\",\"z\":1}");
+    jn_buf_reset(&b);
+    assert_int_equal(jn_canonical_json_object(v, NULL, NULL, NULL, &b, &e), JN_OK);
+    assert_string_equal(b.data, "{\"_meta\":{\"x\":1},\"a\":[true],\"id\":7,\"z\":1}");
+    json_object_put(id);
+    json_object_put(v);
+    jn_buf_reset(&b);
+    v = json_tokener_parse("[1]");
+    assert_int_equal(jn_canonical_json_object(v, NULL, NULL, NULL, &b, &e), JN_ERR_INVALID);
+    json_object_put(v);
+    /* Reserving keeps the cap and the text. */
+    jn_buf_reset(&b);
+    jn_buf_append_str(&b, "ab");
+    assert_int_equal(jn_buf_reserve(&b, 1000), JN_OK);
+    assert_string_equal(b.data, "ab");
+    assert_int_equal(jn_buf_reserve(&b, 2 << 20), JN_ERR_TOO_LARGE);
+    jn_buf_cleanup(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -163,6 +301,9 @@ int main(void)
         cmocka_unit_test(test_strings),
         cmocka_unit_test(test_refusals_name_the_path),
         cmocka_unit_test(test_buffer_cap),
+        cmocka_unit_test(test_strings_at_every_offset),
+        cmocka_unit_test(test_shortest_doubles),
+        cmocka_unit_test(test_object_with_a_member_dropped_and_one_replaced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
