@@ -47,6 +47,16 @@
 #define JN_RECORDS_PAGE_BYTES (32L * 1024 * 1024)      /* stored payload bytes per page */
 #define JN_RECORDS_MAX_CURSOR 1000
 
+/* The planner settings every records statement runs under, in its own transaction (SET
+ * LOCAL): the statements are written for index access to one scope (a page is one range of
+ * the cursor index, a batch a thousand primary-key probes), and neither a partition whose
+ * statistics are not yet gathered nor a staging table without any may turn that into a scan
+ * of the partition (docs/records.md). */
+#define JN_RECORDS_PLAN_SETTINGS                                                                   \
+    "SET LOCAL enable_hashjoin TO off; SET LOCAL enable_mergejoin TO off; "                        \
+    "SET LOCAL enable_bitmapscan TO off; SET LOCAL enable_seqscan TO off; "                        \
+    "SET LOCAL enable_material TO off; SET LOCAL enable_memoize TO off; SET LOCAL jit TO off; "
+
 /* Who writes: one leased job of one connection. Filled by jn_syncs_run_begin for a sync
  * run, or by jn_records_writer_begin for any other job. Plain data; copy freely. */
 typedef struct {

@@ -87,7 +87,8 @@ jn_err_t jn_records_cursor_decode(const char *cursor, long long *scope, long lon
 /* The connection row of (pck, cid) in env and the scope of model (0 when it has none).
  * JN_ERR_NOT_FOUND without such a connection. */
 static jn_err_t find_scope(PGconn *conn, long long env_id, const char *pck, const char *cid,
-                           const char *model, long long *connection, long long *scope)
+                           const char *model, long long *connection, long long *scope,
+                           long long *max_payload)
 {
     char env[24];
     snprintf(env, sizeof env, "%lld", env_id);
@@ -95,7 +96,7 @@ static jn_err_t find_scope(PGconn *conn, long long env_id, const char *pck, cons
     PGresult *r = NULL;
     jn_err_t err =
         jn_pg_exec(conn,
-                   "SELECT c.id, coalesce(s.id, 0) FROM connections c "
+                   "SELECT c.id, coalesce(s.id, 0), coalesce(s.max_payload, 0) FROM connections c "
                    "JOIN integrations i ON i.id = c.integration_id "
                    "LEFT JOIN record_scopes s ON s.connection_id = c.id AND s.model = $4 "
                    " AND s.purge_requested_at IS NULL "
@@ -109,6 +110,8 @@ static jn_err_t find_scope(PGconn *conn, long long env_id, const char *pck, cons
     }
     *connection = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     *scope = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    if (max_payload)
+        *max_payload = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
     PQclear(r);
     return JN_OK;
 }
@@ -143,57 +146,184 @@ static jn_err_t put_json_string(jn_buf_t *out, const char *s)
     return err;
 }
 
-/* ---- pages ---- */
-
-/* An instant given in microseconds since the epoch, as JavaScript writes it
- * ("2026-01-02T03:04:05.678Z"), or with microseconds ("...05.678901Z"). */
-static void iso_micros(long long us, bool micro, char out[40])
+/* The rows of r (external_id, payload, sealed[, scope]) as a new object id -> parsed
+ * record; a pruned row (NULL payload) as {"id": id}. scope is the rows' scope, or 0 when
+ * column 3 holds each row's. */
+static jn_err_t payload_map(const jn_crypto_keyring_t *ring, const PGresult *r, long long scope,
+                            json_object **out)
 {
-    long long secs = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
-    int frac = (int)(us - secs * 1000000); /* 0..999999 */
-    time_t t = (time_t)secs;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char date[24];
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (micro)
-        snprintf(out, 40, "%.19s.%06dZ", date, frac % 1000000);
-    else
-        snprintf(out, 40, "%.19s.%03dZ", date, (frac / 1000) % 1000);
+    jn_err_t err = JN_OK;
+    json_object *map = json_object_new_object();
+    for (int i = 0; i < PQntuples(r) && !err; i++) {
+        const char *id = PQgetvalue(r, i, 0);
+        json_object *rec = NULL;
+        if (PQgetisnull(r, i, 1)) {
+            rec = json_object_new_object();
+            json_object_object_add(rec, "id", json_object_new_string(id));
+        } else {
+            char *text = NULL;
+            size_t len = 0;
+            err = jn_records_open_payload(
+                ring, scope ? scope : strtoll(PQgetvalue(r, i, 3), NULL, 10), id,
+                PQgetvalue(r, i, 1), PQgetvalue(r, i, 2)[0] == 't', &text, &len);
+            if (!err && !(rec = json_tokener_parse(text)))
+                err = JN_ERR_INTERNAL;
+            if (text) {
+                jn_secure_wipe(text, len);
+                free(text);
+            }
+        }
+        if (rec)
+            json_object_object_add(map, id, rec);
+    }
+    if (err) {
+        json_object_put(map);
+        return err;
+    }
+    *out = map;
+    return JN_OK;
 }
 
+jn_err_t jn_records_get_by_ids(PGconn *conn, const jn_crypto_keyring_t *ring, long long env_id,
+                               long long connection_id, const char *model, json_object *ids,
+                               json_object **out, jn_field_error_t *e)
+{
+    *out = NULL;
+    if (!json_object_is_type(ids, json_type_array))
+        return jn_field_error(e, "ids", "must be an array");
+    size_t n = json_object_array_length(ids);
+    if (n > JN_RECORDS_MAX_PAGE)
+        return jn_field_error(e, "ids", "at most %d ids", JN_RECORDS_MAX_PAGE);
+    char **texts = calloc(n ? n : 1, sizeof *texts);
+    if (!texts)
+        abort();
+    jn_err_t err = JN_OK;
+    for (size_t i = 0; i < n && !err; i++) {
+        json_object *v = json_object_array_get_idx(ids, i);
+        char num[32];
+        if (json_object_is_type(v, json_type_string) && json_object_get_string_len(v) > 0 &&
+            json_object_get_string_len(v) <= JN_RECORDS_MAX_ID &&
+            !jn_json_has_nul(json_object_get_string(v), (size_t)json_object_get_string_len(v)))
+            texts[i] = strdup(json_object_get_string(v));
+        else if (json_object_is_type(v, json_type_int) && jn_canonical_number(v, num) == JN_OK)
+            texts[i] = strdup(num);
+        else
+            err = jn_field_error(e, "ids", "item %zu must be a non-empty string or an integer", i);
+        if (!err && !texts[i])
+            abort();
+    }
+    char *array = err ? NULL : jn_pg_text_array((const char *const *)texts, n);
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    if (err)
+        return err;
+    char env[24], cid[24];
+    snprintf(env, sizeof env, "%lld", env_id);
+    snprintf(cid, sizeof cid, "%lld", connection_id);
+    const char *params[] = {env, cid, model, array};
+    PGresult *r = NULL;
+    err = jn_pg_exec(conn,
+                     "SELECT r.external_id, r.payload, r.sealed, s.id FROM record_scopes s "
+                     "CROSS JOIN unnest($4::text[]) u(id) CROSS JOIN LATERAL (SELECT * FROM "
+                     " records x WHERE x.scope_id = s.id AND x.external_id = u.id LIMIT 1) r "
+                     "WHERE s.environment_id = $1 AND s.connection_id = $2 AND s.model = $3 "
+                     "AND r.deleted_at IS NULL",
+                     4, params, &r);
+    free(array);
+    if (err)
+        return err;
+    err = payload_map(ring, r, 0, out);
+    PQclear(r);
+    return err;
+}
+
+/* ---- pages ---- */
+
+/* A time stamp as PostgreSQL writes it in UTC ("2026-01-02 03:04:05.678901+00", the
+ * fraction trimmed of zeros or absent) as JavaScript writes it ("2026-01-02T03:04:05.678Z"),
+ * or with microseconds ("...05.678901Z"), into out; returns its length, 0 when pg is not of
+ * that form. Text in, text out: no date arithmetic on a path that runs four times a record
+ * (the page's transaction sets TimeZone to UTC). */
+static size_t iso_from_pg(const char *pg, bool micro, char out[40])
+{
+    size_t n = strlen(pg);
+    if (n < 22 || pg[10] != ' ' || pg[4] != '-' || pg[13] != ':')
+        return 0;
+    memcpy(out, pg, 19);
+    out[10] = 'T';
+    size_t k = 19, digits = micro ? 6 : 3;
+    out[k++] = '.';
+    const char *f = pg + 19;
+    if (*f == '.')
+        f++;
+    else
+        f = "";
+    for (size_t i = 0; i < digits; i++)
+        out[k++] = *f >= '0' && *f <= '9' ? *f++ : '0';
+    out[k++] = 'Z';
+    out[k] = '\0';
+    return k;
+}
+
+/* ,"name":"<time>" or ,"name":null */
 static jn_err_t put_time(jn_buf_t *out, const char *name, const PGresult *r, int row, int col,
                          bool micro)
 {
-    jn_err_t err = jn_buf_printf(out, "\"%s\":", name);
-    if (err)
-        return err;
-    if (PQgetisnull(r, row, col))
-        return jn_buf_append(out, "null", 4);
-    char iso[40];
-    iso_micros(strtoll(PQgetvalue(r, row, col), NULL, 10), micro, iso);
-    return jn_buf_printf(out, "\"%s\"", iso);
+    char text[80];
+    size_t n = (size_t)snprintf(text, sizeof text, ",\"%s\":", name);
+    if (PQgetisnull(r, row, col)) {
+        memcpy(text + n, "null", 4);
+        n += 4;
+    } else {
+        text[n++] = '"';
+        size_t k = iso_from_pg(PQgetvalue(r, row, col), micro, text + n);
+        if (!k)
+            return JN_ERR_INTERNAL;
+        n += k;
+        text[n++] = '"';
+    }
+    return jn_buf_append(out, text, n);
 }
 
-#define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+/* $1 scope, $2 after seq, $3 limit + 1, $4 actions ("char"[] or NULL), $5 modified after
+ * (unix seconds or NULL), $6 page byte budget; with ids, $7 the ids (text[]). Rows come in
+ * seq order; the last column says whether the row's payload is within the page's budget.
+ * SOURCE ends in a WHERE clause's first conditions. */
+// clang-format off
+#define PAGE_WHERE                                                                                 \
+    " r.seq > greatest($2::bigint, CASE WHEN $5::double precision IS NULL THEN 0 "                 \
+    " ELSE records_seq_at($1, to_timestamp($5::double precision)) - 1 END)"                        \
+    " AND ($4::\"char\"[] IS NULL OR r.last_action = ANY ($4::\"char\"[]))"                        \
+    " AND ($5::double precision IS NULL OR r.updated_at >= to_timestamp($5::double precision))"
+/* When a page of the scope's longest payload fits the budget (checked in the statement's
+ * snapshot: max_payload grows in the transaction that stores the payload), every row is
+ * within it; otherwise the statement returns nothing and the page is read by PAGE_SQL. */
+#define PAGE_FITS_SQL(SOURCE)                                                                      \
+    "SELECT external_id, seq, payload, sealed, last_action, first_seen_at, updated_at, "           \
+    "deleted_at, pruned_at, true FROM " SOURCE PAGE_WHERE                                          \
+    " AND (SELECT s.max_payload::bigint * $3::bigint FROM record_scopes s WHERE s.id = $1) "        \
+    " <= $6::bigint ORDER BY r.seq LIMIT $3::int"
+/* Each row with the payload bytes of the rows before it: past the budget, payloads are left
+ * out and the page ends. */
+#define PAGE_SQL(SOURCE)                                                                           \
+    "SELECT external_id, seq, CASE WHEN before < $6::bigint THEN payload END, sealed, "            \
+    "last_action, first_seen_at, updated_at, deleted_at, pruned_at, before < $6::bigint "          \
+    "FROM (SELECT r.*, coalesce(sum(octet_length(r.payload)) OVER (ORDER BY r.seq ROWS "          \
+    "UNBOUNDED PRECEDING), 0) - coalesce(octet_length(r.payload), 0) AS before FROM " SOURCE      \
+    PAGE_WHERE " ORDER BY r.seq LIMIT $3::int) p ORDER BY seq"
+#define PAGE_SCOPE "records r WHERE r.scope_id = $1 AND"
+#define PAGE_IDS                                                                                   \
+    "unnest($7::text[]) u(id), LATERAL (SELECT * FROM records x WHERE "                            \
+    "x.scope_id = $1 AND x.external_id = u.id LIMIT 1) r WHERE"
+// clang-format on
 
-/* $1 scope, $2 after seq, $3 limit + 1, $4 actions ("char"[] or NULL), $5 ids (text[] or
- * NULL), $6 modified after (unix seconds or NULL), $7 page byte budget. */
-static const char *const PAGE_SQL =
-    "SELECT external_id, seq, CASE WHEN before < $7::bigint THEN payload END, sealed,"
-    " last_action, " US("first_seen_at") ", " US("updated_at") ", " US("deleted_at") ", " US(
-        "pruned_at") ", before < $7::bigint "
-                     "FROM (SELECT r.*, coalesce(sum(octet_length(r.payload)) OVER (ORDER BY "
-                     "r.seq ROWS UNBOUNDED PRECEDING), 0) - coalesce(octet_length(r.payload), 0)"
-                     " AS before FROM records r WHERE r.scope_id = $1"
-                     " AND r.seq > greatest($2::bigint, CASE WHEN $6::double precision IS NULL"
-                     "  THEN 0 ELSE records_seq_at($1, to_timestamp($6::double precision)) - 1 "
-                     "END)"
-                     " AND ($4::\"char\"[] IS NULL OR r.last_action = ANY ($4::\"char\"[]))"
-                     " AND ($5::text[] IS NULL OR r.external_id = ANY ($5::text[]))"
-                     " AND ($6::double precision IS NULL OR"
-                     "  r.updated_at >= to_timestamp($6::double precision))"
-                     " ORDER BY r.seq LIMIT $3::int) p ORDER BY seq";
+/* A range of the cursor index. */
+static const char *const PAGE_SCOPE_SQL = PAGE_SQL(PAGE_SCOPE);
+static const char *const PAGE_SCOPE_FITS_SQL = PAGE_FITS_SQL(PAGE_SCOPE);
+/* A primary-key probe per id, then a sort of at most JN_RECORDS_MAX_PAGE rows. */
+static const char *const PAGE_IDS_SQL = PAGE_SQL(PAGE_IDS);
+static const char *const PAGE_IDS_FITS_SQL = PAGE_FITS_SQL(PAGE_IDS);
 
 /* The "char"[] literal of a filter, or NULL for every action. */
 static const char *filter_array(unsigned filter)
@@ -203,14 +333,9 @@ static const char *filter_array(unsigned filter)
     return arrays[filter & 7];
 }
 
-static const char *action_name(char a)
-{
-    return a == 'A' ? "ADDED" : a == 'U' ? "UPDATED" : "DELETED";
-}
-
-/* Appends record row i of a page to out. */
+/* Appends record row i of a page to out; cursor is the row's. */
 static jn_err_t put_record(jn_buf_t *out, const jn_crypto_keyring_t *ring, long long scope,
-                           const PGresult *r, int i)
+                           const PGresult *r, int i, const char *cursor)
 {
     const char *id = PQgetvalue(r, i, 0);
     jn_err_t err = JN_OK;
@@ -231,26 +356,35 @@ static jn_err_t put_record(jn_buf_t *out, const jn_crypto_keyring_t *ring, long 
             err = n >= 2 && text[n - 1] == '}' ? jn_buf_append(out, text, n - 1) : JN_ERR_INTERNAL;
         release_plain(plain, n);
     }
-    char cursor[64];
-    jn_records_cursor_encode(scope, strtoll(PQgetvalue(r, i, 1), NULL, 10), cursor);
     if (!err)
-        err = jn_buf_append_str(out, ",\"_nango_metadata\":{");
-    if (!err)
-        err = put_time(out, "first_seen_at", r, i, 5, false);
-    if (!err)
-        err = jn_buf_append(out, ",", 1);
+        err = jn_buf_append_str(out, ",\"_nango_metadata\":{\"first_seen_at\":");
+    if (!err) {
+        char t[40];
+        size_t n = iso_from_pg(PQgetvalue(r, i, 5), false, t);
+        err = n ? jn_buf_append(out, "\"", 1) : JN_ERR_INTERNAL;
+        if (!err)
+            err = jn_buf_append(out, t, n);
+        if (!err)
+            err = jn_buf_append(out, "\"", 1);
+    }
     if (!err)
         err = put_time(out, "last_modified_at", r, i, 6, true);
-    if (!err)
-        err = jn_buf_printf(out, ",\"last_action\":\"%s\",", action_name(PQgetvalue(r, i, 4)[0]));
+    if (!err) {
+        char a = PQgetvalue(r, i, 4)[0];
+        err = jn_buf_append_str(out, a == 'A'   ? ",\"last_action\":\"ADDED\""
+                                     : a == 'U' ? ",\"last_action\":\"UPDATED\""
+                                                : ",\"last_action\":\"DELETED\"");
+    }
     if (!err)
         err = put_time(out, "deleted_at", r, i, 7, false);
     if (!err)
-        err = jn_buf_append(out, ",", 1);
-    if (!err)
         err = put_time(out, "pruned_at", r, i, 8, false);
     if (!err)
-        err = jn_buf_printf(out, ",\"cursor\":\"%s\"}}", cursor);
+        err = jn_buf_append_str(out, ",\"cursor\":\"");
+    if (!err)
+        err = jn_buf_append_str(out, cursor);
+    if (!err)
+        err = jn_buf_append(out, "\"}}", 3);
     return err;
 }
 
@@ -260,9 +394,9 @@ jn_err_t jn_records_list_json(PGconn *conn, const jn_crypto_keyring_t *ring, lon
 {
     *body = NULL;
     *body_len = 0;
-    long long connection = 0, scope = 0, after = 0;
+    long long connection = 0, scope = 0, after = 0, max_payload = 0;
     jn_err_t err = find_scope(conn, env_id, q->provider_config_key, q->connection_id, q->model,
-                              &connection, &scope);
+                              &connection, &scope, &max_payload);
     if (err)
         return err;
     if (q->cursor && (err = cursor_seq(q->cursor, scope, &after, e)))
@@ -284,22 +418,44 @@ jn_err_t jn_records_list_json(PGconn *conn, const jn_crypto_keyring_t *ring, lon
         snprintf(budget, sizeof budget, "%ld", JN_RECORDS_PAGE_BYTES);
         char *ids = q->ids ? jn_pg_text_array(q->ids, q->id_count) : NULL;
         const char *params[] = {
-            sc,    from, lim, filter_array(q->filter), ids, q->has_modified_after ? since : NULL,
-            budget};
+            sc,     from, lim, filter_array(q->filter), q->has_modified_after ? since : NULL,
+            budget, ids};
         PGresult *r = NULL;
-        err = jn_pg_exec(conn, PAGE_SQL, 7, params, &r);
+        /* Without ids the page is one range of the cursor index, never a sort; with ids,
+         * their primary-key entries and a sort of at most JN_RECORDS_MAX_PAGE rows. */
+        err = jn_pg_exec_script(
+            conn, ids ? "BEGIN; SET LOCAL TimeZone TO 'UTC'; " JN_RECORDS_PLAN_SETTINGS
+                      : "BEGIN; SET LOCAL TimeZone TO 'UTC'; " JN_RECORDS_PLAN_SETTINGS
+                        "SET LOCAL enable_sort TO off");
+        /* A page that surely fits its budget needs no running sum of payload lengths; the
+         * statement checks it again, and returns nothing when a longer payload came. */
+        bool fits = max_payload <= JN_RECORDS_PAGE_BYTES / (limit + 1);
+        if (!err && fits) {
+            err = jn_pg_exec(conn, ids ? PAGE_IDS_FITS_SQL : PAGE_SCOPE_FITS_SQL, ids ? 7 : 6,
+                             params, &r);
+            fits = !err && PQntuples(r) > 0;
+            if (!err && !fits)
+                PQclear(r);
+        }
+        if (!err && !fits)
+            err = jn_pg_exec(conn, ids ? PAGE_IDS_SQL : PAGE_SCOPE_SQL, ids ? 7 : 6, params, &r);
+        jn_pg_exec_script(conn, "COMMIT");
         free(ids);
         int rows = err ? 0 : PQntuples(r);
+        size_t bytes = 0;
+        for (int i = 0; i < rows; i++)
+            bytes += (size_t)PQgetlength(r, i, 2) + 400;
+        jn_buf_reserve(&out, bytes); /* one allocation for the page, not a doubling chain */
         for (int i = 0; i < rows && !err; i++) {
             if (i == limit || PQgetvalue(r, i, 9)[0] != 't') {
                 more = true; /* the extra row, or the page's bytes are spent */
                 break;
             }
+            jn_records_cursor_encode(scope, strtoll(PQgetvalue(r, i, 1), NULL, 10), last_cursor);
             if (i)
                 err = jn_buf_append(&out, ",", 1);
             if (!err)
-                err = put_record(&out, ring, scope, r, i);
-            jn_records_cursor_encode(scope, strtoll(PQgetvalue(r, i, 1), NULL, 10), last_cursor);
+                err = put_record(&out, ring, scope, r, i, last_cursor);
         }
         PQclear(r);
     }
@@ -321,8 +477,8 @@ jn_err_t jn_records_prune(PGconn *conn, long long env_id, const char *provider_c
     *count = 0;
     *has_more = false;
     long long connection = 0, scope = 0, until = 0;
-    jn_err_t err =
-        find_scope(conn, env_id, provider_config_key, connection_id, model, &connection, &scope);
+    jn_err_t err = find_scope(conn, env_id, provider_config_key, connection_id, model, &connection,
+                              &scope, NULL);
     if (err)
         return err;
     if ((err = cursor_seq(until_cursor, scope, &until, e)) || !scope)
@@ -336,22 +492,30 @@ jn_err_t jn_records_prune(PGconn *conn, long long env_id, const char *provider_c
                                            : limit);
     const char *params[] = {sc, upto, lim};
     PGresult *r = NULL;
-    err = jn_pg_exec(
-        conn,
-        "WITH done AS (UPDATE records r SET payload = NULL, sealed = false,"
-        " pruned_at = clock_timestamp() WHERE r.scope_id = $1 AND r.external_id = ANY (ARRAY("
-        "  SELECT external_id FROM records WHERE scope_id = $1 AND seq <= $2::bigint"
-        "  AND pruned_at IS NULL ORDER BY seq LIMIT $3::int))"
-        " AND r.seq <= $2::bigint AND r.pruned_at IS NULL RETURNING 1) "
-        "SELECT (SELECT count(*) FROM done), EXISTS (SELECT 1 FROM records WHERE scope_id = $1"
-        " AND seq <= $2::bigint AND pruned_at IS NULL"
-        " AND external_id <> ALL (ARRAY(SELECT external_id FROM records WHERE scope_id = $1"
-        "  AND seq <= $2::bigint AND pruned_at IS NULL ORDER BY seq LIMIT $3::int)))",
-        3, params, &r);
-    if (err)
+    if ((err = jn_pg_exec_script(conn, "BEGIN; " JN_RECORDS_PLAN_SETTINGS
+                                       "SET LOCAL enable_sort TO off")))
         return err;
+    /* The scope's lock, as a writer takes it: writers reach rows by ctid, and a prune that
+     * made new row versions under them would make them miss their rows. */
+    err = jn_pg_exec_found(conn, "SELECT 1 FROM record_scopes WHERE id = $1 FOR UPDATE", 1, params);
+    if (!err)
+        err = jn_pg_exec(
+            conn,
+            "WITH p AS MATERIALIZED (SELECT ctid AS tid, seq FROM records WHERE scope_id = $1"
+            "  AND seq <= $2::bigint AND pruned_at IS NULL ORDER BY seq LIMIT $3::int),"
+            "done AS (UPDATE records r SET payload = NULL, sealed = false,"
+            "  pruned_at = clock_timestamp() FROM p WHERE r.scope_id = $1"
+            "  AND r.ctid = p.tid AND r.pruned_at IS NULL RETURNING 1) "
+            "SELECT (SELECT count(*) FROM done), EXISTS (SELECT 1 FROM records WHERE scope_id = $1"
+            " AND seq > coalesce((SELECT max(seq) FROM p), 0) AND seq <= $2::bigint"
+            " AND pruned_at IS NULL)",
+            3, params, &r);
+    if (err) {
+        jn_pg_exec_script(conn, "ROLLBACK");
+        return err;
+    }
     *count = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     *has_more = PQgetvalue(r, 0, 1)[0] == 't';
     PQclear(r);
-    return JN_OK;
+    return jn_pg_exec_script(conn, "COMMIT");
 }

@@ -400,7 +400,7 @@ static void apply_page(json_object *records, seen_t *seen, long long *last_seq, 
         if (seq <= *last_seq)
             fail_msg("record %s at %lld came after %lld", id, seq, *last_seq);
         *last_seq = seq;
-        int idx = atoi(id + 1);
+        int idx = (int)strtol(id + 1, NULL, 10);
         assert_true(idx >= 0 && idx < STORM_IDS);
         if (seq <= seen[idx].seq)
             fail_msg("record %s seen again at %lld (last at %lld)", id, seq, seen[idx].seq);
@@ -408,7 +408,7 @@ static void apply_page(json_object *records, seen_t *seen, long long *last_seq, 
         const char *action = jn_test_json_str(r, "_nango_metadata.last_action");
         seen[idx].deleted = strcmp(action, "DELETED") == 0;
         const char *v = jn_test_json_str(r, "version");
-        int version = v ? atoi(v) : 0;
+        int version = v ? (int)strtol(v, NULL, 10) : 0;
         if (version < seen[idx].version)
             fail_msg("record %s went back from version %d to %d", id, seen[idx].version, version);
         seen[idx].version = version;

@@ -10,7 +10,9 @@
  * record and field, with nothing written; a full sync that fails deletes nothing and the
  * pass goes on; a stale worker's writes and commit are refused once its lease was taken
  * over; every change has one outbox row in its transaction with a deterministic event id;
- * payloads are sealed at rest when the environment asks; environments never meet.
+ * payloads are sealed at rest when the environment asks; environments never meet; a page
+ * ends at its byte budget and the next goes on from there; the metadata's times are the
+ * stored ones.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -130,29 +132,51 @@ static long long count_records(const char *cid, const char *model, const char *w
                                 scope_of(cid, model), where);
 }
 
+/* The outbox's changes, one row each, in the order a relay publishes them. */
+#define CHANGES                                                                                    \
+    "(SELECT o.*, c->>'record_id' AS record_id, c->>'action' AS action, c->>'payload' AS "         \
+    "payload, (c->>'seq')::bigint AS seq, c->>'event_id' AS event_id, c->>'cursor' AS cursor "     \
+    "FROM record_outbox o, json_array_elements(o.changes::json) c) ch"
+
 static long long count_outbox(const char *cid, const char *action)
 {
     return jn_test_syncs_number(&fx,
-                                "SELECT count(*) FROM record_outbox WHERE connection = '%s' AND "
+                                "SELECT count(*) FROM " CHANGES " WHERE connection = '%s' AND "
                                 "action = '%s'",
                                 cid, action);
 }
 
-/* Every record the API returns for cid (all pages of 1000), as id -> record. */
-static json_object *api_all(int env, const char *cid, const char *extra)
+/* What paging through the API saw. */
+typedef struct {
+    int pages;
+    size_t rows;    /* records over all pages, a repeated one counted again */
+    size_t largest; /* records of the fullest page */
+} paging_t;
+
+/* Every record the API returns for cid (all pages of limit), as id -> record; seen (may be
+ * NULL) receives how the pages went. */
+static json_object *api_pages(int env, const char *cid, const char *extra, int limit,
+                              paging_t *seen)
 {
+    paging_t dummy;
+    seen = seen ? seen : &dummy;
+    memset(seen, 0, sizeof *seen);
     json_object *all = json_object_new_object();
     char cursor[128] = "";
     for (int page = 0; page < 1000; page++) {
         char path[512];
-        snprintf(path, sizeof path, "/records?model=Contact&limit=1000%s%s%s", extra,
+        snprintf(path, sizeof path, "/records?model=Contact&limit=%d%s%s%s", limit, extra,
                  cursor[0] ? "&cursor=" : "", cursor);
         json_object *resp = NULL;
         long st = jn_test_syncs_get(&fx, env, cid, path, &resp);
         jn_test_expect_status(st, 200, resp, "GET /records");
         json_object *records = NULL;
         json_object_object_get_ex(resp, "records", &records);
-        for (size_t i = 0; i < json_object_array_length(records); i++) {
+        size_t n = json_object_array_length(records);
+        seen->pages++;
+        seen->rows += n;
+        seen->largest = n > seen->largest ? n : seen->largest;
+        for (size_t i = 0; i < n; i++) {
             json_object *r = json_object_array_get_idx(records, i);
             json_object *id = NULL;
             json_object_object_get_ex(r, "id", &id);
@@ -167,6 +191,12 @@ static json_object *api_all(int env, const char *cid, const char *extra)
         json_object_put(resp);
     }
     return all;
+}
+
+/* Every record the API returns for cid (all pages of 1000), as id -> record. */
+static json_object *api_all(int env, const char *cid, const char *extra)
+{
+    return api_pages(env, cid, extra, 1000, NULL);
 }
 
 static const char *action_of(json_object *all, const char *id)
@@ -679,36 +709,49 @@ static void test_outbox_rows_follow_the_changes(void **state)
                         JN_OK);
     jn_test_syncs_write(&fx, &run, 'd', "Contact", "[\"b\"]", JN_OK);
     long long scope = scope_of(cid, "Contact");
+    /* One row per batch that changed something; four changes in all. */
     assert_int_equal(jn_test_syncs_number(&fx,
                                           "SELECT count(*) FROM record_outbox WHERE scope_id = "
                                           "%lld",
                                           scope),
+                     3);
+    assert_int_equal(jn_test_syncs_number(&fx,
+                                          "SELECT count(*) FROM " CHANGES " WHERE scope_id = "
+                                          "%lld",
+                                          scope),
                      4);
-    /* Order, actions, payloads and the job, per record. */
-    char *v = jn_test_sql_value(
-        fx.gw.db_url,
-        "SELECT string_agg(record_id || ':' || action || ':' || coalesce(payload, '-'), ' ' "
-        "ORDER BY id) FROM record_outbox WHERE connection = (SELECT connection_id FROM "
-        "connections ORDER BY id DESC LIMIT 1)");
+    /* Order, actions, payloads, per record. */
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "SELECT string_agg(record_id || ':' || action || ':' || coalesce(payload, '-'), ' ' "
+             "ORDER BY seq) FROM " CHANGES " WHERE scope_id = %lld",
+             scope);
+    char *v = jn_test_sql_value(fx.gw.db_url, sql);
     assert_string_equal(v, "a:ADDED:{\"id\":\"a\",\"v\":1} b:ADDED:{\"id\":\"b\"} "
                            "a:UPDATED:{\"id\":\"a\",\"v\":2} b:DELETED:-");
     free(v);
-    char sql[1024];
+    /* Each change's fields; the rows' shard, job, counts and seq range. */
     snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM record_outbox WHERE scope_id = %lld AND job_id = '%s' AND "
+             "SELECT count(*) FROM " CHANGES " WHERE scope_id = %lld AND job_id = '%s' AND "
              "environment_id = %lld AND integration = 'hn' AND connection = '%s' AND "
-             "model = 'Contact' AND event_id = md5('record:' || scope_id || ':' || seq)::uuid "
-             "AND shard = (hashtextextended(record_id, scope_id) & 63) AND NOT sealed",
+             "model = 'Contact' AND event_id = records_event_id(scope_id, seq)::text "
+             "AND shard = scope_id %% 64 AND NOT sealed AND cursor = records_cursor(scope_id, seq) "
+             "AND seq BETWEEN first_seq AND last_seq",
              scope, run.writer.job_id, fx.env[0], cid);
     assert_int_equal(jn_test_syncs_number(&fx, "%s", sql), 4);
+    assert_int_equal(jn_test_syncs_number(&fx,
+                                          "SELECT sum(change_count) FROM record_outbox WHERE "
+                                          "scope_id = %lld",
+                                          scope),
+                     4);
     succeed(&run, NULL);
     jn_sync_run_cleanup(&run);
     /* The cursor in the outbox is the one the API gives for that version. */
     json_object *all = api_all(0, cid, "");
     char *cursor = NULL;
     snprintf(sql, sizeof sql,
-             "SELECT cursor FROM record_outbox WHERE scope_id = %lld AND record_id = 'a' "
-             "ORDER BY id DESC LIMIT 1",
+             "SELECT cursor FROM " CHANGES " WHERE scope_id = %lld AND record_id = 'a' "
+             "ORDER BY seq DESC LIMIT 1",
              scope);
     cursor = jn_test_sql_value(fx.gw.db_url, sql);
     assert_string_equal(
@@ -746,10 +789,15 @@ static void test_encryption_at_rest(void **state)
     long long scope = scope_of(cid, "Contact");
     assert_int_equal(count_records(cid, "Contact", "sealed AND payload NOT LIKE '%MARKER%'"), 2);
     assert_int_equal(jn_test_syncs_number(&fx,
-                                          "SELECT count(*) FROM record_outbox WHERE scope_id = "
+                                          "SELECT count(*) FROM " CHANGES " WHERE scope_id = "
                                           "%lld AND sealed AND payload NOT LIKE '%%MARKER%%'",
                                           scope),
                      3);
+    assert_int_equal(jn_test_syncs_number(&fx,
+                                          "SELECT count(*) FROM record_outbox WHERE scope_id = "
+                                          "%lld AND changes LIKE '%%MARKER%%'",
+                                          scope),
+                     0);
     /* Reads open them. */
     PGconn *conn = jn_test_syncs_db(&fx);
     json_object *ids = json_tokener_parse("[\"s1\",\"s2\",\"nope\"]"), *got = NULL;
@@ -843,6 +891,100 @@ static void test_checkpoints(void **state)
     jn_sync_run_cleanup(&run);
 }
 
+/* Pages stop at the page's byte budget (JN_RECORDS_PAGE_BYTES of payload) however high
+ * the limit, and the next page goes on from there: nothing is skipped, nothing repeated. */
+static void test_big_payloads_end_a_page_early(void **state)
+{
+    (void)state;
+    char cid[64];
+    long long sync = new_sync(0, "contacts", cid);
+    jn_sync_run_t run;
+    jn_test_syncs_begin_run(&fx, 0, sync, JN_SYNC_RUN_INCREMENTAL, "w1", 60, &run);
+    enum { RECORDS = 40, BYTES = 999000 };
+    char *blob = malloc(BYTES + 1);
+    assert_non_null(blob);
+    memset(blob, 'b', BYTES);
+    blob[BYTES] = '\0';
+    for (int batch = 0; batch < 4; batch++) {
+        jn_buf_t b;
+        jn_buf_init(&b, 64 * 1024 * 1024);
+        jn_buf_append_str(&b, "[");
+        for (int i = 0; i < RECORDS / 4; i++)
+            jn_buf_printf(&b, "%s{\"id\":\"big%d\",\"blob\":\"%s\"}", i ? "," : "",
+                          batch * (RECORDS / 4) + i, blob);
+        jn_buf_append_str(&b, "]");
+        char *json = jn_buf_take(&b, NULL);
+        jn_records_counts_t c = jn_test_syncs_write(&fx, &run, 's', "Contact", json, JN_OK);
+        free(json);
+        assert_int_equal(c.added, RECORDS / 4);
+    }
+    free(blob);
+    succeed(&run, NULL);
+    jn_sync_run_cleanup(&run);
+    assert_true(jn_test_syncs_number(&fx, "SELECT max_payload FROM record_scopes WHERE id = %lld",
+                                     scope_of(cid, "Contact")) > BYTES);
+    paging_t seen;
+    json_object *all = api_pages(0, cid, "", 100, &seen);
+    /* Every record once, whole, over more than one page, none past the record that
+     * crosses the budget. */
+    assert_int_equal(json_object_object_length(all), RECORDS);
+    assert_int_equal(seen.rows, RECORDS);
+    assert_true(seen.pages >= 2);
+    assert_true((long)(seen.largest - 1) * BYTES < JN_RECORDS_PAGE_BYTES);
+    for (int k = 0; k < RECORDS; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "big%d", k);
+        const char *blob_seen = jn_test_json_str(json_object_object_get(all, id), "blob");
+        assert_non_null(blob_seen);
+        assert_int_equal(strlen(blob_seen), BYTES);
+    }
+    json_object_put(all);
+}
+
+/* The metadata's times are the stored ones, in UTC, with milliseconds (last_modified_at with
+ * microseconds), as Nango writes them. */
+static void test_metadata_times_are_the_stored_ones(void **state)
+{
+    (void)state;
+    char cid[64];
+    long long sync = new_sync(0, "contacts", cid);
+    jn_sync_run_t run;
+    jn_test_syncs_begin_run(&fx, 0, sync, JN_SYNC_RUN_INCREMENTAL, "w1", 60, &run);
+    jn_test_syncs_write(&fx, &run, 's', "Contact", "[{\"id\":\"t1\"},{\"id\":\"t2\"}]", JN_OK);
+    jn_test_syncs_write(&fx, &run, 'd', "Contact", "[{\"id\":\"t2\"}]", JN_OK);
+    succeed(&run, NULL);
+    jn_sync_run_cleanup(&run);
+    json_object *all = api_all(0, cid, "");
+    assert_int_equal(json_object_object_length(all), 2);
+    const char *fields[] = {"first_seen_at", "updated_at", "deleted_at"};
+    const char *names[] = {"first_seen_at", "last_modified_at", "deleted_at"};
+    const char *ids[] = {"t1", "t2"};
+    for (int k = 0; k < 2; k++) {
+        json_object *r = json_object_object_get(all, ids[k]);
+        for (int f = 0; f < 3; f++) {
+            char path[64];
+            snprintf(path, sizeof path, "_nango_metadata.%s", names[f]);
+            const char *shown = jn_test_json_str(r, path);
+            if (f == 2 && k == 0) {
+                assert_null(shown);
+                continue;
+            }
+            assert_non_null(shown);
+            bool micro = f == 1; /* last_modified_at has microseconds, as in Nango */
+            if (strlen(shown) != (micro ? 27u : 24u))
+                fail_msg("%s.%s is %s", ids[k], names[f], shown);
+            long long same = jn_test_syncs_number(
+                &fx,
+                "SELECT count(*) FROM records WHERE scope_id = %lld AND external_id = '%s' AND "
+                "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.%s\"Z\"') = '%s'",
+                scope_of(cid, "Contact"), ids[k], fields[f], micro ? "US" : "MS", shown);
+            if (same != 1)
+                fail_msg("%s.%s is %s, not the stored time", ids[k], names[f], shown);
+        }
+    }
+    json_object_put(all);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -858,6 +1000,8 @@ int main(void)
         cmocka_unit_test(test_encryption_at_rest),
         cmocka_unit_test(test_environments_do_not_meet),
         cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_big_payloads_end_a_page_early),
+        cmocka_unit_test(test_metadata_times_are_the_stored_ones),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -596,9 +596,10 @@ static void test_deleted_connection_takes_its_syncs_and_records(void **state)
                                                "(SELECT 1 FROM record_scopes s WHERE s.id = "
                                                "r.scope_id)"),
                      0);
-    char *v = jn_test_sql_value(fx.gw.db_url,
-                                "SELECT string_agg(record_id || ':' || action, ' ' ORDER BY id) "
-                                "FROM record_outbox WHERE connection = 'del1'");
+    char *v = jn_test_sql_value(
+        fx.gw.db_url, "SELECT string_agg((c->>'record_id') || ':' || (c->>'action'), ' ' "
+                      "ORDER BY o.id, (c->>'seq')::bigint) FROM record_outbox o, "
+                      "json_array_elements(o.changes::json) c WHERE o.connection = 'del1'");
     assert_string_equal(v, "a:ADDED b:ADDED c:ADDED c:DELETED a:DELETED b:DELETED");
     free(v);
 }

@@ -21,6 +21,9 @@ CREATE TABLE record_scopes (
     -- this, so updated_at never decreases along seq (records_seq_at relies on it).
     last_modified_at   timestamptz NOT NULL DEFAULT '-infinity',
     live_count         bigint NOT NULL DEFAULT 0,
+    -- The longest payload ever stored in the scope (bytes): while a page of them fits the
+    -- page's byte budget, a read need not add up payload lengths row by row.
+    max_payload        integer NOT NULL DEFAULT 0,
     -- Set when the connection was deleted: the scheduler deletes the scope's records in
     -- batches, then the scope.
     purge_requested_at timestamptz,
@@ -70,11 +73,20 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                      E'+/=\n', '-_')
 $$;
 
+-- A change's event id: the first 16 bytes of SHA-256("record:<scope>:<seq>") as a uuid,
+-- the same for the same change however often it is published.
+CREATE FUNCTION records_event_id(scope bigint, seq bigint) RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT encode(substring(sha256(convert_to('record:' || scope || ':' || seq, 'UTF8'))
+                            FROM 1 FOR 16), 'hex')::uuid
+$$;
+
 -- The smallest seq of scope from which on every record was modified at or after ts (a
 -- binary search over the cursor index: updated_at never decreases along seq), so that
 -- modified_after costs a few index probes instead of a scan of the scope.
 CREATE FUNCTION records_seq_at(scope bigint, ts timestamptz) RETURNS bigint
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off AS $$
 DECLARE
     lo bigint := 0;
     hi bigint;
@@ -119,31 +131,31 @@ CREATE TRIGGER connections_records_purge AFTER DELETE ON connections
 ALTER TABLE environments ADD COLUMN encrypt_records boolean NOT NULL DEFAULT false;
 
 -- The transactional outbox: every committed record change, written in the transaction
--- that makes it, for a relay to publish to <prefix>.records and then delete. Rows are
--- spread over 64 shards by record identity; a relay leases whole shards
--- (record_outbox_shards) and publishes each in id order, so one record's changes are
--- published in the order they were committed however many relays run, and a relay
--- claims and deletes by the primary key's leading columns.
+-- that makes it, for a relay to publish to <prefix>.records and then delete. One row per
+-- committed batch of one scope: its changes as a JSON array in seq order, each
+--   {"event_id","record_id","action":"ADDED|UPDATED|DELETED","seq","cursor","payload"}
+-- (payload null for DELETED; a sealed blob, as a string, when sealed). So a payload is
+-- written twice in all (the record and its event), and a relay claims and deletes a batch
+-- of changes per row. Rows are spread over 64 shards by scope; a relay leases whole shards
+-- (record_outbox_shards) and publishes each in id order, so one record's changes (one
+-- scope's) are published in the order they were committed however many relays run.
 CREATE TABLE record_outbox (
     shard          smallint NOT NULL CHECK (shard BETWEEN 0 AND 63),
     id             bigserial,
-    event_id       uuid NOT NULL,
     environment_id bigint NOT NULL,
     integration    text NOT NULL,
     connection     text NOT NULL,
     model          text NOT NULL,
-    record_id      text NOT NULL,
-    action         text NOT NULL CHECK (action IN ('ADDED', 'UPDATED', 'DELETED')),
-    payload        text,               -- NULL for DELETED
-    -- Sealed as the record's payload is (associated data "record:<scope_id>:<record_id>").
-    sealed         boolean NOT NULL DEFAULT false,
-    -- The change's place: its scope (record_scopes.id) and number; cursor is the records
-    -- API's text for them. A consumer that keeps the last seq it applied per record can
-    -- drop an older event delivered late.
     scope_id       bigint NOT NULL,
-    seq            bigint NOT NULL,
-    cursor         text NOT NULL,
     job_id         uuid,
+    change_count   integer NOT NULL,
+    first_seq      bigint NOT NULL,
+    last_seq       bigint NOT NULL,
+    -- Compressed with lz4 when large: a batch of JSON payloads shrinks several times.
+    changes        text COMPRESSION lz4 NOT NULL,
+    -- The payloads are sealed as the records' are (associated data
+    -- "record:<scope_id>:<record_id>"); jn_records_open_payload opens them.
+    sealed         boolean NOT NULL DEFAULT false,
     created_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (shard, id)
 );
