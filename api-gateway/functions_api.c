@@ -27,6 +27,7 @@
 #include "scripts/declaration.h"
 #include "store/functions.h"
 #include "store/integrations.h"
+#include "store/syncs.h"
 
 #define MAX_KEY 255
 #define MAX_FUNCTIONS 100
@@ -55,16 +56,64 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Where a deployment's effect on syncs is applied, inside its transaction: new syncs
- * scheduled for the integration's connections (auto_start), removed ones stopped,
- * changed frequencies applied. Syncs do not exist yet, so there is nothing to do. */
+/* Where a deployment's effect on syncs is applied, inside its transaction: the
+ * integration's syncs are made to match its sync scripts as they now are (new ones
+ * scheduled on every connection, changed ones updated, removed ones stopped;
+ * store/syncs.h). A declaration that the syncs store refuses rolls the deployment back. */
 static jn_err_t apply_to_syncs(PGconn *conn, long long env_id, const jn_deployment_t *d, void *ud)
 {
-    (void)conn;
-    (void)env_id;
-    (void)d;
     (void)ud;
-    return JN_OK;
+    json_object *list = NULL;
+    jn_err_t err = jn_functions_sync_declarations(conn, env_id, d->integration_id, &list);
+    if (err)
+        return err;
+    size_t n = json_object_array_length(list);
+    jn_declaration_t *decls = calloc(n ? n : 1, sizeof *decls);
+    jn_sync_decl_t *syncs = calloc(n ? n : 1, sizeof *syncs);
+    if (!decls || !syncs)
+        abort();
+    char why[512];
+    size_t k = 0;
+    for (size_t i = 0; i < n && !err; i++) {
+        err = jn_declaration_from_json(json_object_array_get_idx(list, i), &decls[k], why,
+                                       sizeof why);
+        if (err) {
+            jn_log_error("functions", "a stored sync declaration is unreadable: %s", why);
+            break;
+        }
+        const jn_declaration_t *decl = &decls[k++];
+        jn_sync_decl_t *s = &syncs[k - 1];
+        s->name = decl->name;
+        s->full = decl->full_sync;
+        s->track_deletes = decl->track_deletes;
+        s->auto_start = decl->auto_start;
+        s->frequency_s = (int)decl->frequency_seconds;
+        s->model_count = jn_model_count(decl->models);
+        const char **models = calloc(s->model_count ? s->model_count : 1, sizeof *models);
+        if (!models)
+            abort();
+        for (size_t m = 0; m < s->model_count; m++)
+            models[m] = jn_model_name(decl->models, m);
+        s->models = models;
+    }
+    if (!err) {
+        jn_sync_reconcile_counts_t counts;
+        err = jn_syncs_reconcile(conn, env_id, d->integration_id, syncs, k, &counts, why,
+                                 sizeof why);
+        if (err)
+            jn_log_warn("functions", "the deployment's syncs were refused: %s", why);
+        else if (counts.created || counts.updated || counts.stopped)
+            jn_log_info("functions", "syncs: %lld created, %lld updated, %lld stopped",
+                        counts.created, counts.updated, counts.stopped);
+    }
+    for (size_t i = 0; i < k; i++) {
+        free((void *)syncs[i].models);
+        jn_declaration_cleanup(&decls[i]);
+    }
+    free(syncs);
+    free(decls);
+    json_object_put(list);
+    return err;
 }
 
 /* ---- JSON shapes ---- */

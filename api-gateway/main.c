@@ -26,6 +26,8 @@ int main(void)
     jn_routes_functions(&gw, engine.http);
     jn_routes_actions(&gw, engine.http);
     jn_routes_webhooks(&gw, engine.http);
+    jn_routes_syncs(&gw, engine.http);
+    jn_routes_records(&gw, engine.http);
     jn_oauth_ws_t *ws = jn_oauth_ws_new(engine.config.database_url);
     jn_oauth_ws_route(ws, engine.http);
     jn_engine_listen(&engine);

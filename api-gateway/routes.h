@@ -62,4 +62,11 @@ void jn_routes_actions(jn_gateway_t *gw, jn_http_server_t *http);
  * key's rotation, dead letters and replays (webhooks_api.c). */
 void jn_routes_webhooks(jn_gateway_t *gw, jn_http_server_t *http);
 
+/* /sync/trigger, /sync/start, /sync/pause, /sync/status, /sync/update-connection-frequency,
+ * /sync/:name/variant/:variant. */
+void jn_routes_syncs(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* GET /records, PATCH /records/prune, GET/PATCH /junction/environment/records. */
+void jn_routes_records(jn_gateway_t *gw, jn_http_server_t *http);
+
 #endif

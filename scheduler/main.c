@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "engine/engine.h"
 #include "providers/token_refresh.h"
+#include "sync_loop.h"
 
 #define SWEEP_BATCH 100
 
@@ -26,9 +27,13 @@ int main(void)
     jn_engine_t engine;
     jn_engine_start(&engine, "scheduler", JN_PROGRAM_SCHEDULER);
     jn_engine_listen(&engine);
+    /* Syncs and job recovery on their own thread: a slow refresh sweep (it waits on
+     * providers) never makes a sync late. */
+    jn_sync_loop_t *syncs = jn_sync_loop_start(&engine);
     do
         refresh_sweep(&engine);
     while (!jn_service_wait_for_stop(engine.config.refresh_sweep_seconds * 1000));
+    jn_sync_loop_stop(syncs);
     jn_engine_stop(&engine);
     return 0;
 }

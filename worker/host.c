@@ -447,6 +447,128 @@ static void host_log(void *ud, jn_log_level_t level, const char *msg, size_t len
     jn_log(level, "script", "job %s: %.*s", h->job_id ? h->job_id : "-", (int)len, msg);
 }
 
+/* ---- records and checkpoints (sync runs, webhook handlers; a dry run has its own) ---- */
+
+/* The lease was lost: the run must stop and store nothing more. */
+static jn_err_t lease_lost(jn_worker_host_t *h, char *why, size_t why_len)
+{
+    if (h->lost_flag)
+        atomic_store(h->lost_flag, true);
+    snprintf(why, why_len, "the run lost its job to another worker; it stops");
+    return JN_ERR_TIMEOUT;
+}
+
+static jn_err_t host_records(void *ud, jn_script_records_op_t op, const char *model,
+                             json_object *records, char *why, size_t why_len)
+{
+    jn_worker_host_t *h = ud;
+    if (stopped(h, why, why_len))
+        return JN_ERR_TIMEOUT;
+    static const char *const verbs[] = {"batch_save", "batch_update", "batch_delete"};
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(h->engine->pg, DB_WAIT_MS, &err);
+    if (!conn) {
+        snprintf(why, why_len, "the database is unavailable");
+        return err;
+    }
+    jn_records_counts_t counts;
+    jn_field_error_t e = {0};
+    const jn_crypto_keyring_t *ring = &h->engine->keyring;
+    switch (op) {
+    case JN_SCRIPT_RECORDS_SAVE:
+        err = jn_records_save(conn, ring, h->writer, model, records, &counts, &e);
+        break;
+    case JN_SCRIPT_RECORDS_UPDATE:
+        err = jn_records_update(conn, ring, h->writer, model, records, &counts, &e);
+        break;
+    case JN_SCRIPT_RECORDS_DELETE:
+        err = jn_records_delete(conn, ring, h->writer, model, records, &counts, &e);
+        break;
+    }
+    jn_pg_release(h->engine->pg, conn);
+    if (err == JN_ERR_CONFLICT)
+        return lease_lost(h, why, why_len);
+    if (err == JN_ERR_INVALID || err == JN_ERR_TOO_LARGE)
+        snprintf(why, why_len, "%s%s%s", e.path, e.path[0] ? ": " : "", e.message);
+    else if (err)
+        snprintf(why, why_len, "the records could not be stored (%s)", jn_err_str(err));
+    else
+        jn_log_debug("worker", "job %s: %s %s: %lld added, %lld updated, %lld deleted",
+                     h->job_id ? h->job_id : "-", verbs[op], model, counts.added, counts.updated,
+                     counts.deleted);
+    return err;
+}
+
+static jn_err_t host_records_by_ids(void *ud, const char *model, json_object *ids,
+                                    json_object **out, char *why, size_t why_len)
+{
+    jn_worker_host_t *h = ud;
+    if (stopped(h, why, why_len))
+        return JN_ERR_TIMEOUT;
+    char full[JN_RECORDS_MAX_MODEL + JN_SYNC_MAX_NAME + 3];
+    if (jn_records_model_name(model, h->writer->variant, full, sizeof full) != JN_OK) {
+        snprintf(why, why_len, "'%.64s' is not a model name", model);
+        return JN_ERR_INVALID;
+    }
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(h->engine->pg, DB_WAIT_MS, &err);
+    if (!conn) {
+        snprintf(why, why_len, "the database is unavailable");
+        return err;
+    }
+    jn_field_error_t e = {0};
+    err = jn_records_get_by_ids(conn, &h->engine->keyring, h->writer->environment_id,
+                                h->writer->connection_id, full, ids, out, &e);
+    jn_pg_release(h->engine->pg, conn);
+    if (err == JN_ERR_INVALID)
+        snprintf(why, why_len, "%s: %s", e.path, e.message);
+    else if (err)
+        snprintf(why, why_len, "the records could not be read (%s)", jn_err_str(err));
+    return err;
+}
+
+static jn_err_t host_get_checkpoint(void *ud, json_object **out, char *why, size_t why_len)
+{
+    jn_worker_host_t *h = ud;
+    if (stopped(h, why, why_len))
+        return JN_ERR_TIMEOUT;
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(h->engine->pg, DB_WAIT_MS, &err);
+    if (!conn) {
+        snprintf(why, why_len, "the database is unavailable");
+        return err;
+    }
+    err = jn_syncs_checkpoint_get(conn, h->sync_run, out);
+    jn_pg_release(h->engine->pg, conn);
+    if (err)
+        snprintf(why, why_len, "the checkpoint could not be read (%s)", jn_err_str(err));
+    return err;
+}
+
+static jn_err_t host_save_checkpoint(void *ud, json_object *checkpoint, char *why, size_t why_len)
+{
+    jn_worker_host_t *h = ud;
+    if (stopped(h, why, why_len))
+        return JN_ERR_TIMEOUT;
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(h->engine->pg, DB_WAIT_MS, &err);
+    if (!conn) {
+        snprintf(why, why_len, "the database is unavailable");
+        return err;
+    }
+    err = checkpoint ? jn_syncs_checkpoint_save(conn, h->sync_run, checkpoint)
+                     : jn_syncs_checkpoint_clear(conn, h->sync_run);
+    jn_pg_release(h->engine->pg, conn);
+    if (err == JN_ERR_CONFLICT)
+        return lease_lost(h, why, why_len);
+    if (err == JN_ERR_INVALID || err == JN_ERR_TOO_LARGE)
+        snprintf(why, why_len, "a checkpoint is a JSON object of at most %d bytes",
+                 JN_SYNC_MAX_CHECKPOINT);
+    else if (err)
+        snprintf(why, why_len, "the checkpoint could not be stored (%s)", jn_err_str(err));
+    return err;
+}
+
 void jn_worker_host_init(jn_worker_host_t *h, jn_script_host_t *host)
 {
     memset(host, 0, sizeof *host);
@@ -458,6 +580,14 @@ void jn_worker_host_init(jn_worker_host_t *h, jn_script_host_t *host)
     host->set_metadata = host_set_metadata;
     host->environment_variables = host_environment_variables;
     host->log = host_log;
+    if (h->writer) {
+        host->records = host_records;
+        host->records_by_ids = host_records_by_ids;
+    }
+    if (h->sync_run) {
+        host->get_checkpoint = host_get_checkpoint;
+        host->save_checkpoint = host_save_checkpoint;
+    }
     /* The provider's base URL and its origin: where pagination links may go, and where a
      * base_url_override keeps the credentials. */
     const jn_connection_t *c = jn_session_connection(h->session);

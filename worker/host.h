@@ -29,6 +29,8 @@
 #include "engine/engine.h"
 #include "providers/session.h"
 #include "script_ctx.h"
+#include "store/records.h"
+#include "store/syncs.h"
 
 typedef struct {
     jn_engine_t *engine;
@@ -46,6 +48,12 @@ typedef struct {
     int journal_seq;        /* journaled calls so far */
     bool journal_replaying; /* earlier entries may still answer */
     bool journal_off;       /* the script left the journal's path */
+    /* Sync runs and webhook handlers: the job's record writer (records and
+     * records_by_ids), and for a sync run the run itself (checkpoints). NULL for an
+     * action. A write refused because the lease was lost sets *lost_flag. */
+    const jn_records_writer_t *writer;
+    const jn_sync_run_t *sync_run;
+    atomic_bool *lost_flag;
 } jn_worker_host_t;
 
 /* Binds h to a session (the rest of h set by the caller) and fills host's functions for an

@@ -18,6 +18,7 @@
 #include "scripts/limits.h"
 #include "store/functions.h"
 #include "store/jobs.h"
+#include "store/syncs.h"
 #include "store/webhooks.h"
 
 #define DB_WAIT_MS 5000
@@ -364,6 +365,211 @@ out:
     free(cid);
 }
 
+/* ---- sync runs ---- */
+
+/* What the end of a sync run enqueues to the app, inside the run's last transaction. */
+typedef struct {
+    const jn_job_t *job;
+    const char *pck, *cid;
+    long long connection_row;
+    const jn_script_outcome_t *outcome;
+    jn_job_ref_t jobs[64]; /* delivery jobs to send once committed */
+    size_t count;
+} sync_hooks_t;
+
+static jn_err_t enqueue_sync_webhooks(PGconn *conn, const jn_sync_run_t *run, json_object *result,
+                                      json_object *error, void *ud)
+{
+    sync_hooks_t *h = ud;
+    char failed_at[40] = "";
+    if (error) {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(failed_at, sizeof failed_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    for (size_t i = 0; i < run->model_count; i++) {
+        jn_webhook_sync_t w = {
+            .connection_id = h->cid,
+            .provider_config_key = h->pck,
+            .sync_name = run->name,
+            .sync_variant = run->variant,
+            .model = run->models[i],
+            .sync_type = run->last_sync_date[0] ? "INCREMENTAL" : "INITIAL",
+            .success = error == NULL,
+            .modified_after = h->job->started_at,
+        };
+        if (result) {
+            json_object *m = NULL, *v = NULL;
+            json_object_object_get_ex(result, run->models[i], &m);
+            if (m && json_object_object_get_ex(m, "added", &v))
+                w.added = json_object_get_int64(v);
+            if (m && json_object_object_get_ex(m, "updated", &v))
+                w.updated = json_object_get_int64(v);
+            if (m && json_object_object_get_ex(m, "deleted", &v))
+                w.deleted = json_object_get_int64(v);
+        } else {
+            w.error_type = json_object_get_string(json_object_object_get(error, "type"));
+            w.error_description = json_object_get_string(json_object_object_get(error, "message"));
+            w.started_at = h->job->started_at;
+            w.failed_at = failed_at;
+        }
+        jn_webhook_jobs_t jobs = {0};
+        jn_err_t err =
+            jn_webhooks_enqueue_sync(conn, h->job->environment_id, h->connection_row, &w, &jobs);
+        if (err)
+            return err;
+        for (size_t k = 0; k < jobs.count && h->count < sizeof h->jobs / sizeof h->jobs[0]; k++)
+            h->jobs[h->count++] = jobs.jobs[k];
+    }
+    return JN_OK;
+}
+
+/* Ends a sync run, fenced: its result (or error) and its webhooks commit together. */
+static void end_sync_run(jn_runner_t *r, const jn_job_t *job, const jn_sync_run_t *run,
+                         sync_hooks_t *hooks, json_object *error)
+{
+    jn_err_t err;
+    PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
+    if (!conn) {
+        /* The lease runs out; the run is taken over and ends then. */
+        jn_log_error("runner", "job %s: the sync run's end could not be stored (%s)", job->id,
+                     jn_err_str(err));
+        return;
+    }
+    json_object *result = NULL;
+    err = error ? jn_syncs_run_fail_with(conn, run, error, enqueue_sync_webhooks, hooks)
+                : jn_syncs_run_succeed_with(conn, run, enqueue_sync_webhooks, hooks, &result);
+    jn_pg_release(r->e->pg, conn);
+    if (err == JN_ERR_CONFLICT)
+        jn_log_warn("runner",
+                    "job %s: the sync run is no longer this worker's; its end is "
+                    "dropped",
+                    job->id);
+    else if (err)
+        jn_log_error("runner", "job %s: the sync run's end could not be stored (%s)", job->id,
+                     jn_err_str(err));
+    else
+        jn_job_message_send_all(r->e->producer, r->e->config.topic_prefix, hooks->jobs,
+                                hooks->count);
+    if (result)
+        jn_log_info("runner", "job %s: sync %s result %s", job->id, run->name,
+                    json_object_to_json_string_ext(result, JSON_C_TO_STRING_PLAIN));
+    json_object_put(result);
+}
+
+static json_object *sync_error(const char *type, const char *message)
+{
+    json_object *e = json_object_new_object();
+    json_object_object_add(e, "type", json_object_new_string(type));
+    json_object_object_add(e, "message", json_object_new_string(message));
+    return e;
+}
+
+static void run_sync(jn_runner_t *r, const jn_job_t *job, const atomic_bool *drain,
+                     active_t *active)
+{
+    jn_environment_t env;
+    char *pck = NULL, *cid = NULL;
+    jn_sync_run_t run = {0};
+    bool begun = false;
+    jn_err_t err = jn_env_cache_get(r->e->envs, job->environment_id, &env);
+    if (!err)
+        err = connection_keys(r, job, &pck, &cid);
+    if (!err) {
+        PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
+        if (conn) {
+            err = jn_syncs_run_begin(conn, env.id, job->id, job->lease_token, &run);
+            jn_pg_release(r->e->pg, conn);
+            begun = err == JN_OK;
+        }
+    }
+    if (err == JN_ERR_CONFLICT || err == JN_ERR_NOT_FOUND) {
+        /* Cancelled, superseded, or its connection is gone: nothing to run. */
+        jn_log_info("runner", "job %s: the sync run is no longer wanted (%s)", job->id,
+                    jn_err_str(err));
+        goto out;
+    }
+    if (err) {
+        give_back(r, job);
+        goto out;
+    }
+    sync_hooks_t hooks = {.job = job, .pck = pck, .cid = cid, .connection_row = job->connection_id};
+    jn_function_t fn;
+    err = load_function(r, env.id, pck, job->function_name, &fn);
+    if (err) {
+        if (err == JN_ERR_NOT_FOUND) {
+            json_object *e = sync_error("script_error", "the sync's script is not deployed");
+            end_sync_run(r, job, &run, &hooks, e);
+            json_object_put(e);
+        } else {
+            give_back(r, job);
+        }
+        goto out;
+    }
+    jn_session_t *session = NULL;
+    char why[512];
+    err = jn_session_open_sync(&r->e->sessions, &env, pck, cid, &session, why, sizeof why);
+    if (err) {
+        if (err == JN_ERR_NOT_FOUND) {
+            json_object *e = sync_error("script_error", why);
+            end_sync_run(r, job, &run, &hooks, e);
+            json_object_put(e);
+        } else {
+            give_back(r, job);
+        }
+        jn_function_cleanup(&fn);
+        goto out;
+    }
+    jn_worker_host_t wh = {.engine = r->e,
+                           .session = session,
+                           .job_id = job->id,
+                           .stop = drain,
+                           .lost = &active->lost,
+                           .writer = &run.writer,
+                           .sync_run = &run,
+                           .lost_flag = &active->lost};
+    jn_script_host_t host;
+    jn_worker_host_init(&wh, &host);
+    const jn_connection_t *c = jn_session_connection(session);
+    jn_script_run_info_t info = {.connection_id = c->connection_id,
+                                 .provider_config_key = c->provider_config_key,
+                                 .provider = c->provider,
+                                 .base_url = wh.base_url[0] ? wh.base_url : NULL,
+                                 .last_sync_date =
+                                     run.last_sync_date[0] ? run.last_sync_date : NULL,
+                                 .stop = drain,
+                                 .lost = &active->lost};
+    jn_script_source_t src = {fn.name, fn.source, strlen(fn.source)};
+    jn_sandbox_limits_t limits = jn_script_limits_for(env.script_limits, JN_LIMITS_SYNC);
+    jn_script_outcome_t outcome = {0};
+    hooks.outcome = &outcome;
+    jn_script_status_t status = jn_script_run_sync(&src, &host, &info, &limits, &outcome);
+    if (atomic_load(&active->lost)) {
+        /* Another worker runs this job now: its end is theirs. */
+    } else if (atomic_load(drain) && status != JN_SCRIPT_OK) {
+        give_back(r, job);
+    } else if (status == JN_SCRIPT_OK) {
+        end_sync_run(r, job, &run, &hooks, NULL);
+    } else {
+        json_object *e = sync_error(jn_script_status_str(status), outcome.error.message);
+        if (outcome.error.payload)
+            json_object_object_add(e, "payload", json_object_get(outcome.error.payload));
+        end_sync_run(r, job, &run, &hooks, e);
+        json_object_put(e);
+    }
+    jn_log_info("runner", "job %s: sync %s on %s/%s: %s in %lld ms", job->id, fn.name, pck, cid,
+                jn_script_status_str(status), (long long)outcome.duration_ms);
+    jn_script_outcome_cleanup(&outcome);
+    jn_session_close(session);
+    jn_function_cleanup(&fn);
+out:
+    if (begun)
+        jn_sync_run_cleanup(&run);
+    free(pck);
+    free(cid);
+}
+
 void jn_runner_run(void *ud, const jn_job_ref_t *ref, const atomic_bool *stop)
 {
     jn_runner_t *r = ud;
@@ -399,7 +605,7 @@ void jn_runner_run(void *ud, const jn_job_ref_t *ref, const atomic_bool *stop)
         if (jn_delivery_run(r->e, &job, &active->lost) == JN_DELIVERY_GIVE_BACK)
             give_back(r, &job);
         break;
-    case JN_JOB_SYNC:
+    case JN_JOB_SYNC: run_sync(r, &job, stop, active); break;
     case JN_JOB_WEBHOOK:
         fail_setup(r, &job, 501, "not_supported", "this worker does not run this kind of job yet");
         break;

@@ -278,6 +278,12 @@ jn_err_t jn_config_load(jn_config_t *cfg, jn_program_t program, jn_config_getenv
     if ((err = read_int(&r, "JUNCTION_REFRESH_SWEEP_SECONDS", 60, 1, 3600, &n)))
         return err;
     cfg->refresh_sweep_seconds = (int)n;
+    if ((err = read_int(&r, "JUNCTION_SCHEDULER_TICK_MS", 250, 20, 10000, &n)))
+        return err;
+    cfg->scheduler_tick_ms = (int)n;
+    if ((err = read_int(&r, "JUNCTION_JOB_RESEND_SECONDS", 60, 1, 3600, &n)))
+        return err;
+    cfg->job_resend_seconds = (int)n;
 
     long port_default;
     const char *port_name = port_variable(program, &port_default);

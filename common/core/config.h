@@ -51,6 +51,11 @@ typedef struct {
     int retired_key_count;
     int refresh_sweep_seconds; /* JUNCTION_REFRESH_SWEEP_SECONDS: how often the scheduler
                                   refreshes expiring tokens; default 60, 1..3600 */
+    int scheduler_tick_ms;     /* JUNCTION_SCHEDULER_TICK_MS: how often the scheduler looks for
+                                  due syncs; default 250, 20..10000 */
+    int job_resend_seconds;    /* JUNCTION_JOB_RESEND_SECONDS: a queued job still unclaimed, or a
+                                  running one past its lease, is sent again after this long;
+                                  default 60, 1..3600 */
     char secret_key_dev[257];  /* JUNCTION_SECRET_KEY_DEV, optional */
     char secret_key_prod[257]; /* JUNCTION_SECRET_KEY_PROD, optional */
     char server_url[256];      /* JUNCTION_SERVER_URL: the gateway's public base URL, used in

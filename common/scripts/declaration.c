@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "core/json_util.h"
-#include "scripts/frequency.h"
+#include "core/frequency.h"
 #include "scripts/luajson.h"
 
 #define MAX_DESCRIPTION 2000

@@ -306,6 +306,31 @@ jn_err_t jn_functions_list(PGconn *conn, long long env_id, const char *integrati
     return JN_OK;
 }
 
+jn_err_t jn_functions_sync_declarations(PGconn *conn, long long env_id, long long integration_id,
+                                        json_object **out)
+{
+    char env[24], iid[24];
+    env_text(env_id, env);
+    snprintf(iid, sizeof iid, "%lld", integration_id);
+    const char *params[] = {env, iid};
+    PGresult *r = NULL;
+    *out = NULL;
+    jn_err_t err = jn_pg_exec(conn,
+                              "SELECT declaration::text FROM functions WHERE environment_id = $1 "
+                              "AND integration_id = $2 AND type = 'sync' ORDER BY name",
+                              2, params, &r);
+    if (err)
+        return err;
+    *out = json_object_new_array();
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_object *d = json_tokener_parse(PQgetvalue(r, i, 0));
+        if (d)
+            json_object_array_add(*out, d);
+    }
+    PQclear(r);
+    return JN_OK;
+}
+
 jn_err_t jn_functions_get(PGconn *conn, long long env_id, const char *integration, const char *name,
                           bool with_source, jn_function_t *out)
 {

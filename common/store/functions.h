@@ -95,6 +95,11 @@ jn_err_t jn_functions_find(PGconn *conn, long long env_id, const char *integrati
                            const jn_functions_query_t *q, jn_function_t **list, size_t *count,
                            size_t *total);
 
+/* The declarations (JSON form) of integration integration_id's sync functions, ordered by
+ * name: a new array in *out. For a deployment's hook, inside its transaction. */
+jn_err_t jn_functions_sync_declarations(PGconn *conn, long long env_id, long long integration_id,
+                                        json_object **out);
+
 /* One function, with its sources when with_source. JN_ERR_NOT_FOUND. */
 jn_err_t jn_functions_get(PGconn *conn, long long env_id, const char *integration, const char *name,
                           bool with_source, jn_function_t *out);

@@ -333,31 +333,57 @@ static bool result_failed(const PGresult *r)
     return st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY;
 }
 
-/* Sends sql (with params, or as a multi-statement script) and collects its answer: the
- * first failed result, else the last one; NULL when nothing came. *expired tells that the
- * deadline passed and the connection was dropped. */
-static PGresult *run(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                     bool script, bool *expired)
+/* Gives up on a query whose answer did not come in time. */
+static PGresult *expire(PGconn *conn, PGresult *keep, bool *expired)
+{
+    PQclear(keep);
+    *expired = true;
+    drop_connection(conn);
+    mark_down(pool_of(conn));
+    return NULL;
+}
+
+/* The deadline of a wait that starts now (0: none). */
+static long deadline_from_now(PGconn *conn)
+{
+    int deadline = query_deadline_ms(conn);
+    return deadline > 0 ? now_ms() + deadline : 0;
+}
+
+/* Sends sql (with params, or as a multi-statement script) and flushes it to the server.
+ * False when libpq refused it, or (with *expired) when the server took nothing in time. */
+static bool send_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                       bool script, bool *expired)
 {
     *expired = false;
     int sent = script ? PQsendQuery(conn, sql)
                       : PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
     if (!sent)
-        return NULL;
-    int deadline = query_deadline_ms(conn);
-    long until = deadline > 0 ? now_ms() + deadline : 0;
-    PGresult *keep = NULL;
-    int flushed;
-    while ((flushed = PQflush(conn)) == 1) {
-        if (!wait_socket(conn, POLLIN | POLLOUT, until))
-            goto expired;
+        return false;
+    long until = deadline_from_now(conn);
+    while (PQflush(conn) == 1) {
+        if (!wait_socket(conn, POLLIN | POLLOUT, until)) {
+            expire(conn, NULL, expired);
+            return false;
+        }
         if (!PQconsumeInput(conn))
             break;
     }
+    return true;
+}
+
+/* Collects the answer of the query in flight: the first failed result, else the last one;
+ * NULL when nothing came (or, with *expired, when the deadline passed and the connection
+ * was dropped). */
+static PGresult *collect(PGconn *conn, bool *expired)
+{
+    *expired = false;
+    long until = deadline_from_now(conn);
+    PGresult *keep = NULL;
     for (;;) {
         while (PQisBusy(conn)) {
             if (!wait_socket(conn, POLLIN, until))
-                goto expired;
+                return expire(conn, keep, expired);
             if (!PQconsumeInput(conn))
                 break;
         }
@@ -372,12 +398,15 @@ static PGresult *run(PGconn *conn, const char *sql, int nparams, const char *con
         }
     }
     return keep;
-expired:
-    PQclear(keep);
-    *expired = true;
-    drop_connection(conn);
-    mark_down(pool_of(conn));
-    return NULL;
+}
+
+/* Sends sql and collects its answer (see send_query and collect). */
+static PGresult *run(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                     bool script, bool *expired)
+{
+    if (!send_query(conn, sql, nparams, params, script, expired))
+        return NULL;
+    return collect(conn, expired);
 }
 
 static void log_expired(const char *sql, int deadline_ms)
@@ -476,13 +505,11 @@ static void log_failure(PGconn *conn, const PGresult *res, const char *sql, jn_e
         jn_log_warn("pg", "'%s...' failed (%s): %s", head, jn_err_str(err), why);
 }
 
-jn_err_t jn_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                    PGresult **out)
+/* Classifies, logs and hands out a collected answer as jn_pg_exec does. */
+static jn_err_t answer(PGconn *conn, const char *sql, PGresult *res, bool expired, PGresult **out)
 {
     if (out)
         *out = NULL;
-    bool expired;
-    PGresult *res = run(conn, sql, nparams, params, false, &expired);
     if (expired) {
         log_expired(sql, query_deadline_ms(conn));
         return JN_ERR_DB_UNAVAILABLE;
@@ -499,6 +526,29 @@ jn_err_t jn_pg_exec(PGconn *conn, const char *sql, int nparams, const char *cons
     log_failure(conn, res, sql, err);
     PQclear(res);
     return err;
+}
+
+jn_err_t jn_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                    PGresult **out)
+{
+    bool expired;
+    PGresult *res = run(conn, sql, nparams, params, false, &expired);
+    return answer(conn, sql, res, expired, out);
+}
+
+jn_err_t jn_pg_send(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+    bool expired;
+    if (send_query(conn, sql, nparams, params, false, &expired))
+        return JN_OK;
+    return answer(conn, sql, NULL, expired, NULL);
+}
+
+jn_err_t jn_pg_receive(PGconn *conn, const char *sql, PGresult **out)
+{
+    bool expired;
+    PGresult *res = collect(conn, &expired);
+    return answer(conn, sql, res, expired, out);
 }
 
 jn_err_t jn_pg_exec_script(PGconn *conn, const char *sql)
@@ -518,6 +568,127 @@ jn_err_t jn_pg_exec_script(PGconn *conn, const char *sql)
     log_failure(conn, res, sql, err);
     PQclear(res);
     return err;
+}
+
+/* Sends data as the input of the COPY that conn is in, then ends it, within until. False
+ * when the deadline passed (the connection is dropped) or libpq refused. */
+static bool copy_send(PGconn *conn, const char *data, size_t len, long until, bool *expired)
+{
+    size_t off = 0;
+    while (off < len) {
+        int chunk = len - off > 65536 ? 65536 : (int)(len - off);
+        int put = PQputCopyData(conn, data + off, chunk);
+        if (put < 0)
+            return false;
+        if (put == 0) { /* non-blocking and the buffer is full: wait until it drains */
+            if (!wait_socket(conn, POLLOUT, until)) {
+                *expired = true;
+                return false;
+            }
+            continue;
+        }
+        off += (size_t)chunk;
+    }
+    int end;
+    while ((end = PQputCopyEnd(conn, NULL)) == 0) {
+        if (!wait_socket(conn, POLLOUT, until)) {
+            *expired = true;
+            return false;
+        }
+    }
+    if (end < 0)
+        return false;
+    int flushed;
+    while ((flushed = PQflush(conn)) == 1) {
+        if (!wait_socket(conn, POLLIN | POLLOUT, until)) {
+            *expired = true;
+            return false;
+        }
+        if (!PQconsumeInput(conn))
+            return false;
+    }
+    return flushed == 0;
+}
+
+jn_err_t jn_pg_copy_send(PGconn *conn, const char *sql, const void *data, size_t len)
+{
+    bool expired = false;
+    if (!send_query(conn, sql, 0, NULL, false, &expired))
+        return answer(conn, sql, NULL, expired, NULL);
+    /* The server answers COPY_IN (or an error) before it takes the data. */
+    long until = deadline_from_now(conn);
+    for (;;) {
+        while (PQisBusy(conn)) {
+            if (!wait_socket(conn, POLLIN, until))
+                return answer(conn, sql, expire(conn, NULL, &expired), true, NULL);
+            if (!PQconsumeInput(conn))
+                break;
+        }
+        PGresult *r = PQgetResult(conn);
+        if (!r) /* the statement ended without asking for data */
+            return answer(conn, sql, NULL, false, NULL);
+        if (PQresultStatus(r) != PGRES_COPY_IN) {
+            /* An error: drain what follows and report it. */
+            PGresult *more;
+            while ((more = PQgetResult(conn)))
+                PQclear(more);
+            return answer(conn, sql, r, false, NULL);
+        }
+        PQclear(r);
+        break;
+    }
+    if (copy_send(conn, data, len, until, &expired))
+        return JN_OK;
+    if (expired) /* the connection may be mid-message: drop it */
+        return answer(conn, sql, expire(conn, NULL, &expired), true, NULL);
+    /* Sending failed half-way: end the COPY so that the server answers the error. */
+    PQputCopyEnd(conn, "the input could not be sent");
+    jn_err_t err = jn_pg_receive(conn, sql, NULL);
+    return err ? err : JN_ERR_DB;
+}
+
+jn_err_t jn_pg_copy_in(PGconn *conn, const char *sql, const void *data, size_t len, long long *rows)
+{
+    if (rows)
+        *rows = 0;
+    jn_err_t err = jn_pg_copy_send(conn, sql, data, len);
+    PGresult *r = NULL;
+    if (!err)
+        err = jn_pg_receive(conn, sql, &r);
+    if (!err && rows)
+        *rows = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return err;
+}
+
+char *jn_pg_text_array(const char *const *items, size_t n)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += items[i] ? 2 * strlen(items[i]) + 3 : 5;
+    char *out = malloc(cap), *p = out;
+    if (!out)
+        abort();
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        if (!items[i]) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
+        *p++ = '"';
+        for (const char *c = items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
 }
 
 char *jn_pg_dup(const PGresult *r, int row, int col)

@@ -86,6 +86,30 @@ jn_err_t jn_pg_exec(PGconn *conn, const char *sql, int nparams, const char *cons
  * JN_ERR_NOT_FOUND when it touched none. */
 jn_err_t jn_pg_exec_found(PGconn *conn, const char *sql, int nparams, const char *const *params);
 
+/* Sends sql with text parameters and returns without waiting for the answer, so that the
+ * caller can work while PostgreSQL does; jn_pg_receive collects it. One query at a time in
+ * flight per connection, and nothing else may run on it in between. Errors as jn_pg_exec
+ * (the query's own errors come from jn_pg_receive). */
+jn_err_t jn_pg_send(PGconn *conn, const char *sql, int nparams, const char *const *params);
+
+/* Collects the answer of the query jn_pg_send (or jn_pg_copy_send) sent, as jn_pg_exec
+ * does, with the pool's deadline counted from now. sql names the query in logs. */
+jn_err_t jn_pg_receive(PGconn *conn, const char *sql, PGresult **out);
+
+/* Sends a COPY ... FROM STDIN with data[0..len) as its whole input and returns without
+ * waiting for PostgreSQL to apply it; jn_pg_receive collects the outcome. */
+jn_err_t jn_pg_copy_send(PGconn *conn, const char *sql, const void *data, size_t len);
+
+/* Runs sql, a COPY ... FROM STDIN statement, with data[0..len) as its whole input (in the
+ * format the statement names; binary COPY needs no escaping). Same classification and
+ * deadline as jn_pg_exec; *rows (may be NULL) receives how many rows were copied. */
+jn_err_t jn_pg_copy_in(PGconn *conn, const char *sql, const void *data, size_t len,
+                       long long *rows);
+
+/* The text of a PostgreSQL array literal of the n strings items ("{\"a\",\"b\"}"), for a
+ * $n::text[] parameter, as a new string (caller frees). NULL items become NULL. */
+char *jn_pg_text_array(const char *const *items, size_t n);
+
 /* Runs one or more statements without parameters and without a result (same deadline). */
 jn_err_t jn_pg_exec_script(PGconn *conn, const char *sql);
 

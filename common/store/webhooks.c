@@ -4,6 +4,8 @@
  */
 #include "store/webhooks.h"
 
+#include "core/canonical_json.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,56 +33,23 @@ jn_err_t jn_webhook_type_parse(const char *name, jn_webhook_type_t *out)
 
 /* ---- serialization ---- */
 
-static int by_bytes(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* A copy of v whose objects have their keys in byte order (json-c keeps insertion order
- * when it writes). Scalars are shared by reference. */
-static json_object *sorted(json_object *v)
-{
-    if (json_object_is_type(v, json_type_array)) {
-        size_t n = json_object_array_length(v);
-        json_object *a = json_object_new_array_ext((int)n);
-        for (size_t i = 0; i < n; i++)
-            json_object_array_add(a, sorted(json_object_array_get_idx(v, i)));
-        return a;
-    }
-    if (!json_object_is_type(v, json_type_object))
-        return json_object_get(v);
-    size_t n = (size_t)json_object_object_length(v), k = 0;
-    const char **keys = calloc(n + 1, sizeof *keys);
-    if (!keys)
-        abort();
-    json_object_object_foreach(v, key, value)
-    {
-        (void)value;
-        keys[k++] = key;
-    }
-    qsort(keys, k, sizeof *keys, by_bytes);
-    json_object *o = json_object_new_object();
-    for (size_t i = 0; i < k; i++) {
-        json_object *child = NULL;
-        json_object_object_get_ex(v, keys[i], &child);
-        json_object_object_add(o, keys[i], sorted(child));
-    }
-    free(keys);
-    return o;
-}
-
 char *jn_webhook_serialize(json_object *body, size_t *len)
 {
-    json_object *s = sorted(body);
-    size_t n = 0;
-    const char *text = json_object_to_json_string_length(
-        s, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-    char *out = malloc(n + 1);
-    if (!out)
+    /* One byte past the cap tells a body that is too large. */
+    jn_buf_t b;
+    jn_buf_init(&b, JN_WEBHOOK_MAX_BODY + 1);
+    jn_field_error_t e;
+    jn_err_t err = jn_canonical_json(body, &b, &e);
+    size_t n = b.len;
+    char *out = b.data;
+    if (err) {
+        jn_buf_cleanup(&b);
+        if (len)
+            *len = err == JN_ERR_TOO_LARGE ? JN_WEBHOOK_MAX_BODY + 1 : 0;
+        return NULL;
+    }
+    if (!out && !(out = strdup("")))
         abort();
-    memcpy(out, text, n);
-    out[n] = '\0';
-    json_object_put(s);
     if (len)
         *len = n;
     return out;
@@ -200,10 +169,9 @@ jn_err_t jn_webhooks_enqueue(PGconn *conn, long long env_id, long long connectio
     }
     size_t len = 0;
     char *text = jn_webhook_serialize(body, &len);
-    if (len > JN_WEBHOOK_MAX_BODY) {
-        free(text);
+    if (!text) {
         named_cleanup(&names);
-        return JN_ERR_TOO_LARGE;
+        return len > JN_WEBHOOK_MAX_BODY ? JN_ERR_TOO_LARGE : JN_ERR_INVALID;
     }
     /* Every destination or none: inside the caller's transaction, or one of our own. */
     bool own = PQtransactionStatus(conn) == PQTRANS_IDLE;

@@ -58,8 +58,10 @@ typedef struct {
     size_t count;
 } jn_webhook_jobs_t;
 
-/* The body's text as sent: keys sorted by bytes at every level, no whitespace, '/' not
- * escaped. A new string (free()). */
+/* The body's text as sent: its canonical JSON (core/canonical_json.h: keys sorted by
+ * bytes at every level, no whitespace, '/' not escaped, numbers by value). A new string
+ * (free()); NULL when the body holds what JSON cannot (invalid UTF-8, NaN; *len 0) or its
+ * text would exceed JN_WEBHOOK_MAX_BODY (*len past it). */
 char *jn_webhook_serialize(json_object *body, size_t *len);
 
 /* Enqueues body (any JSON value; serialized here) for environment env_id (see above).

@@ -156,10 +156,15 @@ static void test_frozen_server_fails_fast_and_the_pool_recovers(void **state)
     jn_err_t err;
     PGconn *a = jn_pg_acquire(pool, 5000, &err);
     PGconn *b = jn_pg_acquire(pool, 5000, &err);
+    PGconn *c = jn_pg_acquire(pool, 5000, &err);
+    PGconn *d = jn_pg_acquire(pool, 5000, &err);
     assert_non_null(a);
     assert_non_null(b);
+    assert_non_null(c);
+    assert_non_null(d);
     assert_int_equal(jn_pg_exec(a, "SELECT 1", 0, NULL, NULL), JN_OK);
     assert_int_equal(jn_pg_exec(b, "SELECT 1", 0, NULL, NULL), JN_OK);
+    assert_int_equal(jn_pg_exec_script(c, "CREATE TEMP TABLE t (v text)"), JN_OK);
     jn_pg_release(pool, b); /* idle in the pool, healthy as far as libpq knows */
 
     signal_cluster(SIGSTOP);
@@ -172,6 +177,22 @@ static void test_frozen_server_fails_fast_and_the_pool_recovers(void **state)
         fail_msg("the query failed after %ld ms; the deadline is %d ms", took, DEADLINE_MS);
     assert_int_not_equal(PQstatus(a), CONNECTION_OK); /* dropped */
     jn_pg_release(pool, a);                           /* and discarded */
+    /* A COPY, and a query sent now and collected later, keep the same deadline. */
+    t0 = jn_test_now_ms();
+    assert_int_equal(jn_pg_copy_in(c, "COPY t FROM STDIN", "x\n", 2, NULL), JN_ERR_DB_UNAVAILABLE);
+    took = jn_test_now_ms() - t0;
+    if (took < DEADLINE_MS - 100 || took > DEADLINE_MS + SLACK_MS)
+        fail_msg("the COPY failed after %ld ms; the deadline is %d ms", took, DEADLINE_MS);
+    assert_int_not_equal(PQstatus(c), CONNECTION_OK);
+    jn_pg_release(pool, c);
+    assert_int_equal(jn_pg_send(d, "SELECT 1", 0, NULL), JN_OK);
+    t0 = jn_test_now_ms();
+    assert_int_equal(jn_pg_receive(d, "SELECT 1", NULL), JN_ERR_DB_UNAVAILABLE);
+    took = jn_test_now_ms() - t0;
+    if (took < DEADLINE_MS - 100 || took > DEADLINE_MS + SLACK_MS)
+        fail_msg("the answer was given up after %ld ms; the deadline is %d ms", took, DEADLINE_MS);
+    assert_int_not_equal(PQstatus(d), CONNECTION_OK);
+    jn_pg_release(pool, d);
     /* For a moment the pool now fails borrowers at once instead of letting each wait. */
     t0 = jn_test_now_ms();
     assert_null(jn_pg_acquire(pool, 5000, &err));

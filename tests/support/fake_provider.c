@@ -205,6 +205,7 @@ void jn_fake_knobs_default(jn_fake_knobs_t *k)
     k->expires_in = 3600;
     k->issue_refresh_token = true;
     k->items_count = 250;
+    k->items_fail_from_offset = -1;
     k->require_auth = true;
 }
 

@@ -80,6 +80,14 @@ typedef struct {
     int64_t fail_token_requests;
     json_object *extra_token_fields; /* owned object or NULL */
     int64_t items_count;
+    /* Upstream changes to the items: from version 1 on, every third item's name carries
+     * the version (an update); every items_delete_every-th item is gone (0: none);
+     * items_reverse_keys sends each item's fields in reverse order (no change in
+     * content); a page starting at or past items_fail_from_offset answers 500 (-1: never). */
+    int64_t items_version;
+    int64_t items_delete_every;
+    bool items_reverse_keys;
+    int64_t items_fail_from_offset;
     int64_t latency_ms;
     jn_fake_fail_next_t fail_next; /* count 0 = off */
     jn_fake_rate_limit_t rate_limit;

@@ -151,6 +151,14 @@ static jn_err_t apply_knob(jn_fake_knobs_t *k, const char *key, json_object *v, 
         return read_int(v, key, 0, 1000000, &k->fail_token_requests, e);
     if (strcmp(key, "items_count") == 0)
         return read_int(v, key, 0, MAX_ITEMS, &k->items_count, e);
+    if (strcmp(key, "items_version") == 0)
+        return read_int(v, key, 0, 1000000, &k->items_version, e);
+    if (strcmp(key, "items_delete_every") == 0)
+        return read_int(v, key, 0, MAX_ITEMS, &k->items_delete_every, e);
+    if (strcmp(key, "items_reverse_keys") == 0)
+        return read_bool(v, key, &k->items_reverse_keys, e);
+    if (strcmp(key, "items_fail_from_offset") == 0)
+        return read_int(v, key, -1, MAX_ITEMS, &k->items_fail_from_offset, e);
     if (strcmp(key, "latency_ms") == 0)
         return read_int(v, key, 0, MAX_LATENCY_MS, &k->latency_ms, e);
     if (strcmp(key, "fail_next") == 0)
@@ -200,6 +208,11 @@ static json_object *knobs_json(const jn_fake_knobs_t *k)
         json_object_deep_copy(k->extra_token_fields, &extra, NULL);
     json_object_object_add(o, "extra_token_fields", extra);
     json_object_object_add(o, "items_count", json_object_new_int64(k->items_count));
+    json_object_object_add(o, "items_version", json_object_new_int64(k->items_version));
+    json_object_object_add(o, "items_delete_every", json_object_new_int64(k->items_delete_every));
+    json_object_object_add(o, "items_reverse_keys", json_object_new_boolean(k->items_reverse_keys));
+    json_object_object_add(o, "items_fail_from_offset",
+                           json_object_new_int64(k->items_fail_from_offset));
     json_object_object_add(o, "latency_ms", json_object_new_int64(k->latency_ms));
     json_object *fail = NULL;
     if (k->fail_next.count > 0) {

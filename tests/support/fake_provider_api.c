@@ -204,31 +204,60 @@ static bool page_size(const jn_http_request_t *req, jn_http_response_t *res, int
     return true;
 }
 
-static int64_t items_count(jn_fake_t *fp)
+/* The data set as the knobs make it now. */
+typedef struct {
+    int64_t count, version, delete_every, fail_from;
+    bool reverse;
+} items_view_t;
+
+static items_view_t items_view(jn_fake_t *fp)
 {
     pthread_mutex_lock(&fp->mu);
-    int64_t n = fp->knobs.items_count;
+    items_view_t v = {fp->knobs.items_count, fp->knobs.items_version, fp->knobs.items_delete_every,
+                      fp->knobs.items_fail_from_offset, fp->knobs.items_reverse_keys};
     pthread_mutex_unlock(&fp->mu);
-    return n;
+    return v;
 }
 
-/* {"items":[items offset+1 .. offset+limit, within count]} */
-static json_object *items_page(int64_t count, int64_t offset, int64_t limit)
+/* A page starting at offset fails by the items_fail_from_offset knob (answered). */
+static bool items_fail(const items_view_t *v, int64_t offset, jn_http_response_t *res)
+{
+    if (v->fail_from < 0 || offset < v->fail_from)
+        return false;
+    respond_message(res, 500, "items are unavailable");
+    return true;
+}
+
+/* {"items":[items offset+1 .. offset+limit, within count]}: positions count, so an item
+ * that is gone leaves its page one shorter. */
+static json_object *items_page(const items_view_t *v, int64_t offset, int64_t limit)
 {
     json_object *items = json_object_new_array();
-    for (int64_t seq = offset + 1; seq <= count && seq <= offset + limit; seq++) {
-        char id[32], name[32], updated[32];
+    for (int64_t seq = offset + 1; seq <= v->count && seq <= offset + limit; seq++) {
+        if (v->delete_every > 0 && seq % v->delete_every == 0)
+            continue;
+        char id[32], name[48], updated[32];
         snprintf(id, sizeof id, "item-%lld", (long long)seq);
-        snprintf(name, sizeof name, "Item %lld", (long long)seq);
+        if (v->version > 0 && seq % 3 == 0)
+            snprintf(name, sizeof name, "Item %lld v%lld", (long long)seq, (long long)v->version);
+        else
+            snprintf(name, sizeof name, "Item %lld", (long long)seq);
         time_t t = (time_t)(ITEMS_EPOCH + seq * 60);
         struct tm tm;
         gmtime_r(&t, &tm);
         strftime(updated, sizeof updated, "%Y-%m-%dT%H:%M:%SZ", &tm);
         json_object *item = json_object_new_object();
-        json_object_object_add(item, "id", json_object_new_string(id));
-        json_object_object_add(item, "name", json_object_new_string(name));
-        json_object_object_add(item, "updated_at", json_object_new_string(updated));
-        json_object_object_add(item, "seq", json_object_new_int64(seq));
+        if (v->reverse) {
+            json_object_object_add(item, "seq", json_object_new_int64(seq));
+            json_object_object_add(item, "updated_at", json_object_new_string(updated));
+            json_object_object_add(item, "name", json_object_new_string(name));
+            json_object_object_add(item, "id", json_object_new_string(id));
+        } else {
+            json_object_object_add(item, "id", json_object_new_string(id));
+            json_object_object_add(item, "name", json_object_new_string(name));
+            json_object_object_add(item, "updated_at", json_object_new_string(updated));
+            json_object_object_add(item, "seq", json_object_new_int64(seq));
+        }
         json_object_array_add(items, item);
     }
     json_object *o = json_object_new_object();
@@ -288,10 +317,12 @@ static void items_cursor(jn_fake_t *fp, const jn_http_request_t *req, jn_http_re
         respond_message(res, 400, "bad cursor");
         return;
     }
-    int64_t count = items_count(fp);
-    json_object *o = items_page(count, offset, limit);
+    items_view_t v = items_view(fp);
+    if (items_fail(&v, offset, res))
+        return;
+    json_object *o = items_page(&v, offset, limit);
     json_object *next = NULL;
-    if (offset + limit < count) {
+    if (offset + limit < v.count) {
         char tok[64];
         token_encode('c', offset + limit, tok);
         next = json_object_new_string(tok);
@@ -312,13 +343,15 @@ static void items_link(jn_fake_t *fp, const jn_http_request_t *req, jn_http_resp
         respond_message(res, 400, "bad page_token");
         return;
     }
-    int64_t count = items_count(fp);
+    items_view_t v = items_view(fp);
+    if (items_fail(&v, offset, res))
+        return;
     pthread_mutex_lock(&fp->mu);
     unsigned port = fp->port;
     pthread_mutex_unlock(&fp->mu);
-    json_object *o = items_page(count, offset, limit);
+    json_object *o = items_page(&v, offset, limit);
     json_object *next = NULL;
-    if (offset + limit < count) {
+    if (offset + limit < v.count) {
         char tok[64], url[256], link[300];
         token_encode('l', offset + limit, tok);
         snprintf(url, sizeof url, "http://127.0.0.1:%u/api/items/link?page_token=%s&limit=%lld",
@@ -342,7 +375,9 @@ static void items_offset(jn_fake_t *fp, const jn_http_request_t *req, jn_http_re
         respond_message(res, 400, "offset must be a non-negative integer");
         return;
     }
-    jn_http_respond_json(res, 200, items_page(items_count(fp), offset, limit));
+    items_view_t v = items_view(fp);
+    if (!items_fail(&v, offset, res))
+        jn_http_respond_json(res, 200, items_page(&v, offset, limit));
 }
 
 static void items_paged(jn_fake_t *fp, const jn_http_request_t *req, jn_http_response_t *res,
@@ -356,7 +391,9 @@ static void items_paged(jn_fake_t *fp, const jn_http_request_t *req, jn_http_res
         respond_message(res, 400, "page must be an integer from 1");
         return;
     }
-    jn_http_respond_json(res, 200, items_page(items_count(fp), (page - 1) * limit, limit));
+    items_view_t v = items_view(fp);
+    if (!items_fail(&v, (page - 1) * limit, res))
+        jn_http_respond_json(res, 200, items_page(&v, (page - 1) * limit, limit));
 }
 
 typedef struct {

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "scripts/declaration.h"
-#include "scripts/frequency.h"
+#include "core/frequency.h"
 
 #define ACTION_EXEC "exec = function(ctx, input) return input end"
 #define SYNC_EXEC "exec = function(ctx) end"

@@ -1,7 +1,7 @@
 /*
  * frequency.c - parsing sync frequencies (grammar in frequency.h).
  */
-#include "scripts/frequency.h"
+#include "core/frequency.h"
 
 #include <ctype.h>
 #include <stdbool.h>
