@@ -250,21 +250,14 @@ static void fail_setup(jn_runner_t *r, const jn_job_t *job, int status, const ch
     json_object_put(result);
 }
 
-/* The connection's keys: its integration's unique key and its connection id. */
-static jn_err_t connection_keys(jn_runner_t *r, const jn_job_t *job, char **pck, char **cid)
+/* The connection's keys: its integration's unique key and its connection id, as the
+ * claim read them. JN_ERR_NOT_FOUND when the connection is gone. */
+static jn_err_t connection_keys(const jn_job_t *job, char **pck, char **cid)
 {
-    jn_err_t err;
-    PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
-    if (!conn)
-        return err;
-    jn_connection_t c;
-    err = jn_connections_get_by_id(conn, &r->e->keyring, job->connection_id, false, &c);
-    jn_pg_release(r->e->pg, conn);
-    if (err)
-        return err;
-    *pck = strdup(c.provider_config_key);
-    *cid = strdup(c.connection_id);
-    jn_connection_cleanup(&c);
+    if (!job->integration_key || !job->connection_key)
+        return JN_ERR_NOT_FOUND;
+    *pck = strdup(job->integration_key);
+    *cid = strdup(job->connection_key);
     if (!*pck || !*cid)
         abort();
     return JN_OK;
@@ -289,7 +282,7 @@ static void run_action(jn_runner_t *r, const jn_job_t *job, const atomic_bool *d
     char *pck = NULL, *cid = NULL;
     jn_err_t err = jn_env_cache_get(r->e->envs, job->environment_id, &env);
     if (err == JN_OK)
-        err = connection_keys(r, job, &pck, &cid);
+        err = connection_keys(job, &pck, &cid);
     if (err == JN_ERR_NOT_FOUND) {
         fail_setup(r, job, 404, "unknown_connection", "the connection no longer exists");
         goto out;
@@ -484,7 +477,7 @@ static void run_sync(jn_runner_t *r, const jn_job_t *job, const atomic_bool *dra
     bool begun = false;
     jn_err_t err = jn_env_cache_get(r->e->envs, job->environment_id, &env);
     if (!err)
-        err = connection_keys(r, job, &pck, &cid);
+        err = connection_keys(job, &pck, &cid);
     if (!err) {
         PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
         if (conn) {

@@ -14,10 +14,21 @@
 #define ISO(col)                                                                                   \
     "coalesce(to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), '')"
 
+/* The connection's names are read with the row (jobs.connection_id qualified: inside the
+ * subselects a bare connection_id would be the connections table's text column). */
 #define JOB_COLUMNS                                                                                \
     "id::text, environment_id, kind, coalesce(connection_id, 0), function_name, state, "           \
     "attempts, max_attempts, lease_token, input::text, output::text, error::text, " ISO(           \
-        "created_at") ", " ISO("started_at") ", " ISO("finished_at") ", async"
+        "created_at") ", " ISO("started_at") ", " ISO("finished_at") ", async, "                   \
+                                                                     "(SELECT i.unique_key FROM "  \
+                                                                     "connections c JOIN "         \
+                                                                     "integrations i ON i.id = "   \
+                                                                     "c.integration_id"            \
+                                                                     " WHERE c.id = "              \
+                                                                     "jobs.connection_id), "       \
+                                                                     "(SELECT c.connection_id "    \
+                                                                     "FROM connections c WHERE "   \
+                                                                     "c.id = jobs.connection_id)"
 
 static const char *const kind_names[JN_JOB_KINDS] = {"action", "sync", "webhook", "delivery"};
 static const char *const state_names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
@@ -46,6 +57,8 @@ const char *jn_job_state_name(jn_job_state_t state)
 void jn_job_cleanup(jn_job_t *job)
 {
     free(job->function_name);
+    free(job->integration_key);
+    free(job->connection_key);
     json_object_put(job->input);
     json_object_put(job->output);
     json_object_put(job->error);
@@ -82,6 +95,8 @@ static void from_row(const PGresult *r, int row, jn_job_t *out)
     snprintf(out->started_at, sizeof out->started_at, "%s", PQgetvalue(r, row, 13));
     snprintf(out->finished_at, sizeof out->finished_at, "%s", PQgetvalue(r, row, 14));
     out->async = PQgetvalue(r, row, 15)[0] == 't';
+    out->integration_key = jn_pg_dup(r, row, 16);
+    out->connection_key = jn_pg_dup(r, row, 17);
 }
 
 static const char *json_text(json_object *o)

@@ -53,6 +53,9 @@ typedef struct {
     bool async; /* an action called with X-Async (its outcome sends an async_action webhook) */
     json_object *input, *output, *error;                  /* owned; NULL when SQL NULL */
     char created_at[40], started_at[40], finished_at[40]; /* ISO 8601 UTC or "" */
+    /* The connection's names as they are now (its integration's unique_key and its
+     * connection_id), read with the row; NULL without a connection or once it is gone. */
+    char *integration_key, *connection_key;
 } jn_job_t;
 
 void jn_job_cleanup(jn_job_t *job);
