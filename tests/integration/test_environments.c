@@ -54,7 +54,10 @@ static void start_with(gateway_t *g, const char *dev_key, const char *prod_key,
                          "JUNCTION_BIND_ADDRESS=127.0.0.1",
                          NULL};
     const char *argv[] = {GATEWAY_BIN, NULL};
-    const char *tty_argv[] = {"/usr/bin/script", "-q", "-e", "-c", GATEWAY_BIN, "/dev/null", NULL};
+    /* "exec" makes the gateway script's only child whichever shell script(1) runs, so that
+     * the signal below reaches the gateway itself and not a shell that dies of it. */
+    const char *tty_argv[] = {"/usr/bin/script", "-q", "-e", "-c", "exec " GATEWAY_BIN,
+                              "/dev/null", NULL};
     char name[160];
     snprintf(name, sizeof name, "%s_%s", db, log_name);
     jn_test_spawn(&g->proc, on_terminal ? tty_argv : argv, env, name);
