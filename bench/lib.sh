@@ -20,6 +20,8 @@ bench_cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   psql -q "$JUNCTION_DATABASE_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  # BENCH_LOGS=DIR keeps the programs' logs for a look at where the time went.
+  [[ -n ${BENCH_LOGS:-} ]] && mkdir -p "$BENCH_LOGS" && cp "$WORK"/*.log "$BENCH_LOGS"/ 2>/dev/null
   rm -rf "$WORK"
 }
 trap bench_cleanup EXIT

@@ -127,7 +127,10 @@ static rd_kafka_conf_t *base_conf(const jn_config_t *cfg, const char *client_id)
         !set(conf, "reconnect.backoff.ms", "100") ||
         !set(conf, "reconnect.backoff.max.ms", "2000") ||
         /* A down broker is a health state, not log spam. */
-        !set(conf, "log.connection.close", "false")) {
+        !set(conf, "log.connection.close", "false") ||
+        /* Job messages are small and someone waits on each: send them at once rather than
+         * let Nagle's algorithm hold one back behind an unacknowledged segment. */
+        !set(conf, "socket.nagle.disable", "true")) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
