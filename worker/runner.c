@@ -22,6 +22,8 @@
 #include "store/webhooks.h"
 
 #define DB_WAIT_MS 5000
+/* How long a finished run keeps its outcome while PostgreSQL is away. */
+#define OUTCOME_RETRY_MS 60000
 
 /* A run in progress, for the lease keeper. */
 typedef struct active {
@@ -184,30 +186,57 @@ static jn_err_t finish_job(PGconn *conn, const jn_job_t *job, jn_job_outcome_t o
 }
 
 /* Stores the outcome, fenced. */
+/* Sleeps ms in short naps; false as soon as the runner stops or the drain deadline passed
+ * (drain may be NULL). */
+static bool nap_unless_stopped(jn_runner_t *r, const atomic_bool *drain, int ms)
+{
+    for (int slept = 0; slept < ms; slept += 50) {
+        if (atomic_load(&r->stopping) || (drain && atomic_load(drain)))
+            return false;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+/* Stores the run's outcome. While PostgreSQL is away the outcome is kept and stored when it
+ * is back, for up to OUTCOME_RETRY_MS: the write is fenced by the lease token, so a
+ * successor that claimed the job meanwhile wins, and a run that already happened is not
+ * repeated for want of a row. Past that, or once the worker is past its drain deadline,
+ * the lease runs out and the recovery sends the job again. */
 static void finish(jn_runner_t *r, const jn_job_t *job, jn_job_outcome_t outcome,
-                   json_object *result, bool retryable)
+                   json_object *result, bool retryable, const atomic_bool *drain)
 {
     jn_err_t err;
-    PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
-    if (!conn) {
-        /* The lease runs out and the recovery sends the job again. */
-        jn_log_error("runner", "job %s: the outcome could not be stored (%s)", job->id,
-                     jn_err_str(err));
-        return;
-    }
     bool requeued = false;
     jn_webhook_jobs_t hooks = {0};
-    err = finish_job(conn, job, outcome, result, retryable, retry_delay_s(job->attempts), &requeued,
-                     &hooks);
-    jn_pg_release(r->e->pg, conn);
+    for (int waited_ms = 0, backoff_ms = 100;; waited_ms += backoff_ms) {
+        PGconn *conn = jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err);
+        if (conn) {
+            memset(&hooks, 0, sizeof hooks);
+            err = finish_job(conn, job, outcome, result, retryable, retry_delay_s(job->attempts),
+                             &requeued, &hooks);
+            jn_pg_release(r->e->pg, conn);
+        }
+        if (err != JN_ERR_DB_UNAVAILABLE || waited_ms >= OUTCOME_RETRY_MS)
+            break;
+        if (waited_ms == 0)
+            jn_log_warn("runner", "job %s: PostgreSQL is away; its outcome waits to be stored",
+                        job->id);
+        if (!nap_unless_stopped(r, drain, backoff_ms))
+            break;
+        backoff_ms = backoff_ms < 2000 ? backoff_ms * 2 : 2000;
+    }
     if (!err)
         jn_job_message_send_all(r->e->producer, r->e->config.topic_prefix, hooks.jobs, hooks.count);
     if (err == JN_ERR_CONFLICT)
         jn_log_warn("runner", "job %s: another worker took the job over; this outcome is dropped",
                     job->id);
     else if (err)
-        jn_log_error("runner", "job %s: the outcome could not be stored (%s)", job->id,
-                     jn_err_str(err));
+        jn_log_error("runner",
+                     "job %s: the outcome could not be stored (%s); the job runs again after "
+                     "its lease",
+                     job->id, jn_err_str(err));
     else if (requeued)
         jn_log_info("runner", "job %s: attempt %d of %d failed; it runs again later", job->id,
                     job->attempts, job->max_attempts);
@@ -246,7 +275,7 @@ static void fail_setup(jn_runner_t *r, const jn_job_t *job, int status, const ch
     json_object *result = json_object_new_object();
     json_object_object_add(result, "status", json_object_new_int(status));
     json_object_object_add(result, "body", body);
-    finish(r, job, JN_JOB_OUTCOME_FAILED, result, false);
+    finish(r, job, JN_JOB_OUTCOME_FAILED, result, false, NULL);
     json_object_put(result);
 }
 
@@ -346,7 +375,7 @@ static void run_action(jn_runner_t *r, const jn_job_t *job, const atomic_bool *d
         give_back(r, job);
     } else if (status == JN_SCRIPT_OK) {
         finish(r, job, JN_JOB_OUTCOME_SUCCEEDED,
-               outcome.output ? outcome.output : json_object_new_null(), false);
+               outcome.output ? outcome.output : json_object_new_null(), false, drain);
     } else {
         int http_status = 500;
         json_object *body = jn_script_outcome_error_json(&outcome, &http_status);
@@ -354,7 +383,7 @@ static void run_action(jn_runner_t *r, const jn_job_t *job, const atomic_bool *d
         json_object_object_add(result, "status", json_object_new_int(http_status));
         json_object_object_add(result, "body", body);
         bool retryable = status != JN_SCRIPT_INVALID_INPUT;
-        finish(r, job, JN_JOB_OUTCOME_FAILED, result, retryable);
+        finish(r, job, JN_JOB_OUTCOME_FAILED, result, retryable, drain);
         json_object_put(result);
     }
     jn_log_info("runner", "job %s: action %s on %s/%s: %s in %lld ms", job->id, fn.name, pck, cid,
