@@ -411,6 +411,47 @@ static bool is_null_text(const char *s, size_t len)
     return len == 4 && memcmp(s, "null", 4) == 0;
 }
 
+/* What json-c holds for one value, about: the object, its slot in an array or its entry
+ * in an object's table, and the allocator's overhead (measured on arrays of numbers and
+ * of small objects). */
+#define TREE_BYTES_PER_VALUE 96
+
+/* The C memory a tree decoded from text takes at most, about: its strings' bytes and a
+ * fixed cost per value (values counted by their separators outside strings). */
+static size_t tree_bytes(const char *text, size_t len)
+{
+    size_t values = 1;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ',' || c == ':' || c == '[' || c == '{') {
+            values++;
+        }
+    }
+    return len + values * TREE_BYTES_PER_VALUE;
+}
+
+json_object *jn_luajson_parse(lua_State *L, const char *text, size_t len, jn_sandbox_box_t **held,
+                              jn_field_error_t *e)
+{
+    *held = jn_sandbox_reserve(L, tree_bytes(text, len));
+    json_object *v = NULL;
+    if (jn_json_parse(text, len, false, &v, e) != JN_OK) {
+        jn_sandbox_box_release(*held);
+        *held = NULL;
+        lua_pop(L, 1);
+        return NULL;
+    }
+    return v;
+}
+
 static int l_decode(lua_State *L)
 {
     size_t len;
@@ -424,13 +465,15 @@ static int l_decode(lua_State *L)
         lua_pushlightuserdata(L, (void *)&NULL_SENTINEL);
         return 1;
     }
-    json_object *v = NULL;
     jn_field_error_t e;
-    if (jn_json_parse(text, len, false, &v, &e) != JN_OK)
+    jn_sandbox_box_t *held = NULL;
+    json_object *v = jn_luajson_parse(L, text, len, &held, &e);
+    if (!v)
         return jn_sandbox_error(L, "json.decode: %s%s%s", e.path, e.path[0] ? ": " : "", e.message);
     jn_sandbox_box_t *box = jn_sandbox_box(L, v, put_json);
     push_any(L, v, true);
     jn_sandbox_box_release(box);
+    jn_sandbox_box_release(held);
     return 1;
 }
 

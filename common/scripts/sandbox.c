@@ -486,6 +486,50 @@ void *jn_sandbox_box_take(jn_sandbox_box_t *box)
     return r;
 }
 
+/* ---- C memory held for the script ---- */
+
+typedef struct {
+    jn_sandbox_t *sb;
+    size_t bytes;
+} reservation_t;
+
+static void reservation_free(void *p)
+{
+    reservation_t *r = p;
+    r->sb->mem -= r->bytes;
+    free(r);
+}
+
+static bool fits(const jn_sandbox_t *sb, size_t bytes)
+{
+    size_t cap = sb->limits.memory_bytes + (sb->dead ? DEAD_RESERVE : 0);
+    return bytes <= cap && sb->mem <= cap - bytes;
+}
+
+jn_sandbox_box_t *jn_sandbox_reserve(lua_State *L, size_t bytes)
+{
+    jn_sandbox_t *sb = jn_sandbox_of(L);
+    reservation_t *r = calloc(1, sizeof *r);
+    if (!r)
+        abort();
+    r->sb = sb;
+    jn_sandbox_box_t *box = jn_sandbox_box(L, r, reservation_free);
+    if (!sb)
+        return box;
+    if (!fits(sb, bytes))
+        lua_gc(L, LUA_GCCOLLECT); /* as a refused allocation does before giving up */
+    if (!fits(sb, bytes)) {
+        sb->mem_refused = true;
+        jn_sandbox_error(L, "not enough memory (the limit is %zu MB)",
+                         sb->limits.memory_bytes >> 20);
+    }
+    sb->mem += bytes;
+    r->bytes = bytes;
+    if (sb->mem > sb->mem_peak)
+        sb->mem_peak = sb->mem;
+    return box;
+}
+
 /* ---- coroutines ---- */
 
 int jn_sandbox_resume(lua_State *L, lua_State *co, int narg)
