@@ -110,6 +110,11 @@ static void test_decode_counts_its_c_memory(void **state)
                "for i = 1, 5 do assert(not pcall(json.decode, s)) end\n"
                "return tostring(#json.decode('[' .. string.rep('0,', 10000) .. '0]'))",
                "10001");
+    /* Encoding builds the same tree from Lua values: it may take only the room left. */
+    lua_fails("local t = {} for i = 1, 1000000 do t[i] = 0 end return #json.encode(t)",
+              "not enough memory to convert it");
+    lua_expect("local t = {} for i = 1, 10000 do t[i] = 0 end return tostring(#json.encode(t))",
+               "20001");
     /* Commas inside strings are not values. */
     lua_expect("return tostring(#json.decode('\"' .. string.rep('a,', 4000000) .. '\"'))",
                "8000000");
