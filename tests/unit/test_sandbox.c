@@ -446,6 +446,11 @@ static void test_library_work_is_charged(void **state)
     };
     for (size_t i = 0; i < sizeof makers / sizeof makers[0]; i++)
         expect(makers[i], JN_SCRIPT_CPU, "t:", "cpu limit");
+    /* So does what the VM copies: '..' of two 4 MB strings is one instruction. */
+    expect("local s = string.rep('x', 4e6)\nwhile true do local t = s .. s end", JN_SCRIPT_CPU,
+           "t:", "cpu limit");
+    expect("local s = string.rep('x', 4e6)\nwhile true do local t = s .. 1 end", JN_SCRIPT_CPU,
+           "t:", "cpu limit");
     /* Small results cost next to nothing. */
     expect("local s = string.rep('x', 4e6) local n = 0\n"
            "for i = 1, 100000 do n = n + #s:sub(i, i) end return n",
