@@ -501,7 +501,8 @@ typedef struct {
 static void reservation_free(void *p)
 {
     reservation_t *r = p;
-    r->sb->mem -= r->bytes;
+    if (r->sb)
+        r->sb->mem -= r->bytes;
     free(r);
 }
 
