@@ -49,6 +49,25 @@ static void get_environment(const jn_http_request_t *req, jn_http_response_t *re
     free(cors);
 }
 
+/* Cloud metadata services answer the host's own credentials to whoever asks from it:
+ * an environment may admit internal ranges for its providers, never these. */
+static const char *const metadata_addresses[] = {
+    "169.254.169.254", /* AWS, GCP, Azure, OpenStack, DigitalOcean */
+    "169.254.170.2",   /* AWS ECS task credentials */
+    "fd00:ec2::254",   /* AWS over IPv6 */
+    "100.100.100.200", /* Alibaba Cloud */
+    NULL};
+
+/* The first metadata address policy admits, or NULL. */
+static const char *admitted_metadata(const jn_egress_policy_t *policy)
+{
+    for (const char *const *a = metadata_addresses; *a; a++) {
+        if (jn_egress_allowed_text(policy, *a, NULL, 0))
+            return *a;
+    }
+    return NULL;
+}
+
 /* Checks the body's fields; false after answering res. */
 static bool read_settings(json_object *body, const char **allowlist, const char **cors,
                           json_object **limits, jn_http_response_t *res)
@@ -80,7 +99,14 @@ static bool read_settings(json_object *body, const char **allowlist, const char 
         jn_api_invalid(res, "invalid_body", &e);
         return false;
     }
+    const char *metadata = *allowlist ? admitted_metadata(policy) : NULL;
     jn_egress_policy_free(policy);
+    if (metadata) {
+        jn_field_error(&e, "egress_allowlist",
+                       "admits %s, a cloud metadata service; no provider lives there", metadata);
+        jn_api_invalid(res, "invalid_body", &e);
+        return false;
+    }
     if (*cors && jn_cors_origins_check(*cors, why, sizeof why) != JN_OK) {
         jn_field_error(&e, "cors_allowed_origins", "%s", why);
         jn_api_invalid(res, "invalid_body", &e);

@@ -232,6 +232,8 @@ static jn_err_t host_http(void *ud, const jn_script_http_request_t *req,
         .retry_on = retry_on[0] ? retry_on : NULL,
         .deadline_ms = req->timeout_ms > 0 ? monotonic_ms() + (uint64_t)req->timeout_ms : 0,
         .anonymous = anonymous,
+        /* A provider that hangs or trickles must not hold a stopping worker. */
+        .stop = {h->stop, h->lost},
     };
     bool journaled =
         h->journal && !h->dry_run && !h->journal_off && h->job_id && changes_something(req->method);

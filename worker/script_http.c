@@ -374,9 +374,12 @@ static const char *header(const jn_script_http_response_t *res, const char *name
     return json_object_object_get_ex(res->headers, name, &v) ? json_object_get_string(v) : NULL;
 }
 
-/* The body as JSON when it looks like JSON and parses; NULL otherwise. New reference. */
-static json_object *body_json(const jn_script_http_response_t *res)
+/* The body as JSON when it looks like JSON and parses; NULL otherwise. New reference;
+ * then the box of its memory reservation is pushed and *held set (jn_luajson_parse). */
+static json_object *body_json(lua_State *L, const jn_script_http_response_t *res,
+                              jn_sandbox_box_t **held)
 {
+    *held = NULL;
     if (!res->body || res->body_len == 0)
         return NULL;
     const char *type = header(res, "content-type");
@@ -385,14 +388,16 @@ static json_object *body_json(const jn_script_http_response_t *res)
         p++;
     if (!(type && strstr(type, "json")) && *p != '{' && *p != '[')
         return NULL;
-    json_object *v = NULL;
     jn_field_error_t e;
-    return jn_json_parse(res->body, res->body_len, false, &v, &e) == JN_OK ? v : NULL;
+    return jn_luajson_parse(L, res->body, res->body_len, held, &e);
 }
 
 /* Pushes {status, headers, data}. */
 static void push_response(lua_State *L, const jn_script_http_response_t *res)
 {
+    jn_sandbox_box_t *held = NULL;
+    json_object *data = body_json(L, res, &held);
+    jn_sandbox_box_t *box = data ? jn_sandbox_box(L, data, json_free) : NULL;
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, res->status);
     lua_setfield(L, -2, "status");
@@ -401,13 +406,13 @@ static void push_response(lua_State *L, const jn_script_http_response_t *res)
     else
         lua_newtable(L);
     lua_setfield(L, -2, "headers");
-    json_object *data = body_json(res);
     if (data) {
-        jn_sandbox_box_t *box = jn_sandbox_box(L, data, json_free);
         jn_luajson_push_value(L, data);
-        lua_setfield(L, -3, "data");
+        lua_setfield(L, -2, "data");
         jn_sandbox_box_release(box);
-        lua_pop(L, 1);
+        jn_sandbox_box_release(held);
+        lua_replace(L, -3); /* the table where the reservation's box was */
+        lua_pop(L, 1);      /* the tree's box */
     } else if (res->body && res->body_len) {
         lua_pushlstring(L, res->body, res->body_len);
         lua_setfield(L, -2, "data");
@@ -588,9 +593,10 @@ static int paginate_next(lua_State *L)
         push_response(L, res);
         return raise_status(L, "ctx:paginate", b, res->status);
     }
-    json_object *body = body_json(res);
+    jn_sandbox_box_t *held = NULL;
+    json_object *body = body_json(L, res, &held);
     if (body)
-        jn_sandbox_box(L, body, json_free);
+        jn_sandbox_box(L, body, json_free); /* both boxes go with the stack */
     json_object *records = NULL, *next_params = NULL;
     char *next_url = NULL, why[512] = "";
     bool done = true;

@@ -123,6 +123,11 @@ struct conn {
     jn_http_pending_t pending;
     bool handler_busy; /* a handler holds req/res (running or deferred) */
     bool deferred;     /* the handler called jn_http_defer() */
+    /* A deferred answer is sent by the second of: the pool handler returning, and
+     * jn_http_pending_finish(). Another thread may finish the answer before the handler
+     * has returned; the connection may then be answered, reused or freed, so neither side
+     * may look at it after its increment unless it was the second. */
+    atomic_int finish_gate;
     bool free_scheduled;
     void (*on_gone)(void *ud);
     void *on_gone_ud;
@@ -1095,8 +1100,9 @@ static void run_on_pool(void *ud)
 {
     conn_t *c = ud;
     c->route->r.handler(&c->req, &c->res, c->route->r.ud);
-    /* A handler that deferred finishes through jn_http_pending_finish(). */
-    if (!c->deferred)
+    /* Nobody else touches c until this returns unless the handler deferred; then whoever
+     * of this and jn_http_pending_finish() comes second sends the answer. */
+    if (!c->deferred || atomic_fetch_add(&c->finish_gate, 1) == 1)
         jn_loop_post(c->srv->loop, handler_done_on_loop, c);
 }
 
@@ -1111,8 +1117,10 @@ jn_http_pending_t *jn_http_defer(const jn_http_request_t *req)
 void jn_http_pending_finish(jn_http_pending_t *p)
 {
     /* Always through the loop's queue, so the caller's stack never sees the answer sent
-     * and the connection reused under it. */
-    jn_loop_post(p->conn->srv->loop, handler_done_on_loop, p->conn);
+     * and the connection reused under it; and not before a pool handler has returned. */
+    conn_t *c = p->conn;
+    if (atomic_fetch_add(&c->finish_gate, 1) == 1)
+        jn_loop_post(c->srv->loop, handler_done_on_loop, c);
 }
 
 void jn_http_pending_on_gone(jn_http_pending_t *p, void (*fn)(void *ud), void *ud)
@@ -1145,6 +1153,9 @@ static void dispatch(conn_t *c)
     c->handler_busy = true;
     c->deferred = false;
     c->pending.conn = c;
+    /* A handler on the loop has returned by the time anything can finish it. */
+    bool on_pool = !c->sink && c->route->r.where != JN_HTTP_ON_LOOP;
+    atomic_store(&c->finish_gate, on_pool ? 0 : 1);
     /* Only a hang-up is watched while a handler holds the request. */
     set_watch(c, JN_LOOP_PEER_CLOSED);
     jn_http_response_cleanup(&c->res);
@@ -1692,6 +1703,7 @@ static void on_accept(jn_loop_watch_t *w, unsigned events)
         c->req.internal = c;
         c->head.fields = c->fields;
         atomic_init(&c->pending.gone, false);
+        atomic_init(&c->finish_gate, 0);
         c->next = srv->conns;
         if (srv->conns)
             srv->conns->prev = c;

@@ -28,6 +28,7 @@
 #define UPLOAD_BUFFER_MAX (256 * 1024)
 #define MAX_HEADER_BYTES (64 * 1024)
 #define MAX_REDIRECTS 5
+#define STOP_POLL_MS 100 /* how often a blocking fetch looks at its stop flags */
 #define DEFAULT_WAIT_BUDGET_MS 60000L
 #define BACKOFF_BASE_MS 500.0
 #define BACKOFF_CAP_MS 30000.0
@@ -1221,6 +1222,7 @@ typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool done;
+    bool cancel_posted; /* fetch_cancel is on the loop's queue: f must outlive it */
 } fetch_t;
 
 static void fetch_finish(fetch_t *f, jn_err_t err, const char *why)
@@ -1300,6 +1302,31 @@ static void fetch_start(void *ud)
     jn_provider_start(f->h, f->env_id, f->target, f->call, fetch_head, f, &f->s);
 }
 
+/* On the loop, after fetch_start: abandons the call unless it has ended. */
+static void fetch_cancel(void *ud)
+{
+    fetch_t *f = ud;
+    if (!f->done) {
+        jn_provider_stream_close(f->s);
+        f->s = NULL;
+        jn_provider_response_cleanup(f->out);
+        fetch_finish(f, JN_ERR_TIMEOUT, "stopped: the call was abandoned");
+    }
+    pthread_mutex_lock(&f->lock);
+    f->cancel_posted = false;
+    pthread_cond_signal(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+}
+
+static bool fetch_stopped(const jn_provider_call_t *call)
+{
+    for (int i = 0; i < 2; i++) {
+        if (call->stop[i] && atomic_load(call->stop[i]))
+            return true;
+    }
+    return false;
+}
+
 jn_err_t jn_provider_fetch(jn_provider_http_t *h, long long env_id,
                            const jn_provider_target_t *target, const jn_provider_call_t *call,
                            size_t max_body, jn_provider_response_t *out, char *why, size_t why_len)
@@ -1310,9 +1337,26 @@ jn_err_t jn_provider_fetch(jn_provider_http_t *h, long long env_id,
     pthread_mutex_init(&f.lock, NULL);
     pthread_cond_init(&f.cond, NULL);
     jn_loop_post(h->loop, fetch_start, &f);
+    bool watch = call->stop[0] || call->stop[1], cancelled = false;
     pthread_mutex_lock(&f.lock);
-    while (!f.done)
-        pthread_cond_wait(&f.cond, &f.lock);
+    while (!f.done || f.cancel_posted) {
+        if (!watch) {
+            pthread_cond_wait(&f.cond, &f.lock);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += STOP_POLL_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&f.cond, &f.lock, &until);
+        if (!f.done && !cancelled && fetch_stopped(call)) {
+            cancelled = f.cancel_posted = true;
+            jn_loop_post(h->loop, fetch_cancel, &f);
+        }
+    }
     pthread_mutex_unlock(&f.lock);
     pthread_cond_destroy(&f.cond);
     pthread_mutex_destroy(&f.lock);

@@ -39,6 +39,7 @@
 #define JN_PROVIDER_HTTP_H
 
 #include <json-c/json.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -88,6 +89,9 @@ typedef struct {
                                          other than the provider's) */
     jn_provider_refresh_fn refresh;   /* may be NULL */
     void *refresh_ud;
+    /* jn_provider_fetch only: when either is set (from any thread), the call is abandoned
+     * within moments and the fetch returns JN_ERR_TIMEOUT. Each may be NULL. */
+    const atomic_bool *stop[2];
 } jn_provider_call_t;
 
 typedef struct {

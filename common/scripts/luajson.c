@@ -65,10 +65,17 @@ void jn_luajson_mark_array(lua_State *L, int idx)
 
 /* ---- Lua -> JSON ---- */
 
+/* What json-c holds for one value, about: the object, its slot in an array or its entry
+ * in an object's table, and the allocator's overhead (measured on arrays of numbers and
+ * of small objects). */
+#define TREE_BYTES_PER_VALUE 96
+
 typedef struct {
     lua_State *L;
     const jn_luajson_caps_t *caps;
     size_t bytes;
+    size_t tree, tree_budget; /* the json-c tree's estimated C memory, and the run's room */
+    size_t tree_budget_mb;    /* the run's cap, for messages */
     jn_jpath_t path;
     char *why;
     size_t why_len;
@@ -256,6 +263,13 @@ static jn_err_t enc_table(enc_t *e, int idx, int depth, json_object **out)
 
 static jn_err_t enc_value(enc_t *e, int idx, int depth, json_object **out)
 {
+    /* The tree is C memory the run's cap does not see: it may take only the room left. */
+    e->tree += TREE_BYTES_PER_VALUE;
+    if (e->tree > e->tree_budget)
+        return enc_fail(e, JN_ERR_TOO_LARGE,
+                        "not enough memory to convert it (the limit is %zu MB, about %zu bytes "
+                        "a value)",
+                        e->tree_budget_mb, (size_t)TREE_BYTES_PER_VALUE);
     lua_State *L = e->L;
     *out = NULL;
     switch (lua_type(L, idx)) {
@@ -303,7 +317,13 @@ static jn_err_t enc_value(enc_t *e, int idx, int depth, json_object **out)
 jn_err_t jn_luajson_to_json(lua_State *L, int idx, const jn_luajson_caps_t *caps, json_object **out,
                             char *why, size_t why_len)
 {
-    enc_t e = {.L = L, .caps = caps, .why = why, .why_len = why_len};
+    enc_t e = {.L = L, .caps = caps, .why = why, .why_len = why_len, .tree_budget = SIZE_MAX};
+    const jn_sandbox_t *sb = jn_sandbox_of(L);
+    if (sb) {
+        size_t cap = jn_sandbox_limits(sb)->memory_bytes, used = jn_sandbox_memory(sb);
+        e.tree_budget = used < cap ? cap - used : 0;
+        e.tree_budget_mb = cap >> 20;
+    }
     if (why && why_len)
         why[0] = '\0';
     *out = NULL;
@@ -411,6 +431,42 @@ static bool is_null_text(const char *s, size_t len)
     return len == 4 && memcmp(s, "null", 4) == 0;
 }
 
+/* The C memory a tree decoded from text takes at most, about: its strings' bytes and a
+ * fixed cost per value (values counted by their separators outside strings). */
+static size_t tree_bytes(const char *text, size_t len)
+{
+    size_t values = 1;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ',' || c == ':' || c == '[' || c == '{') {
+            values++;
+        }
+    }
+    return len + values * TREE_BYTES_PER_VALUE;
+}
+
+json_object *jn_luajson_parse(lua_State *L, const char *text, size_t len, jn_sandbox_box_t **held,
+                              jn_field_error_t *e)
+{
+    *held = jn_sandbox_reserve(L, tree_bytes(text, len));
+    json_object *v = NULL;
+    if (jn_json_parse(text, len, false, &v, e) != JN_OK) {
+        jn_sandbox_box_release(*held);
+        *held = NULL;
+        lua_pop(L, 1);
+        return NULL;
+    }
+    return v;
+}
+
 static int l_decode(lua_State *L)
 {
     size_t len;
@@ -424,13 +480,15 @@ static int l_decode(lua_State *L)
         lua_pushlightuserdata(L, (void *)&NULL_SENTINEL);
         return 1;
     }
-    json_object *v = NULL;
     jn_field_error_t e;
-    if (jn_json_parse(text, len, false, &v, &e) != JN_OK)
+    jn_sandbox_box_t *held = NULL;
+    json_object *v = jn_luajson_parse(L, text, len, &held, &e);
+    if (!v)
         return jn_sandbox_error(L, "json.decode: %s%s%s", e.path, e.path[0] ? ": " : "", e.message);
     jn_sandbox_box_t *box = jn_sandbox_box(L, v, put_json);
     push_any(L, v, true);
     jn_sandbox_box_release(box);
+    jn_sandbox_box_release(held);
     return 1;
 }
 

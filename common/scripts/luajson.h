@@ -39,6 +39,8 @@
 #include <stddef.h>
 
 #include "core/err.h"
+#include "core/json_util.h"
+#include "scripts/sandbox.h"
 
 typedef struct {
     size_t max_bytes; /* of the encoded text (estimated while converting) */
@@ -64,6 +66,15 @@ void jn_luajson_push(lua_State *L, json_object *v);
 
 /* Pushes v like jn_luajson_push, except that NULL and JSON null push nil. */
 void jn_luajson_push_value(lua_State *L, json_object *v);
+
+/* Parses text (jn_json_parse) with the tree's C memory counted against the script's
+ * memory cap (jn_sandbox_reserve), so that a few MB of text cannot make a worker hold
+ * hundreds of MB outside the cap: raises "not enough memory" when the tree would not
+ * fit. Pushes the reservation's box and returns the tree (a new reference) with *held
+ * set; release *held once the tree is freed (or leave both to the collector). When the
+ * text is not JSON, returns NULL with e set and pushes nothing. */
+json_object *jn_luajson_parse(lua_State *L, const char *text, size_t len, jn_sandbox_box_t **held,
+                              jn_field_error_t *e);
 
 /* True when the value at idx is json.null. */
 int jn_luajson_is_null(lua_State *L, int idx);

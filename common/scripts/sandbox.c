@@ -39,7 +39,8 @@ struct jn_sandbox {
     char name[JN_SCRIPT_NAME_MAX];
     jn_sandbox_limits_t limits;
     size_t mem, mem_peak, since_check;
-    uint64_t fail_nth; /* torture tests: fail this allocation (counting down) */
+    uint64_t allocated; /* bytes allocated since the hook last ran: charged at 1 per 16 */
+    uint64_t fail_nth;  /* torture tests: fail this allocation (counting down) */
     int fail_burst;
     bool mem_refused, wipe;
     uint64_t used;
@@ -240,6 +241,7 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         sb->mem_peak = sb->mem;
     if (nsize > osize) {
         sb->since_check += nsize - osize;
+        sb->allocated += nsize - osize;
         if (sb->since_check > KICK_BYTES) {
             sb->since_check = 0;
             kick(sb);
@@ -302,8 +304,11 @@ static void hook(lua_State *L, lua_Debug *ar)
     jn_sandbox_t *sb = jn_sandbox_of(L);
     if (!sb->dead) {
         int period = lua_gethookcount(L);
-        sb->used += (uint64_t)period;
+        /* Work done in C is paid for by what it allocates: '..' of two 8 MB strings is
+         * one instruction, but it copies 16 MB. */
+        sb->used += (uint64_t)period + sb->allocated / 16;
         sb->since_check = 0;
+        sb->allocated = 0;
         jn_script_status_t why = JN_SCRIPT_OK;
         if (sb->used > sb->limits.instructions)
             why = JN_SCRIPT_CPU;
@@ -486,6 +491,51 @@ void *jn_sandbox_box_take(jn_sandbox_box_t *box)
     return r;
 }
 
+/* ---- C memory held for the script ---- */
+
+typedef struct {
+    jn_sandbox_t *sb;
+    size_t bytes;
+} reservation_t;
+
+static void reservation_free(void *p)
+{
+    reservation_t *r = p;
+    if (r->sb)
+        r->sb->mem -= r->bytes;
+    free(r);
+}
+
+static bool fits(const jn_sandbox_t *sb, size_t bytes)
+{
+    size_t cap = sb->limits.memory_bytes + (sb->dead ? DEAD_RESERVE : 0);
+    return bytes <= cap && sb->mem <= cap - bytes;
+}
+
+jn_sandbox_box_t *jn_sandbox_reserve(lua_State *L, size_t bytes)
+{
+    jn_sandbox_t *sb = jn_sandbox_of(L);
+    reservation_t *r = calloc(1, sizeof *r);
+    if (!r)
+        abort();
+    r->sb = sb;
+    jn_sandbox_box_t *box = jn_sandbox_box(L, r, reservation_free);
+    if (!sb)
+        return box;
+    if (!fits(sb, bytes))
+        lua_gc(L, LUA_GCCOLLECT); /* as a refused allocation does before giving up */
+    if (!fits(sb, bytes)) {
+        sb->mem_refused = true;
+        jn_sandbox_error(L, "not enough memory (the limit is %zu MB)",
+                         sb->limits.memory_bytes >> 20);
+    }
+    sb->mem += bytes;
+    r->bytes = bytes;
+    if (sb->mem > sb->mem_peak)
+        sb->mem_peak = sb->mem;
+    return box;
+}
+
 /* ---- coroutines ---- */
 
 int jn_sandbox_resume(lua_State *L, lua_State *co, int narg)
@@ -591,6 +641,7 @@ jn_sandbox_t *jn_sandbox_new(const char *name, const jn_sandbox_limits_t *lim)
     }
     /* Building the libraries is not the script's work. */
     sb->used = 0;
+    sb->allocated = 0;
     return sb;
 }
 

@@ -226,4 +226,11 @@ void *jn_sandbox_box_take(jn_sandbox_box_t *box);
  * releases it (for generic-for loops). */
 void *jn_sandbox_box_get(const jn_sandbox_box_t *box);
 
+/* Counts bytes of C memory that a library or host function holds for the script (a JSON
+ * tree decoded in C before it becomes Lua values) against the memory cap, as if Lua had
+ * allocated them: when they do not fit even after a full collection, raises "not enough
+ * memory" like a refused allocation. Pushes a box; releasing it (or its collection)
+ * gives the bytes back. */
+jn_sandbox_box_t *jn_sandbox_reserve(lua_State *L, size_t bytes);
+
 #endif

@@ -120,7 +120,15 @@ int jn_stdlib_print(lua_State *L)
 }
 
 /* What a charged library function costs, from its arguments. */
-enum { COST_SORT, COST_LEN1, COST_RANGE_MOVE, COST_RANGE_UNPACK, COST_RANGE_CONCAT, COST_BYTES };
+enum {
+    COST_SORT,
+    COST_LEN1,
+    COST_RANGE_MOVE,
+    COST_RANGE_UNPACK,
+    COST_RANGE_CONCAT,
+    COST_BYTES,
+    COST_RESULT_BYTES /* charged after the call, by the bytes of the strings it made */
+};
 
 static lua_Integer int_arg(lua_State *L, int i, lua_Integer def)
 {
@@ -173,6 +181,16 @@ static int charged(lua_State *L)
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    if ((int)lua_tointeger(L, lua_upvalueindex(2)) == COST_RESULT_BYTES) {
+        uint64_t made = 0;
+        for (int i = 1; i <= lua_gettop(L); i++) {
+            size_t len = 0;
+            if (lua_type(L, i) == LUA_TSTRING)
+                lua_tolstring(L, i, &len);
+            made += len;
+        }
+        jn_sandbox_charge(L, made / 16);
+    }
     return lua_gettop(L);
 }
 
@@ -344,6 +362,11 @@ void jn_stdlib_open(lua_State *L)
     jn_strmatch_install(L);
     charge_field(L, "byte", COST_BYTES);
     charge_field(L, "len", COST_BYTES);
+    /* The work of these is the string they make (string.rep of 30 MB in a loop would
+     * otherwise run to the deadline on a budget of a few instructions). */
+    const char *makers[] = {"rep", "upper", "lower", "reverse", "sub", "format", "char", "pack"};
+    for (size_t i = 0; i < sizeof makers / sizeof makers[0]; i++)
+        charge_field(L, makers[i], COST_RESULT_BYTES);
     lua_pop(L, 1);
 
     lua_getfield(L, -1, LUA_TABLIBNAME);

@@ -43,6 +43,12 @@ static const char *const scripts[][2] = {
              "    error('kaboom')\n"
              "  end,\n"
              "}\n"},
+    {"hang", "return {\n"
+             "  type = 'action', description = 'waits on a provider that never answers',\n"
+             "  exec = function(ctx, input)\n"
+             "    return ctx:get{ endpoint = '/api/hang', retries = 10, raise = false }.status\n"
+             "  end,\n"
+             "}\n"},
     {"spin", "return {\n"
              "  type = 'action', description = 'never ends',\n"
              "  exec = function(ctx, input)\n"
@@ -752,6 +758,59 @@ static void test_draining_worker_gives_the_job_back(void **state)
            200);
 }
 
+static bool provider_call_hangs(void *ud)
+{
+    (void)ud;
+    json_object *stats = NULL;
+    if (jn_test_fake_call(&fake, "GET", "/_admin/stats", NULL, &stats) != 200)
+        fail_msg("cannot read the fake's stats");
+    long open = strtol(jn_test_json_str(stats, "hangs_open"), NULL, 10);
+    json_object_put(stats);
+    return open > 0;
+}
+
+/* SIGTERM while the script waits on a provider that never answers (with retries, for
+ * many minutes): past its drain time the worker abandons the call, gives the job back
+ * and exits, instead of waiting for the provider. */
+static void test_draining_worker_abandons_a_hanging_call(void **state)
+{
+    (void)state;
+    api_ok("PATCH", "/junction/environment",
+           "{\"script_limits\":{\"action\":{\"timeout_seconds\":600,\"memory_mb\":32}}}", 200);
+    const char *async[] = {"X-Async: true", NULL};
+    answer_t a = trigger("{\"action_name\":\"hang\"}", async);
+    expect(&a, 202, NULL, "hang");
+    job_arg_t j = {jn_test_json_str(a.body, "id")};
+    assert_true(jn_test_wait_until(job_running, &j, 30000));
+    assert_true(jn_test_wait_until(provider_call_hangs, NULL, 30000));
+    long t0 = jn_test_now_ms();
+    jn_test_signal(&worker, SIGTERM);
+    bool exited = jn_test_process_wait(&worker, 20000);
+    long took = jn_test_now_ms() - t0;
+    if (!exited) {
+        jn_test_process_kill(&worker);
+        fail_msg("the draining worker still waited on the provider after %ld ms", took);
+    }
+    assert_int_equal(worker.exit_status, 0);
+    if (took > 5500) /* JUNCTION_WORKER_DRAIN_SECONDS=2 */
+        fail_msg("the draining worker took %ld ms to stop", took);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT state FROM jobs WHERE id = '%s'", j.id);
+    char *row = jn_test_sql_value(gw.db_url, sql);
+    assert_string_equal(row, "queued");
+    free(row);
+    /* Nobody should wait on it again: cancel it before a worker comes back. */
+    snprintf(sql, sizeof sql, "UPDATE jobs SET state = 'cancelled' WHERE id = '%s' RETURNING state",
+             j.id);
+    free(jn_test_sql_value(gw.db_url, sql));
+    json_object_put(a.body);
+    start_worker(&worker, worker_admin, "actions_worker_after_hang");
+    api_ok("PATCH", "/junction/environment",
+           "{\"script_limits\":{\"action\":{\"timeout_seconds\":20,\"instructions\":200000000,"
+           "\"memory_mb\":32}}}",
+           200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -765,6 +824,7 @@ int main(void)
         cmocka_unit_test(test_sync_call_nobody_runs_times_out),
         cmocka_unit_test(test_killed_worker_hands_the_action_over),
         cmocka_unit_test(test_draining_worker_gives_the_job_back),
+        cmocka_unit_test(test_draining_worker_abandons_a_hanging_call),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

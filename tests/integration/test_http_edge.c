@@ -14,7 +14,11 @@
  *  - three thousand half-sent-then-closed connections leave no socket in CLOSE_WAIT and
  *    /livez answers throughout; 960 query arguments get a prompt 400 (finding 9);
  *  - the protocol's own errors (400, 413, 414, 431, 501, 505) and the request smuggling
- *    shapes are answered with the JSON envelope, and the connection is closed.
+ *    shapes are answered with the JSON envelope, and the connection is closed;
+ *  - routes that hand their work to the pool for long requests and answer at once (an
+ *    anonymous connect-flow call, a bad deployment) cannot crash the gateway: their
+ *    deferred answer used to be sent, and the connection reused or freed, while the
+ *    handler that deferred was still returning.
  *
  * One gateway with small limits set through its variables serves every test.
  */
@@ -824,6 +828,56 @@ static void test_idle_connection_is_closed(void **state)
     assert_true(took >= IDLE_TIMEOUT_MS - 200);
 }
 
+typedef struct {
+    const char *request;
+    int sent, answered;
+} hammer_t;
+
+/* Sends h->request again and again on one kept-alive connection while it is answered. */
+static void *hammer(void *ud)
+{
+    hammer_t *h = ud;
+    int fd = jn_test_connect(NULL, api_port);
+    for (int i = 0; fd >= 0 && i < 6000; i++) {
+        h->sent++;
+        jn_test_response_t r;
+        if (!jn_test_send(fd, h->request, strlen(h->request)) ||
+            jn_test_read_response(fd, 5000, &r) != 401) {
+            if (fd >= 0)
+                jn_test_response_cleanup(&r);
+            break;
+        }
+        jn_test_response_cleanup(&r);
+        h->answered++;
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+/* An anonymous connect-flow call is answered at once by the pool for long requests; two
+ * clients sending them back to back on kept-alive connections used to crash the gateway
+ * within a few thousand calls (a use after free of the connection). */
+static void test_quick_answers_of_offloaded_routes(void **state)
+{
+    (void)state;
+    static const char request[] = "POST /api-auth/api-key/x HTTP/1.1\r\nHost: t\r\n"
+                                  "Content-Length: 0\r\n\r\n";
+    hammer_t h[2] = {{request, 0, 0}, {request, 0, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, hammer, &h[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    printf("offloaded quick answers: %d and %d of %d and %d\n", h[0].answered, h[1].answered,
+           h[0].sent, h[1].sent);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(h[i].answered, 6000);
+    char url[128];
+    snprintf(url, sizeof url, "%s/livez", gw.admin_url);
+    assert_int_equal(jn_test_http("GET", url, NULL, NULL, 0, NULL), 200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -838,6 +892,7 @@ int main(void)
         cmocka_unit_test(test_slowloris),
         cmocka_unit_test(test_a_byte_a_second_does_not_outlive_the_head_deadline),
         cmocka_unit_test(test_idle_connection_is_closed),
+        cmocka_unit_test(test_quick_answers_of_offloaded_routes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

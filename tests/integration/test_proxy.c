@@ -163,6 +163,24 @@ static void test_egress_is_refused_until_allowed(void **state)
                      "{\"egress_allowlist\":\"127.0.0.1/99\"}", &resp),
          400, resp, "bad allow-list");
     json_object_put(resp);
+    /* Cloud metadata is never admitted, however wide the list; nothing is stored. */
+    const char *metadata[] = {"169.254.169.254", "169.254.0.0/16", "0.0.0.0/0", "::/0",
+                              "10.0.0.0/8, 100.64.0.0/10"};
+    for (size_t i = 0; i < sizeof metadata / sizeof metadata[0]; i++) {
+        char patch[128];
+        snprintf(patch, sizeof patch, "{\"egress_allowlist\":\"%s\"}", metadata[i]);
+        must(jn_test_api(&gw, "PATCH", "/junction/environment", gw.dev_key, patch, &resp), 400,
+             resp, metadata[i]);
+        assert_non_null(strstr(json_object_to_json_string(resp), "metadata"));
+        json_object_put(resp);
+    }
+    must(jn_test_api(&gw, "GET", "/junction/environment", gw.dev_key, NULL, &resp), 200, resp,
+         "environment");
+    json_object *data = NULL, *list = NULL;
+    assert_true(json_object_object_get_ex(resp, "data", &data));
+    assert_true(json_object_object_get_ex(data, "egress_allowlist", &list));
+    assert_string_equal(json_object_get_string(list), "127.0.0.0/8");
+    json_object_put(resp);
     st = proxy_call(gw.dev_key, "GET", "/api/me", NULL, NULL, &body);
     if (st != 200)
         fail_msg("allowed proxy call: %ld %s", st, body);

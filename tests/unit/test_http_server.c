@@ -2,8 +2,10 @@
  * Unit tests for common/net/http_server.c in process, for the timeouts the gateway does
  * not let a test shorten: a body that stops arriving gets 408 after the stall timeout
  * (the body pace), and a client that stops reading its answer loses the connection after
- * the same timeout. The server runs on its own loop and pool with a 300 ms stall timeout;
- * the client is a raw socket.
+ * the same timeout. Also a pool handler whose deferred answer is finished (by another
+ * thread) before the handler itself returns: the answer goes out once, and the request
+ * that follows on the connection is not answered in its stead. The server runs on its
+ * own loop and pool with a 300 ms stall timeout; the client is a raw socket.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/metrics.h"
@@ -45,6 +48,31 @@ static void big(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
     free(text);
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Defers, has its answer sent at once (as a thread that finished the work would), and
+ * only then returns: the connection may carry the next request by the time it does. */
+static void finished_early(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    (void)ud;
+    jn_http_pending_t *p = jn_http_defer(req);
+    jn_http_respond_text(res, 200, "text/plain", "early");
+    jn_http_pending_finish(p);
+    sleep_ms(200);
+}
+
+static void slow(const jn_http_request_t *req, jn_http_response_t *res, void *ud)
+{
+    (void)req;
+    (void)ud;
+    sleep_ms(600);
+    jn_http_respond_text(res, 200, "text/plain", "slow");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -56,6 +84,8 @@ static int setup(void **state)
     srv = jn_http_server_new(&opts);
     jn_http_route(srv, "POST", "/upload", upload, NULL);
     jn_http_route(srv, "GET", "/big", big, NULL);
+    jn_http_route(srv, "GET", "/early", finished_early, NULL);
+    jn_http_route(srv, "GET", "/slow", slow, NULL);
     assert_int_equal(jn_http_server_start(srv), JN_OK);
     port = jn_http_server_port(srv);
     return 0;
@@ -137,11 +167,54 @@ static void test_an_unread_answer_is_given_up(void **state)
     close(fd);
 }
 
+/* A deferred answer finished before its pool handler returned: the next request on the
+ * connection gets its own answer, not a second send of the connection's state by the
+ * handler that returned late; and a client that leaves at once costs nothing (under
+ * ASan: no read of the freed connection). */
+static void test_an_answer_finished_before_its_handler_returned(void **state)
+{
+    (void)state;
+    static const char early[] = "GET /early HTTP/1.1\r\nHost: t\r\n\r\n";
+    static const char slow_req[] = "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n";
+    for (int round = 0; round < 3; round++) {
+        int fd = jn_test_connect(NULL, port);
+        assert_true(fd >= 0);
+        assert_true(jn_test_send(fd, early, sizeof early - 1));
+        jn_test_response_t r;
+        assert_int_equal(jn_test_read_response(fd, 5000, &r), 200);
+        assert_string_equal(r.body, "early");
+        jn_test_response_cleanup(&r);
+        /* The early handler is still running: this request must wait for its own. */
+        assert_true(jn_test_send(fd, slow_req, sizeof slow_req - 1));
+        assert_int_equal(jn_test_read_response(fd, 5000, &r), 200);
+        assert_string_equal(r.body, "slow");
+        jn_test_response_cleanup(&r);
+        close(fd);
+    }
+    for (int round = 0; round < 3; round++) {
+        int fd = jn_test_connect(NULL, port);
+        assert_true(fd >= 0);
+        assert_true(jn_test_send(fd, early, sizeof early - 1));
+        jn_test_response_t r;
+        assert_int_equal(jn_test_read_response(fd, 5000, &r), 200);
+        jn_test_response_cleanup(&r);
+        close(fd); /* the connection goes while its handler still runs */
+    }
+    sleep_ms(400); /* the handlers return to a closed connection */
+    int fd = jn_test_connect(NULL, port);
+    assert_true(jn_test_send(fd, slow_req, sizeof slow_req - 1));
+    jn_test_response_t r;
+    assert_int_equal(jn_test_read_response(fd, 5000, &r), 200);
+    jn_test_response_cleanup(&r);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_stalled_body_gets_408),
         cmocka_unit_test(test_an_unread_answer_is_given_up),
+        cmocka_unit_test(test_an_answer_finished_before_its_handler_returned),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

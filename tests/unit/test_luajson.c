@@ -98,6 +98,28 @@ static void test_encode_errors_name_the_place(void **state)
               "mixes string and integer keys");
 }
 
+static void test_decode_counts_its_c_memory(void **state)
+{
+    (void)state;
+    /* 2 MB of text, a million values: ~75 MB of json-c tree before the Lua values are
+     * made. Counted against the 64 MB cap, it is refused before it is built. */
+    lua_fails("local s = '[' .. string.rep('0,', 1000000) .. '0]' return #json.decode(s)",
+              "not enough memory");
+    /* A refusal can be caught, and what it reserved is given back. */
+    lua_expect("local s = '[' .. string.rep('0,', 1000000) .. '0]'\n"
+               "for i = 1, 5 do assert(not pcall(json.decode, s)) end\n"
+               "return tostring(#json.decode('[' .. string.rep('0,', 10000) .. '0]'))",
+               "10001");
+    /* Encoding builds the same tree from Lua values: it may take only the room left. */
+    lua_fails("local t = {} for i = 1, 1000000 do t[i] = 0 end return #json.encode(t)",
+              "not enough memory to convert it");
+    lua_expect("local t = {} for i = 1, 10000 do t[i] = 0 end return tostring(#json.encode(t))",
+               "20001");
+    /* Commas inside strings are not values. */
+    lua_expect("return tostring(#json.decode('\"' .. string.rep('a,', 4000000) .. '\"'))",
+               "8000000");
+}
+
 static void test_decode(void **state)
 {
     (void)state;
@@ -185,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_encode_tables),
         cmocka_unit_test(test_encode_errors_name_the_place),
         cmocka_unit_test(test_decode),
+        cmocka_unit_test(test_decode_counts_its_c_memory),
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_caps_from_c),
     };

@@ -435,6 +435,26 @@ static void test_library_work_is_charged(void **state)
            JN_SCRIPT_CPU, "t:3: cpu limit", NULL);
     expect("local s = string.rep('é', 1 << 20)\nwhile true do utf8.len(s) end", JN_SCRIPT_CPU,
            "t:2: cpu limit", NULL);
+    /* Functions that make strings are charged by what they make: a loop of them runs
+     * into the instruction budget, not on to the deadline. */
+    const char *makers[] = {
+        "while true do local t = string.rep('x', 4e6) end",
+        "local s = string.rep('x', 4e6)\nwhile true do local t = s:upper() end",
+        "local s = string.rep('x', 4e6)\nwhile true do local t = s:reverse() end",
+        "local s = string.rep('x', 4e6)\nwhile true do local t = s:sub(2) end",
+        "local s = string.rep('x', 4e6)\nwhile true do local t = string.format('%s', s) end",
+    };
+    for (size_t i = 0; i < sizeof makers / sizeof makers[0]; i++)
+        expect(makers[i], JN_SCRIPT_CPU, "t:", "cpu limit");
+    /* So does what the VM copies: '..' of two 4 MB strings is one instruction. */
+    expect("local s = string.rep('x', 4e6)\nwhile true do local t = s .. s end", JN_SCRIPT_CPU,
+           "t:", "cpu limit");
+    expect("local s = string.rep('x', 4e6)\nwhile true do local t = s .. 1 end", JN_SCRIPT_CPU,
+           "t:", "cpu limit");
+    /* Small results cost next to nothing. */
+    expect("local s = string.rep('x', 4e6) local n = 0\n"
+           "for i = 1, 100000 do n = n + #s:sub(i, i) end return n",
+           JN_SCRIPT_OK, "100000", NULL);
     assert_true(mono_ms() - t0 < 5000);
 }
 

@@ -189,6 +189,23 @@ static jn_err_t fake_http(void *ud, const jn_script_http_request_t *req,
         json_object *o = json_object_new_object();
         json_object_object_add(o, "message", json_object_new_string("nope"));
         respond(res, atoi(ep + 8), o, NULL);
+    } else if (strcmp(ep, "/numbers") == 0) {
+        /* A hostile provider: 2 MB of "[0,0,...]", a million values. */
+        size_t n = 1000000, len = 2 * n + 1;
+        char *text = malloc(len + 1);
+        assert_non_null(text);
+        text[0] = '[';
+        for (size_t i = 0; i < n; i++) {
+            text[1 + 2 * i] = '0';
+            text[2 + 2 * i] = i + 1 < n ? ',' : ']';
+        }
+        text[len] = '\0';
+        res->status = 200;
+        res->headers = json_object_new_object();
+        json_object_object_add(res->headers, "content-type",
+                               json_object_new_string("application/json"));
+        res->body = text;
+        res->body_len = len;
     } else if (strcmp(ep, "/text") == 0) {
         res->status = 200;
         res->headers = json_object_new_object();
@@ -1300,10 +1317,43 @@ static void test_host_calls_at_the_memory_cap(void **state)
     fake_cleanup(&f);
 }
 
+static void test_decoded_answers_count_against_the_memory_cap(void **state)
+{
+    (void)state;
+    /* The tree json-c builds for 2 MB of numbers takes ~75 MB of C memory before any
+     * Lua value exists: it counts against the run's 64 MB cap, so the answer is refused
+     * instead of the worker holding it outside the cap. A small answer still decodes. */
+    fake_t f;
+    fake_init(&f);
+    jn_script_outcome_t out;
+    jn_script_status_t st = action(&f,
+                                   ACTION_HEAD "exec = function(ctx)\n"
+                                               "  return #ctx:get{ endpoint = '/numbers' }.data\n"
+                                               "end }",
+                                   NULL, &out);
+    if (st != JN_SCRIPT_MEMORY)
+        fail_msg("%s: %s", jn_script_status_str(st), out.error.message);
+    jn_script_outcome_cleanup(&out);
+    st = action(&f,
+                ACTION_HEAD "exec = function(ctx)\n"
+                            "  local ok = pcall(ctx.get, ctx, { endpoint = '/numbers' })\n"
+                            "  return { ok = ok, echo = ctx:post{ endpoint = '/api/echo', "
+                            "data = { a = 1 } }.data.method }\n"
+                            "end }",
+                NULL, &out);
+    if (st != JN_SCRIPT_OK)
+        fail_msg("%s: %s", jn_script_status_str(st), out.error.message);
+    assert_string_equal(json_object_to_json_string_ext(out.output, JSON_C_TO_STRING_PLAIN),
+                        "{\"echo\":\"POST\",\"ok\":false}");
+    jn_script_outcome_cleanup(&out);
+    fake_cleanup(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_example_action),
+        cmocka_unit_test(test_decoded_answers_count_against_the_memory_cap),
         cmocka_unit_test(test_example_full_sync),
         cmocka_unit_test(test_example_incremental_and_webhook),
         cmocka_unit_test(test_example_github_link_pagination),
