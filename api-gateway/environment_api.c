@@ -62,7 +62,7 @@ static const char *const metadata_addresses[] = {
 static const char *admitted_metadata(const jn_egress_policy_t *policy)
 {
     for (const char *const *a = metadata_addresses; *a; a++) {
-        if (jn_egress_allowed_text(policy, *a, NULL, 0))
+        if (jn_egress_policy_lists(policy, *a))
             return *a;
     }
     return NULL;
@@ -104,6 +104,11 @@ static bool read_settings(json_object *body, const char **allowlist, const char 
     if (metadata) {
         jn_field_error(&e, "egress_allowlist",
                        "admits %s, a cloud metadata service; no provider lives there", metadata);
+        jn_api_invalid(res, "invalid_body", &e);
+        return false;
+    }
+    if (*allowlist && jn_egress_within_ceiling(*allowlist, why, sizeof why) != JN_OK) {
+        jn_field_error(&e, "egress_allowlist", "%s", why);
         jn_api_invalid(res, "invalid_body", &e);
         return false;
     }

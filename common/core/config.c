@@ -292,6 +292,9 @@ jn_err_t jn_config_load(jn_config_t *cfg, jn_program_t program, jn_config_getenv
             return err;
         cfg->port = (uint16_t)n;
     }
+    if ((err = read_string(&r, "JUNCTION_EGRESS_ADMISSIBLE", "", cfg->egress_admissible,
+                           sizeof cfg->egress_admissible)))
+        return err;
     if ((err = read_string(&r, "JUNCTION_BIND_ADDRESS", "0.0.0.0", cfg->bind_address,
                            sizeof cfg->bind_address)))
         return err;

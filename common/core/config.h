@@ -32,6 +32,9 @@ typedef struct {
     uint16_t port;                    /* the program's HTTP port: JUNCTION_PORT (gateway, 3003),
                                          JUNCTION_SCHEDULER_PORT (3004), JUNCTION_WORKER_PORT (3005) */
     char bind_address[64];            /* JUNCTION_BIND_ADDRESS, default 0.0.0.0 */
+    char egress_admissible[1024];     /* JUNCTION_EGRESS_ADMISSIBLE: internal CIDRs an
+                                         environment's egress allow-list may open; default
+                                         "" (none). Checked by the engine. */
     jn_log_level_t log_level;         /* JUNCTION_LOG_LEVEL, default info */
     int pg_pool_size;                 /* JUNCTION_PG_POOL_SIZE, default 8, 1..200 */
     int pg_connect_timeout_s;         /* JUNCTION_PG_CONNECT_TIMEOUT_S, default 5, 2..60 */

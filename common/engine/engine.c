@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include "core/log.h"
+#include "providers/egress.h"
 #include "store/environments.h"
 #include "store/migrate.h"
 
@@ -108,6 +109,11 @@ void jn_engine_start(jn_engine_t *e, const char *name, jn_program_t program)
     jn_log_info("engine", "starting junction-%s %s (instance %s)", name, JUNCTION_VERSION,
                 e->config.instance_id);
     raise_descriptor_limit();
+    char why[256];
+    if (jn_egress_set_ceiling(e->config.egress_admissible, why, sizeof why) != JN_OK) {
+        jn_log_error("engine", "JUNCTION_EGRESS_ADMISSIBLE: %s", why);
+        exit(1);
+    }
 
     apply_migrations(e);
     jn_pg_options_t pg_opts;

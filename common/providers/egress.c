@@ -187,6 +187,15 @@ static bool admitted(const jn_egress_policy_t *p, int family, const uint8_t *b)
     return false;
 }
 
+/* The operator's ceiling; ceiling_set false: none given yet (allow-lists not narrowed). */
+static jn_egress_policy_t *ceiling;
+static bool ceiling_set;
+
+static bool within_ceiling(int family, const uint8_t *b)
+{
+    return !ceiling_set || admitted(ceiling, family, b);
+}
+
 static bool decide(const jn_egress_policy_t *p, const addr_t *a, char *why, size_t why_len)
 {
     char text[INET6_ADDRSTRLEN], text4[INET_ADDRSTRLEN];
@@ -196,12 +205,13 @@ static bool decide(const jn_egress_policy_t *p, const addr_t *a, char *why, size
 
     if (a->family == AF_INET) {
         memcpy(v4, a->b, 4);
-        if (admitted(p, AF_INET, v4))
+        if (admitted(p, AF_INET, v4) && within_ceiling(AF_INET, v4))
             goto allowed;
         what = classify4(v4);
     } else {
         embed = embedded_v4(a->b, v4);
-        if (admitted(p, AF_INET6, a->b) || (embed != EMBED_NONE && admitted(p, AF_INET, v4)))
+        if ((admitted(p, AF_INET6, a->b) && within_ceiling(AF_INET6, a->b)) ||
+            (embed != EMBED_NONE && admitted(p, AF_INET, v4) && within_ceiling(AF_INET, v4)))
             goto allowed;
         what = embed != EMBED_NONE ? classify4(v4) : classify6(a->b);
     }
@@ -284,6 +294,18 @@ bool jn_egress_allowed_text(const jn_egress_policy_t *p, const char *ip, char *w
         return false;
     }
     return decide(p, &a, why, why_len);
+}
+
+bool jn_egress_policy_lists(const jn_egress_policy_t *p, const char *ip)
+{
+    addr_t a;
+    if (!ip || !parse_addr(ip, strlen(ip), &a))
+        return false;
+    if (a.family == AF_INET)
+        return admitted(p, AF_INET, a.b);
+    uint8_t v4[4];
+    return admitted(p, AF_INET6, a.b) ||
+           (embedded_v4(a.b, v4) != EMBED_NONE && admitted(p, AF_INET, v4));
 }
 
 /* Parses one allowlist entry "addr[/prefix]" of n bytes (already trimmed). */
@@ -394,6 +416,53 @@ void jn_egress_policy_free(jn_egress_policy_t *p)
         return;
     free(p->entries);
     free(p);
+}
+
+/* ---- the operator's ceiling ---- */
+
+jn_err_t jn_egress_set_ceiling(const char *admissible, char *why, size_t why_len)
+{
+    jn_egress_policy_t *p = NULL;
+    jn_err_t err = jn_egress_policy_new(admissible, &p, why, why_len);
+    if (err)
+        return err;
+    /* Set before any request thread exists; a second call (tests) replaces it. */
+    jn_egress_policy_free(ceiling);
+    ceiling = p;
+    ceiling_set = true;
+    return JN_OK;
+}
+
+jn_err_t jn_egress_within_ceiling(const char *allowlist, char *why, size_t why_len)
+{
+    jn_egress_policy_t *p = NULL;
+    jn_err_t err = jn_egress_policy_new(allowlist, &p, why, why_len);
+    if (err || !ceiling_set) {
+        jn_egress_policy_free(p);
+        return err;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        const cidr_t *e = &p->entries[i];
+        bool inside = false;
+        for (size_t j = 0; j < ceiling->n && !inside; j++) {
+            const cidr_t *c = &ceiling->entries[j];
+            inside = c->net.family == e->net.family && e->prefix >= c->prefix &&
+                     prefix_equal(e->net.b, c->net.b, c->prefix);
+        }
+        if (!inside) {
+            char text[INET6_ADDRSTRLEN];
+            if (!inet_ntop(e->net.family, e->net.b, text, sizeof text))
+                snprintf(text, sizeof text, "?");
+            say(why, why_len,
+                "entry %zu (%s/%u) is outside JUNCTION_EGRESS_ADMISSIBLE, the internal ranges "
+                "an environment may open here",
+                i + 1, text, e->prefix);
+            jn_egress_policy_free(p);
+            return JN_ERR_INVALID;
+        }
+    }
+    jn_egress_policy_free(p);
+    return JN_OK;
 }
 
 /* ---- shared policies ---- */

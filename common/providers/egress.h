@@ -20,6 +20,9 @@
  *         6to4 2002::/16 and Teredo 2001::/32 (its client address)
  *   any address family other than AF_INET and AF_INET6
  *
+ * An environment's allowlist is itself bounded by the operator's ceiling
+ * (jn_egress_set_ceiling).
+ *
  * The allowlist is matched against the normalized address: an embedded IPv4 address
  * against the IPv4 entries (so "127.0.0.0/8" admits ::ffff:127.0.0.1), the IPv6 address
  * itself against the IPv6 entries. A policy is immutable once built, so any number of
@@ -58,6 +61,22 @@ void jn_egress_policy_free(jn_egress_policy_t *p);
  * the same way. Thread-safe. */
 const jn_egress_policy_t *jn_egress_policy_shared(const char *allowlist);
 
+/* The operator's ceiling (JUNCTION_EGRESS_ADMISSIBLE): the internal ranges an environment's
+ * allow-list may open at all. An internal address passes only when both the environment's
+ * list and the ceiling admit it, so a tenant cannot open the network Junction runs in
+ * beyond what the operator allows (its own admin ports, a database, other services).
+ * admissible is a list in the allow-list syntax; NULL or "" lets environments open
+ * nothing internal. Set once at start-up by the engine, before any request; until then
+ * (unit tests of policies) allow-lists are not narrowed. JN_ERR_INVALID with why for a
+ * list that does not parse (the ceiling is then unchanged). */
+jn_err_t jn_egress_set_ceiling(const char *admissible, char *why, size_t why_len);
+
+/* Checks that every entry of allowlist lies inside the ceiling (entries of one family
+ * inside an entry of the same family). JN_ERR_INVALID with why naming the first entry
+ * that does not, or when allowlist does not parse. JN_OK for NULL or "", and for any list
+ * while no ceiling was set. */
+jn_err_t jn_egress_within_ceiling(const char *allowlist, char *why, size_t why_len);
+
 /* Decides for one socket address (a struct sockaddr_in or sockaddr_in6 of len bytes).
  * Returns true when it may be connected to (why is then set to ""); when refused, writes
  * a reason into why, such as "127.0.0.1 is a loopback address" or "::ffff:10.0.0.1
@@ -70,6 +89,11 @@ bool jn_egress_allowed(const jn_egress_policy_t *p, const struct sockaddr *addr,
  * inet_pton reads it: for tests and for explaining a refusal in logs. Anything that is not
  * an IPv4 or IPv6 literal is refused. */
 bool jn_egress_allowed_text(const jn_egress_policy_t *p, const char *ip, char *why, size_t why_len);
+
+/* Whether p's own entries include the address literal ip (an embedded IPv4 address also
+ * against the IPv4 entries), whatever the address is and whatever the ceiling says: for
+ * refusing lists that name an address no environment may ever reach. */
+bool jn_egress_policy_lists(const jn_egress_policy_t *p, const char *ip);
 
 /* The policy applied to one libcurl transfer: checked when a socket is opened and again
  * when a pooled connection is reused (so a connection opened for another environment's

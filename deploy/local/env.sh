@@ -25,6 +25,9 @@ export JUNCTION_DATABASE_URL="${JUNCTION_DATABASE_URL:-postgresql://junction:jun
 export JUNCTION_KAFKA_BROKERS="${JUNCTION_KAFKA_BROKERS:-127.0.0.1:$JUNCTION_KAFKA_PORT}"
 # The local stack is for this machine only: every listener on loopback.
 export JUNCTION_BIND_ADDRESS="${JUNCTION_BIND_ADDRESS:-127.0.0.1}"
+# The demo and the tests' fake providers live on loopback: let environments open it (and
+# nothing else internal).
+export JUNCTION_EGRESS_ADMISSIBLE="${JUNCTION_EGRESS_ADMISSIBLE-127.0.0.0/8,::1/128}"
 
 # Secret files: write to a temp file, then move into place without clobbering,
 # so two concurrent first runs agree on one value.
@@ -74,7 +77,7 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   for _jl_name in JUNCTION_DATABASE_URL JUNCTION_KAFKA_BROKERS JUNCTION_ENCRYPTION_KEY \
     JUNCTION_SECRET_KEY_DEV JUNCTION_SECRET_KEY_PROD JUNCTION_PG_PORT JUNCTION_KAFKA_PORT \
     JUNCTION_KAFKA_CONTROLLER_PORT JUNCTION_PORT JUNCTION_ADMIN_PORT JUNCTION_SCHEDULER_PORT \
-    JUNCTION_WORKER_PORT JUNCTION_BIND_ADDRESS; do
+    JUNCTION_WORKER_PORT JUNCTION_BIND_ADDRESS JUNCTION_EGRESS_ADMISSIBLE; do
     printf 'export %s=%q\n' "$_jl_name" "${!_jl_name}"
   done
   unset _jl_name

@@ -75,7 +75,8 @@ static int setup(void **state)
     jn_test_spawn(&fake, argv, NULL, "proxy_fake_provider");
     assert_true(jn_test_wait_until(fake_listening, NULL, 10000));
     fake_admin("/_admin/api_keys", "{\"key\":\"k-123\"}");
-    jn_test_gateway_start(&gw, GATEWAY_BIN, NULL);
+    static const char *const env[] = {"JUNCTION_EGRESS_ADMISSIBLE=127.0.0.0/8,::1/128", NULL};
+    jn_test_gateway_start(&gw, GATEWAY_BIN, env);
 
     char def[2048];
     snprintf(
@@ -172,6 +173,17 @@ static void test_egress_is_refused_until_allowed(void **state)
         must(jn_test_api(&gw, "PATCH", "/junction/environment", gw.dev_key, patch, &resp), 400,
              resp, metadata[i]);
         assert_non_null(strstr(json_object_to_json_string(resp), "metadata"));
+        json_object_put(resp);
+    }
+    /* Nor anything internal the operator does not admit (this gateway: loopback only). */
+    const char *outside[] = {"10.0.0.0/8", "127.0.0.1, 192.168.0.0/16", "fc00::/8"};
+    for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+        char patch[128];
+        snprintf(patch, sizeof patch, "{\"egress_allowlist\":\"%s\"}", outside[i]);
+        must(jn_test_api(&gw, "PATCH", "/junction/environment", gw.dev_key, patch, &resp), 400,
+             resp, outside[i]);
+        if (!strstr(json_object_to_json_string(resp), "JUNCTION_EGRESS_ADMISSIBLE"))
+            fail_msg("%s: %s", outside[i], json_object_to_json_string(resp));
         json_object_put(resp);
     }
     must(jn_test_api(&gw, "GET", "/junction/environment", gw.dev_key, NULL, &resp), 200, resp,

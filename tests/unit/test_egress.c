@@ -169,6 +169,56 @@ static void test_allowlist(void **state)
     jn_egress_policy_free(p);
 }
 
+/* The operator's ceiling bounds what an environment's list opens, at run time and when a
+ * list is checked; the last test (it sets process-wide state). */
+static void test_ceiling(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    assert_int_equal(jn_egress_set_ceiling("127.0.0.0/8, ::1/128, 10.1.0.0/16", why, sizeof why),
+                     JN_OK);
+    jn_egress_policy_t *p = NULL;
+    assert_int_equal(jn_egress_policy_new("0.0.0.0/0, ::/0", &p, why, sizeof why), JN_OK);
+    static const case_t cases[] = {
+        {"127.0.0.1", NULL},
+        {"::ffff:127.0.0.1", NULL},
+        {"::1", NULL},
+        {"10.1.2.3", NULL},
+        {"10.2.0.1", "a private address"},
+        {"::ffff:10.2.0.1", "a private address"},
+        {"169.254.169.254", "cloud metadata"},
+        {"192.168.1.1", "a private address"},
+        {"fd00::1", "a unique-local address"},
+        {"93.184.216.34", NULL}, /* public addresses never needed a list */
+    };
+    check_cases(p, cases, sizeof cases / sizeof cases[0]);
+    jn_egress_policy_free(p);
+
+    assert_int_equal(jn_egress_within_ceiling("127.0.0.1/32, 10.1.5.0/24, ::1", why, sizeof why),
+                     JN_OK);
+    assert_int_equal(jn_egress_within_ceiling("", why, sizeof why), JN_OK);
+    assert_int_equal(jn_egress_within_ceiling("127.0.0.1, 10.0.0.0/8", why, sizeof why),
+                     JN_ERR_INVALID);
+    assert_non_null(strstr(why, "entry 2 (10.0.0.0/8)"));
+    assert_non_null(strstr(why, "JUNCTION_EGRESS_ADMISSIBLE"));
+    assert_int_equal(jn_egress_within_ceiling("::ffff:127.0.0.1/128", why, sizeof why),
+                     JN_ERR_INVALID); /* one family inside the same family only */
+    assert_int_equal(jn_egress_within_ceiling("127.0.0.1/99", why, sizeof why), JN_ERR_INVALID);
+
+    /* A bad ceiling is refused and leaves the one in force. */
+    assert_int_equal(jn_egress_set_ceiling("10.0.0.1/8", why, sizeof why), JN_ERR_INVALID);
+    assert_int_equal(jn_egress_within_ceiling("10.1.0.0/16", why, sizeof why), JN_OK);
+
+    /* An empty ceiling lets no environment open anything internal. */
+    assert_int_equal(jn_egress_set_ceiling("", why, sizeof why), JN_OK);
+    assert_int_equal(jn_egress_policy_new("127.0.0.0/8", &p, why, sizeof why), JN_OK);
+    assert_false(jn_egress_allowed_text(p, "127.0.0.1", why, sizeof why));
+    assert_non_null(strstr(why, "loopback"));
+    assert_true(jn_egress_allowed_text(p, "93.184.216.34", NULL, 0));
+    jn_egress_policy_free(p);
+    assert_int_equal(jn_egress_within_ceiling("127.0.0.1", why, sizeof why), JN_ERR_INVALID);
+}
+
 static void test_bad_allowlist(void **state)
 {
     (void)state;
@@ -293,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_bad_allowlist),
         cmocka_unit_test(test_sockaddr),
         cmocka_unit_test(test_resolved_spellings),
+        cmocka_unit_test(test_ceiling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
