@@ -166,6 +166,20 @@ static size_t read_all(jn_test_stream_t *s, int timeout_ms)
     return jn_test_stream_check(s);
 }
 
+/* The duplicates the topic holds now: earlier tests' (a relay killed between Kafka's
+ * acknowledgement and its delete leaves some) are in every later stream, which reads the
+ * topic from its beginning; a test counts only those it adds. */
+static size_t duplicates_so_far(void)
+{
+    jn_test_stream_t s;
+    jn_test_stream_open(&s, fx.gw.db);
+    jn_test_stream_read(&s, (size_t)committed_changes(), 30000);
+    jn_test_stream_drain(&s, 500);
+    size_t d = jn_test_stream_check(&s);
+    jn_test_stream_close(&s);
+    return d;
+}
+
 static json_object *field(const jn_test_event_t *e, const char *name)
 {
     json_object *v = NULL;
@@ -501,6 +515,7 @@ static void test_frozen_relay_is_fenced(void **state)
 {
     (void)state;
     char admin1[64], admin2[64];
+    size_t earlier = duplicates_so_far();
     jn_test_process_t *w1 = start_worker("relay-frozen", admin1, "JUNCTION_INSTANCE_ID=frozen");
     char cid[32];
     jn_sync_run_t run;
@@ -536,7 +551,7 @@ static void test_frozen_relay_is_fenced(void **state)
     save(&run, 's', j);
     free(j);
     read_all(&s, 30000);
-    assert_int_equal(jn_test_stream_check(&s), 0);
+    assert_int_equal(jn_test_stream_check(&s), earlier);
     assert_true(jn_test_service_stop(w1, 30000));
     assert_true(jn_test_service_stop(w2, 30000));
     jn_test_stream_close(&s);
@@ -558,6 +573,7 @@ static void test_two_relays(void **state)
 {
     (void)state;
     char admin1[64], admin2[64];
+    size_t earlier = duplicates_so_far();
     jn_test_process_t *w1 = start_worker("relay-pair-1", admin1, "JUNCTION_INSTANCE_ID=pair-1");
     jn_test_process_t *w2 = start_worker("relay-pair-2", admin2, "JUNCTION_INSTANCE_ID=pair-2");
     if (!jn_test_wait_until(both_hold, NULL, 30000))
@@ -585,7 +601,7 @@ static void test_two_relays(void **state)
     jn_test_stream_t s;
     jn_test_stream_open(&s, fx.gw.db);
     size_t dups = read_all(&s, 60000);
-    assert_int_equal(dups, 0);
+    assert_int_equal(dups, earlier);
     long long by1 = metric(admin1, "jn_relay_events_published_total") - before1;
     long long by2 = metric(admin2, "jn_relay_events_published_total") - before2;
     printf("# published: %lld and %lld events\n", by1, by2);
@@ -600,7 +616,7 @@ static void test_two_relays(void **state)
     save(&runs[0], 's', j);
     free(j);
     dups = read_all(&s, 30000);
-    assert_int_equal(dups, 0);
+    assert_int_equal(dups, earlier);
     assert_true(jn_test_service_stop(w2, 30000));
     jn_test_stream_close(&s);
     for (int c = 0; c < 24; c++)
@@ -613,6 +629,7 @@ static void test_huge_payloads_and_tiny_batches(void **state)
 {
     (void)state;
     char admin[64];
+    size_t earlier = duplicates_so_far();
     jn_test_process_t *w = start_worker("relay-hostile", admin, NULL);
     char cid[32], small_cid[32];
     jn_sync_run_t run, small;
@@ -645,7 +662,7 @@ static void test_huge_payloads_and_tiny_batches(void **state)
     }
     jn_test_stream_t s;
     jn_test_stream_open(&s, fx.gw.db);
-    assert_int_equal(read_all(&s, 120000), 0);
+    assert_int_equal(read_all(&s, 120000), earlier);
     for (int i = 0; i < 3; i++) {
         char rid[16];
         snprintf(rid, sizeof rid, "big%d", i);
