@@ -29,21 +29,9 @@
 #include "store/pg.h"
 #include "store/records.h"
 #include "store/syncs.h"
+#include "sync_run.h"
 
 #define BATCH 1000
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "bench: %s\n", what);
-    exit(1);
-}
 
 static size_t collect(char *p, size_t s, size_t n, void *ud)
 {
@@ -120,17 +108,17 @@ static void raw_row(jn_buf_t *c, long long scope, const char *id, long long seq,
 int main(int argc, char **argv)
 {
     if (argc < 4)
-        die("usage: records <database url> <gateway url> <secret key> [records]");
+        bench_die("usage: records <database url> <gateway url> <secret key> [records]");
     const char *db_url = argv[1], *gw = argv[2], *key = argv[3];
     int total = argc > 4 ? (int)strtol(argv[4], NULL, 10) : 100000;
     total = (total / BATCH) * BATCH;
     if (total <= 0)
-        die("records must be at least 1000");
+        bench_die("records must be at least 1000");
     const char *b64 = getenv("JUNCTION_ENCRYPTION_KEY");
     unsigned char k[32];
     size_t k_len = 0;
     if (!b64 || jn_base64_decode(b64, strlen(b64), k, sizeof k, &k_len) != JN_OK || k_len != 32)
-        die("JUNCTION_ENCRYPTION_KEY is missing");
+        bench_die("JUNCTION_ENCRYPTION_KEY is missing");
     jn_crypto_keyring_t ring;
     jn_crypto_keyring_init(&ring, k);
     jn_pg_options_t opts;
@@ -141,9 +129,12 @@ int main(int argc, char **argv)
     jn_err_t err;
     PGconn *conn = jn_pg_acquire(pool, 5000, &err);
     if (!conn)
-        die("cannot reach PostgreSQL");
+        bench_die("cannot reach PostgreSQL");
 
-    /* An integration, a connection and a sync, through the API and the stores. */
+    /* An integration, a connection and a sync run. */
+    PGresult *r = NULL;
+    jn_sync_run_t run;
+    bench_sync_run(conn, gw, key, &run);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *c = curl_easy_init();
     char auth[300], url[1024];
@@ -152,42 +143,6 @@ int main(int argc, char **argv)
     h = curl_slist_append(h, "Content-Type: application/json");
     jn_buf_t resp;
     jn_buf_init(&resp, 256L * 1024 * 1024);
-    snprintf(url, sizeof url, "%s/integrations", gw);
-    if (http(c, "POST", url, h, "{\"provider\":\"hackernews\",\"unique_key\":\"bench\"}", &resp) !=
-        200)
-        die("cannot create the integration");
-    snprintf(url, sizeof url, "%s/connections", gw);
-    if (http(c, "POST", url, h,
-             "{\"provider_config_key\":\"bench\",\"connection_id\":\"b1\",\"credentials\":{"
-             "\"type\":\"NONE\"}}",
-             &resp) != 201)
-        die("cannot create the connection");
-    PGresult *r = NULL;
-    if (jn_pg_exec(conn, "SELECT id, environment_id FROM integrations WHERE unique_key = 'bench'",
-                   0, NULL, &r))
-        die("no integration");
-    long long integration = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    long long env = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-    PQclear(r);
-    const char *models[] = {"Contact"};
-    jn_sync_decl_t decl = {"bench", false, false, false, 3600, models, 1};
-    char why[256];
-    if (jn_syncs_reconcile(conn, env, integration, &decl, 1, NULL, why, sizeof why))
-        die(why);
-    if (jn_pg_exec_script(conn, "UPDATE syncs SET requested_mode = 'incremental', "
-                                "next_due_at = now() WHERE name = 'bench'"))
-        die("cannot ask for a run");
-    jn_job_ref_t *jobs = NULL;
-    size_t n_jobs = 0, skipped = 0;
-    if (jn_syncs_fire_due(conn, 10, &jobs, &n_jobs, &skipped) || n_jobs != 1)
-        die("the run was not fired");
-    jn_job_t job;
-    if (jn_jobs_claim(conn, jobs[0].id, "bench", 3600, &job))
-        die("cannot claim the run");
-    jn_sync_run_t run;
-    if (jn_syncs_run_begin(conn, env, jobs[0].id, job.lease_token, &run))
-        die("cannot begin the run");
-    free(jobs);
 
     /* The records, prepared once as JSON text per batch (parsing is part of neither side). */
     int batches = total / BATCH;
@@ -208,7 +163,7 @@ int main(int argc, char **argv)
         parsed[b] = json_tokener_parse(t.data);
         jn_buf_cleanup(&t);
         if (!parsed[b])
-            die("a batch does not parse");
+            bench_die("a batch does not parse");
     }
     printf("bench: %d records of %.0f bytes, batches of %d, loopback\n", total,
            (double)bytes / total, BATCH);
@@ -220,7 +175,7 @@ int main(int argc, char **argv)
                                 "INCLUDING CONSTRAINTS) WITH (fillfactor = 90); "
                                 "ALTER TABLE bench_raw ADD PRIMARY KEY (scope_id, external_id); "
                                 "CREATE UNIQUE INDEX ON bench_raw (scope_id, seq)"))
-        die("cannot create the raw table");
+        bench_die("cannot create the raw table");
     /* The raw side's input, built per batch inside its timing: each record serialized
      * (json-c) and hashed into the same columns, as a binary COPY stream. */
     jn_buf_t copy;
@@ -231,11 +186,11 @@ int main(int argc, char **argv)
     for (int b = 0; b < batches; b++) {
         jn_records_counts_t counts;
         jn_field_error_t e;
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (jn_records_save(conn, &ring, &run.writer, "Contact", parsed[b], &counts, &e) ||
             counts.added != BATCH)
-            die("a batch did not save");
-        double t1 = now_s();
+            bench_die("a batch did not save");
+        double t1 = bench_now_s();
         jn_buf_reset(&copy);
         jn_buf_append(&copy, "PGCOPY\n\377\r\n", 11);
         jn_buf_be32(&copy, 0);
@@ -255,13 +210,13 @@ int main(int argc, char **argv)
             jn_pg_copy_in(conn, "COPY bench_raw FROM STDIN WITH (FORMAT binary)", copy.data,
                           copy.len, NULL) ||
             jn_pg_exec_script(conn, "COMMIT"))
-            die("the raw COPY failed");
+            bench_die("the raw COPY failed");
         store_s += t1 - t0;
-        raw_s += now_s() - t1;
+        raw_s += bench_now_s() - t1;
     }
     /* Both tables get their statistics, so that the raw SELECT has its best plan. */
     if (jn_pg_exec_script(conn, "ANALYZE bench_raw; ANALYZE records"))
-        die("cannot analyze");
+        bench_die("cannot analyze");
     double store_rps = total / store_s, raw_rps = total / raw_s;
     printf("ingest: store %.0f records/s (%.2f s), raw COPY %.0f records/s (%.2f s), "
            "ratio %.2f\n",
@@ -278,11 +233,11 @@ int main(int argc, char **argv)
     long long last = 0, raw_got = 0;
     double api_s = 0, select_s = 0;
     for (bool more = true; more;) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         snprintf(url, sizeof url, "%s/records?model=Contact&limit=1000%s%s", gw,
                  cursor[0] ? "&cursor=" : "", cursor);
         if (http(c, "GET", url, rh, NULL, &resp) != 200)
-            die("GET /records failed");
+            bench_die("GET /records failed");
         for (const char *p = resp.data; (p = strstr(p, "\"_nango_metadata\":")); p++)
             got++;
         /* next_cursor ends the body: look for it there. */
@@ -294,7 +249,7 @@ int main(int argc, char **argv)
             snprintf(cursor, sizeof cursor, "%.*s", (int)(n < sizeof cursor ? n : 0), next);
         }
         more = next != NULL;
-        double t1 = now_s();
+        double t1 = bench_now_s();
         char after[24];
         snprintf(after, sizeof after, "%lld", last);
         const char *params[] = {scope, after};
@@ -303,17 +258,17 @@ int main(int argc, char **argv)
                        "updated_at, deleted_at, pruned_at FROM bench_raw WHERE scope_id = $1 "
                        "AND seq > $2 ORDER BY seq LIMIT 1000",
                        2, params, &r))
-            die("the raw SELECT failed");
+            bench_die("the raw SELECT failed");
         int rows = PQntuples(r);
         raw_got += rows;
         if (rows)
             last = strtoll(PQgetvalue(r, rows - 1, 1), NULL, 10);
         PQclear(r);
         api_s += t1 - t0;
-        select_s += now_s() - t1;
+        select_s += bench_now_s() - t1;
     }
     if (got != total || raw_got != total)
-        die("a side did not return every record");
+        bench_die("a side did not return every record");
     double api_rps = total / api_s, select_rps = raw_got / select_s;
     printf("read:   GET /records %.0f records/s (%.2f s), raw SELECT %.0f records/s (%.2f s), "
            "ratio %.2f\n",
@@ -327,7 +282,6 @@ int main(int argc, char **argv)
     curl_slist_free_all(h);
     curl_slist_free_all(rh);
     curl_easy_cleanup(c);
-    jn_job_cleanup(&job);
     jn_sync_run_cleanup(&run);
     jn_pg_release(pool, conn);
     jn_pg_pool_free(pool);

@@ -1,6 +1,7 @@
 /*
- * junction-worker: a consumer-group member that executes jobs (pipeline.h, runner.h).
- * Scale out by running more of them. With --dry-run it runs one script against a real
+ * junction-worker: a consumer-group member that executes jobs (pipeline.h, runner.h), and
+ * the outbox relays that publish record changes (relay.h). Scale out by running more of
+ * them. With --dry-run it runs one script against a real
  * connection instead, prints what it did, and saves nothing (dry_run.h).
  */
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "dry_run.h"
 #include "engine/engine.h"
 #include "pipeline.h"
+#include "relay.h"
 #include "runner.h"
 
 int main(int argc, char **argv)
@@ -26,10 +28,16 @@ int main(int argc, char **argv)
         .ud = runner,
     };
     jn_pipeline_t *pipeline = jn_pipeline_start(&engine, &opts);
-    int rc = pipeline ? 0 : 1;
-    while (pipeline && !jn_service_wait_for_stop(1000))
+    jn_relay_options_t relay_opts;
+    jn_relay_options_from_config(&engine.config, &relay_opts);
+    jn_relay_t *relay = jn_relay_start(&engine.config, &engine.keyring, engine.pg, &relay_opts);
+    int rc = pipeline && (relay || relay_opts.threads == 0) ? 0 : 1;
+    while (rc == 0 && !jn_service_wait_for_stop(1000))
         ;
     jn_pipeline_stop(pipeline);
+    /* The relays stop last and hand their shards back: what is left goes out from another
+     * worker at once. */
+    jn_relay_stop(relay);
     jn_runner_free(runner);
     jn_engine_stop(&engine);
     return rc;

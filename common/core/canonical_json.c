@@ -250,3 +250,9 @@ jn_err_t jn_canonical_json_object(json_object *v, const char *drop, const char *
         return fail_at(e, NULL, "not an object");
     return put_object(v, out, NULL, 0, drop, key, value, e);
 }
+
+jn_err_t jn_canonical_json_string(const char *s, size_t n, jn_buf_t *out)
+{
+    jn_field_error_t e;
+    return put_string(out, s, n, NULL, &e);
+}

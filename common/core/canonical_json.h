@@ -37,6 +37,10 @@ jn_err_t jn_canonical_json(json_object *v, jn_buf_t *out, jn_field_error_t *e);
 jn_err_t jn_canonical_json_object(json_object *v, const char *drop, const char *key,
                                   json_object *value, jn_buf_t *out, jn_field_error_t *e);
 
+/* Appends s[0..n) as a canonical JSON string literal (quotes included). JN_ERR_INVALID
+ * when s is not valid UTF-8; JN_ERR_TOO_LARGE at out's cap. */
+jn_err_t jn_canonical_json_string(const char *s, size_t n, jn_buf_t *out);
+
 /* The number v (a json-c int or double) in canonical form into out (at least 32 bytes).
  * JN_ERR_INVALID for NaN and infinities. */
 jn_err_t jn_canonical_number(json_object *v, char out[32]);

@@ -223,6 +223,19 @@ static jn_err_t read_engine_settings(reader_t *r, jn_program_t program, jn_confi
     if ((err = read_int(r, "JUNCTION_LONG_REQUESTS_PER_ENVIRONMENT", 8, 1, 1024, &n)))
         return err;
     cfg->long_requests_per_env = (int)n;
+    if ((err = read_int(r, "JUNCTION_RELAY_THREADS", 1, 0, 16, &n)))
+        return err;
+    cfg->relay_threads = (int)n;
+    if ((err = read_int(r, "JUNCTION_RELAY_LEASE_SECONDS", 30, 2, 600, &n)))
+        return err;
+    cfg->relay_lease_s = (int)n;
+    if ((err =
+             read_int(r, "JUNCTION_RELAY_MAX_EVENT_BYTES", 1000000, 4096, 100L * 1024 * 1024, &n)))
+        return err;
+    cfg->relay_max_event_bytes = n;
+    if ((err = read_int(r, "JUNCTION_RELAY_BATCH_CHANGES", 20000, 1, 1000000, &n)))
+        return err;
+    cfg->relay_batch_changes = (int)n;
     return JN_OK;
 }
 

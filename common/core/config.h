@@ -103,6 +103,15 @@ typedef struct {
      * most long_requests_per_env of them for one environment. */
     int long_request_threads;  /* JUNCTION_LONG_REQUEST_THREADS, default 32 */
     int long_requests_per_env; /* JUNCTION_LONG_REQUESTS_PER_ENVIRONMENT, default 8 */
+    /* Worker: the outbox relays that publish record changes to <prefix>.records
+     * (docs/record-change-topics.md): how many run in this process (0: none), the lease a
+     * relay holds its shards with, the largest event published with its payload, and the
+     * changes one publishing cycle reads. */
+    int relay_threads;          /* JUNCTION_RELAY_THREADS, default 1, 0..16 */
+    int relay_lease_s;          /* JUNCTION_RELAY_LEASE_SECONDS, default 30, 2..600 */
+    long relay_max_event_bytes; /* JUNCTION_RELAY_MAX_EVENT_BYTES, default 1000000,
+                                   4096..100 MiB */
+    int relay_batch_changes;    /* JUNCTION_RELAY_BATCH_CHANGES, default 20000, 1..1000000 */
 } jn_config_t;
 
 /* Returns the value of an environment variable or NULL; ud is passed through. */

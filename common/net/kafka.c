@@ -32,6 +32,7 @@ struct jn_kafka_producer {
 
 struct jn_kafka_consumer {
     rd_kafka_t *rk;
+    bool reader; /* assigned partitions, no group */
 };
 
 typedef struct {
@@ -59,6 +60,8 @@ static jn_err_t classify(rd_kafka_resp_err_t e)
     case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT: return JN_ERR_KAFKA_UNAVAILABLE;
     case RD_KAFKA_RESP_ERR__TIMED_OUT:
     case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT: return JN_ERR_TIMEOUT;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE: return JN_ERR_TOO_LARGE;
     default: return JN_ERR_KAFKA;
     }
 }
@@ -147,15 +150,28 @@ static void *poll_loop(void *arg)
 
 jn_kafka_producer_t *jn_kafka_producer_new(const jn_config_t *cfg, const char *client_id)
 {
+    /* No lingering: a job message is on the critical path of an action's round trip, and
+     * under load messages still batch while earlier requests are in flight. */
+    jn_kafka_producer_options_t opts = {.linger_ms = 0, .message_timeout_ms = 300000};
+    return jn_kafka_producer_new_with(cfg, client_id, &opts);
+}
+
+jn_kafka_producer_t *jn_kafka_producer_new_with(const jn_config_t *cfg, const char *client_id,
+                                                const jn_kafka_producer_options_t *opts)
+{
     rd_kafka_conf_t *conf = base_conf(cfg, client_id);
     if (!conf)
         return NULL;
     rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
-    /* No lingering: a job message is on the critical path of an action's round trip, and
-     * under load messages still batch while earlier requests are in flight. */
+    char linger[16], timeout[16], max[24];
+    snprintf(linger, sizeof linger, "%d", opts->linger_ms);
+    snprintf(timeout, sizeof timeout, "%d", opts->message_timeout_ms);
+    snprintf(max, sizeof max, "%ld", opts->max_message_bytes);
     if (!set(conf, "enable.idempotence", "true") || !set(conf, "acks", "all") ||
-        !set(conf, "compression.codec", "lz4") || !set(conf, "linger.ms", "0") ||
-        !set(conf, "message.timeout.ms", "300000")) {
+        !set(conf, "compression.codec", "lz4") || !set(conf, "linger.ms", linger) ||
+        !set(conf, "message.timeout.ms", timeout) ||
+        (opts->max_message_bytes > 0 && !set(conf, "message.max.bytes", max)) ||
+        (opts->gapless && !set(conf, "enable.gapless.guarantee", "true"))) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -174,6 +190,15 @@ jn_kafka_producer_t *jn_kafka_producer_new(const jn_config_t *cfg, const char *c
     if (pthread_create(&p->poller, NULL, poll_loop, p) != 0)
         abort();
     return p;
+}
+
+bool jn_kafka_producer_failed(jn_kafka_producer_t *p, char *why, size_t cap)
+{
+    char reason[512];
+    rd_kafka_resp_err_t e = rd_kafka_fatal_error(p->rk, reason, sizeof reason);
+    if (e && why && cap)
+        snprintf(why, cap, "%s: %s", rd_kafka_err2name(e), reason);
+    return e != RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 void jn_kafka_producer_free(jn_kafka_producer_t *p, int timeout_ms)
@@ -373,6 +398,21 @@ jn_err_t jn_kafka_ensure_topics(jn_kafka_producer_t *p, const jn_config_t *cfg, 
     return JN_OK;
 }
 
+/* A consumer handle from conf (taken), its messages served by rd_kafka_consumer_poll.
+ * NULL with a log line when librdkafka refuses. */
+static rd_kafka_t *new_consumer(rd_kafka_conf_t *conf)
+{
+    char why[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!rk) {
+        jn_log_error("kafka", "cannot create consumer: %s", why);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
 jn_kafka_consumer_t *jn_kafka_consumer_new(const jn_config_t *cfg, const char *group_id,
                                            const char *const *topics, size_t topic_count)
 {
@@ -390,14 +430,9 @@ jn_kafka_consumer_t *jn_kafka_consumer_new(const jn_config_t *cfg, const char *g
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    char why[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-    if (!rk) {
-        jn_log_error("kafka", "cannot create consumer: %s", why);
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_t *rk = new_consumer(conf);
+    if (!rk)
         return NULL;
-    }
-    rd_kafka_poll_set_consumer(rk);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)topic_count);
     for (size_t i = 0; i < topic_count; i++)
         rd_kafka_topic_partition_list_add(list, topics[i], RD_KAFKA_PARTITION_UA);
@@ -412,6 +447,60 @@ jn_kafka_consumer_t *jn_kafka_consumer_new(const jn_config_t *cfg, const char *g
     if (!c)
         abort();
     c->rk = rk;
+    return c;
+}
+
+jn_kafka_consumer_t *jn_kafka_consumer_new_reader(const jn_config_t *cfg, const char *topic,
+                                                  bool from_end, int timeout_ms)
+{
+    char client_id[192];
+    snprintf(client_id, sizeof client_id, "reader-%s", cfg->instance_id);
+    rd_kafka_conf_t *conf = base_conf(cfg, client_id);
+    if (!conf)
+        return NULL;
+    /* librdkafka wants a group id even for assigned partitions; this one never joins. */
+    if (!set(conf, "group.id", client_id) || !set(conf, "enable.auto.commit", "false") ||
+        !set(conf, "enable.auto.offset.store", "false")) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk = new_consumer(conf);
+    if (!rk)
+        return NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    rd_kafka_topic_destroy(rkt);
+    int partitions = 0;
+    if (!e && md->topic_cnt == 1 && !md->topics[0].err)
+        partitions = md->topics[0].partition_cnt;
+    else
+        jn_log_error("kafka", "cannot read topic %s: %s", topic,
+                     e                    ? rd_kafka_err2str(e)
+                     : md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err)
+                                          : "no such topic");
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (partitions <= 0) {
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(partitions);
+    for (int i = 0; i < partitions; i++)
+        rd_kafka_topic_partition_list_add(list, topic, i)->offset =
+            from_end ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
+    e = rd_kafka_assign(rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (e) {
+        jn_log_error("kafka", "cannot read %s: %s", topic, rd_kafka_err2str(e));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    jn_kafka_consumer_t *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->rk = rk;
+    c->reader = true;
     return c;
 }
 
@@ -508,6 +597,13 @@ void jn_kafka_consumer_free(jn_kafka_consumer_t *c)
 {
     if (!c)
         return;
+    if (c->reader) {
+        rd_kafka_assign(c->rk, NULL);
+        rd_kafka_consumer_close(c->rk);
+        rd_kafka_destroy(c->rk);
+        free(c);
+        return;
+    }
     /* librdkafka 2.0's close does not send LeaveGroup for the cooperative assignor, so
      * the group would wait a whole session timeout (45 s) before handing this member's
      * partitions to another. Unsubscribing first does leave: the partitions are revoked

@@ -34,6 +34,26 @@ void jn_kafka_topic_name(const jn_config_t *cfg, const char *kind, char *out, si
  * the configuration; brokers need not be up yet. */
 jn_kafka_producer_t *jn_kafka_producer_new(const jn_config_t *cfg, const char *client_id);
 
+/* How a producer trades latency for throughput, and what it does on a failure. */
+typedef struct {
+    int linger_ms;          /* how long a message waits for others to share its batch */
+    int message_timeout_ms; /* a message unacknowledged this long fails; 0: never */
+    long max_message_bytes; /* the largest message accepted locally; 0: librdkafka's 1 MB */
+    bool gapless;           /* a failure that would leave a gap in a partition (a message
+                               refused, later ones accepted) stops the producer for good
+                               instead: jn_kafka_producer_failed() turns true, and nothing
+                               produced after the refused message is written */
+} jn_kafka_producer_options_t;
+
+/* jn_kafka_producer_new with these options (idempotent, acks=all and lz4 as always). */
+jn_kafka_producer_t *jn_kafka_producer_new_with(const jn_config_t *cfg, const char *client_id,
+                                                const jn_kafka_producer_options_t *opts);
+
+/* True once the producer has failed for good (a gapless producer's refused message, or
+ * another fatal error): it writes nothing more, and every message it holds fails. Free it
+ * and make another. why (may be NULL) receives librdkafka's reason. */
+bool jn_kafka_producer_failed(jn_kafka_producer_t *p, char *why, size_t cap);
+
 /* Flushes outstanding messages for up to timeout_ms, then frees. NULL is fine. */
 void jn_kafka_producer_free(jn_kafka_producer_t *p, int timeout_ms);
 
@@ -41,7 +61,9 @@ void jn_kafka_producer_free(jn_kafka_producer_t *p, int timeout_ms);
 typedef void (*jn_kafka_delivery_fn)(jn_err_t err, void *opaque);
 
 /* Queues a message (copied). JN_ERR_KAFKA_UNAVAILABLE when the local queue is full,
- * JN_ERR_KAFKA on an unknown topic or oversize message. on_delivery may be NULL. */
+ * JN_ERR_TOO_LARGE for a message above the producer's (or, in the delivery report, the
+ * broker's) size limit, JN_ERR_KAFKA on an unknown topic or a failed producer. on_delivery
+ * may be NULL. */
 jn_err_t jn_kafka_produce(jn_kafka_producer_t *p, const char *topic, const void *key,
                           size_t key_len, const void *value, size_t value_len,
                           jn_kafka_delivery_fn on_delivery, void *opaque);
@@ -87,6 +109,14 @@ typedef struct {
 /* Joins group_id and subscribes to topics. NULL with a log line on bad configuration. */
 jn_kafka_consumer_t *jn_kafka_consumer_new(const jn_config_t *cfg, const char *group_id,
                                            const char *const *topics, size_t topic_count);
+
+/* A consumer outside any group that reads every partition of topic from its beginning
+ * (or, with from_end, from the messages that arrive from now on), for tools that follow a
+ * topic. The partitions are looked up within timeout_ms: NULL (logged) when the topic is
+ * unknown or no broker answers. Nothing is committed: release messages with
+ * jn_kafka_consumer_forget. */
+jn_kafka_consumer_t *jn_kafka_consumer_new_reader(const jn_config_t *cfg, const char *topic,
+                                                  bool from_end, int timeout_ms);
 
 /* Waits up to timeout_ms for a message. JN_OK and *msg filled; JN_ERR_TIMEOUT when
  * nothing came; transient errors are logged and reported as JN_ERR_TIMEOUT. */

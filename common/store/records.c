@@ -37,7 +37,9 @@ static const char *const LOCK_SQL =
     "WITH fence AS (SELECT j.id FROM jobs j WHERE j.id = $1::uuid AND j.lease_token = $2 "
     " AND j.state = 'running' AND j.environment_id = $3 AND j.connection_id = $4 FOR SHARE), "
     "s AS (INSERT INTO record_scopes AS s (environment_id, connection_id, model, integration, "
-    " connection) SELECT $3, $4, $5, $6, $7 FROM fence "
+    " connection, provider, environment_name) SELECT $3, $4, $5, $6, $7, "
+    " (SELECT i.provider FROM integrations i WHERE i.environment_id = $3 AND i.unique_key = $6), "
+    " (SELECT e.name FROM environments e WHERE e.id = $3) FROM fence "
     " ON CONFLICT (connection_id, model) DO UPDATE SET last_seq = s.last_seq "
     " RETURNING s.id, s.last_seq, greatest(clock_timestamp(), s.last_modified_at) AS ts) "
     "SELECT id, last_seq, ts::text, (extract(epoch FROM ts) * 1000000)::bigint, "
@@ -48,12 +50,15 @@ static const char *const LOCK_SQL =
  * greatest seq written (or the scope's last), $3 batch time, $4 live count change, $5 job,
  * $6 model, $7 added, $8 updated, $9 deleted, $10 environment, $11 integration key,
  * $12 connection key, $13 changes (JSON array, NULL for none), $14 first seq, $15 sealed,
- * $16 the longest payload written (bytes). */
+ * $16 the longest payload written (bytes). The row names the provider and environment as
+ * the scope recorded them, and carries the batch time (the events' changed_at). */
 static const char *const FINISH_SQL =
     "WITH ob AS (INSERT INTO record_outbox (shard, environment_id, integration, connection, "
-    " model, scope_id, job_id, change_count, first_seq, last_seq, changes, sealed) "
+    " model, scope_id, job_id, change_count, first_seq, last_seq, changes, sealed, provider, "
+    " environment_name, changed_at) "
     " SELECT ($1::bigint % 64)::smallint, $10, $11, $12, $6, $1, $5::uuid, "
-    "  $7::int + $8::int + $9::int, $14, $2, $13, $15::bool WHERE $13::text IS NOT NULL), "
+    "  $7::int + $8::int + $9::int, $14, $2, $13, $15::bool, s.provider, s.environment_name, "
+    "  $3::timestamptz FROM record_scopes s WHERE s.id = $1 AND $13::text IS NOT NULL), "
     "sc AS (UPDATE record_scopes SET last_seq = greatest(last_seq, $2::bigint), "
     " live_count = live_count + $4::bigint, max_payload = greatest(max_payload, $16::int), "
     " last_modified_at = greatest(last_modified_at, $3::timestamptz) WHERE id = $1) "

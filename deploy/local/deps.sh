@@ -2,8 +2,9 @@
 # deploy/local/deps.sh — make sure the Debian packages Junction needs are installed.
 #
 # Build tools, C libraries with headers, clang-format, PostgreSQL 15, Java 17
-# and Maven (for the local Kafka broker), and Node.js with npm (the tests run Nango's
-# own SDK against Junction; any node on PATH will do). Fast path (everything present) is a
+# and Maven (for the local Kafka broker), Node.js with npm (the tests run Nango's
+# own SDK against Junction; any node on PATH will do), and Python's jsonschema (the
+# tests validate record-change events against their published JSON Schema). Fast path (everything present) is a
 # single dpkg-query call. As root on Debian: apt-get update once, then
 # apt-get install -y the missing packages. Otherwise: print exactly what is
 # missing and exit 1.
@@ -15,12 +16,12 @@ PACKAGES=(
   gcc cmake make pkg-config git curl ca-certificates openssl procps iproute2
   librdkafka-dev libpq-dev libjson-c-dev libcurl4-openssl-dev libssl-dev
   liblua5.4-dev libcmocka-dev clang-format
-  postgresql-15 postgresql-client-15 maven
+  postgresql-15 postgresql-client-15 maven python3-jsonschema
 )
 JAVA_PACKAGE=openjdk-17-jre-headless
 
 # Non-Debian fallback: commands and pkg-config modules that must exist.
-COMMANDS=(gcc cmake make pkg-config git curl openssl clang-format psql java mvn node npm)
+COMMANDS=(gcc cmake make pkg-config git curl openssl clang-format psql java mvn node npm python3)
 PC_MODULES=(rdkafka libpq json-c libcurl openssl lua5.4 cmocka)
 
 # missing_debs — print the Debian packages from PACKAGES (+ Java) not installed.
