@@ -11,6 +11,7 @@
 #include "pipeline.h"
 #include "relay.h"
 #include "runner.h"
+#include "scripts/sandbox.h"
 
 int main(int argc, char **argv)
 {
@@ -19,6 +20,7 @@ int main(int argc, char **argv)
     jn_engine_t engine;
     jn_engine_start(&engine, "worker", JN_PROGRAM_WORKER);
     jn_engine_listen(&engine);
+    jn_sandbox_set_process_budget((size_t)engine.config.worker_script_memory_mb << 20);
     jn_runner_t *runner = jn_runner_new(&engine);
     jn_pipeline_options_t opts = {
         .concurrency = {engine.config.worker_actions, engine.config.worker_syncs,

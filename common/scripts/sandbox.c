@@ -26,10 +26,13 @@
 #include "scripts/luajson.h"
 #include "scripts/stdlib.h"
 
-#define MAIN_PERIOD 1000         /* instructions between checks, run thread */
-#define CO_PERIOD 100            /* the same in a script's coroutines (see co_resume) */
-#define KICK_BYTES (16u << 20)   /* allocation volume that makes the hook check early */
-#define DEAD_RESERVE (1u << 20)  /* extra memory to report a limit once dead */
+#define MAIN_PERIOD 1000        /* instructions between checks, run thread */
+#define CO_PERIOD 100           /* the same in a script's coroutines (see co_resume) */
+#define KICK_BYTES (16u << 20)  /* allocation volume that makes the hook check early */
+#define DEAD_RESERVE (1u << 20) /* extra memory to report a limit once dead */
+#define BUDGET_MESSAGE                                                                             \
+    "not enough memory (the scripts running in this worker hold all the memory it gives "          \
+    "scripts; try again later)"
 #define PAYLOAD_MAX (256u << 10) /* JSON bytes of an error payload */
 
 struct jn_sandbox {
@@ -43,6 +46,7 @@ struct jn_sandbox {
     uint64_t fail_nth;  /* torture tests: fail this allocation (counting down) */
     int fail_burst;
     bool mem_refused, wipe;
+    bool budget_refused; /* a refusal came from the process's budget, not this cap */
     uint64_t used;
     int64_t deadline;
     jn_script_status_t dead;
@@ -192,6 +196,38 @@ static void kick(jn_sandbox_t *sb)
     arm(sb->current);
 }
 
+/* ---- the process's budget for all scripts' memory ---- */
+
+static atomic_size_t budget_used;
+static atomic_size_t budget_cap; /* 0: no budget */
+
+void jn_sandbox_set_process_budget(size_t bytes)
+{
+    atomic_store(&budget_cap, bytes);
+}
+
+size_t jn_sandbox_process_memory(void)
+{
+    return atomic_load(&budget_used);
+}
+
+/* Takes bytes from the budget; false (nothing taken) when that would pass it. */
+static bool budget_take(size_t bytes)
+{
+    size_t cap = atomic_load(&budget_cap);
+    size_t before = atomic_fetch_add(&budget_used, bytes);
+    if (cap && (bytes > cap || before > cap - bytes)) {
+        atomic_fetch_sub(&budget_used, bytes);
+        return false;
+    }
+    return true;
+}
+
+static void budget_give(size_t bytes)
+{
+    atomic_fetch_sub(&budget_used, bytes);
+}
+
 static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     jn_sandbox_t *sb = ud;
@@ -203,6 +239,7 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
                 jn_secure_wipe(ptr, osize);
             free(ptr);
             sb->mem -= osize;
+            budget_give(osize);
         }
         return NULL;
     }
@@ -215,6 +252,13 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             sb->mem_refused = true;
             return NULL;
         }
+        /* A dying state's few bytes for its error are not held to the budget. */
+        if (!sb->dead && !budget_take(grow)) {
+            sb->mem_refused = sb->budget_refused = true;
+            return NULL;
+        }
+        if (sb->dead)
+            atomic_fetch_add(&budget_used, grow);
     }
     void *p;
     if (sb->wipe && ptr) {
@@ -224,8 +268,10 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             if (nsize <= osize) { /* a shrink must not fail: keep the block */
                 jn_secure_wipe((char *)ptr + nsize, osize - nsize);
                 sb->mem -= osize - nsize;
+                budget_give(osize - nsize);
                 return ptr;
             }
+            budget_give(nsize - osize);
             return NULL;
         }
         memcpy(p, ptr, osize < nsize ? osize : nsize);
@@ -233,10 +279,16 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         free(ptr);
     } else {
         p = realloc(ptr, nsize);
-        if (!p)
-            return nsize <= osize ? ptr : NULL;
+        if (!p) {
+            if (nsize <= osize)
+                return ptr; /* the block is kept whole, and counted so */
+            budget_give(nsize - osize);
+            return NULL;
+        }
     }
     sb->mem = sb->mem - osize + nsize;
+    if (nsize < osize)
+        budget_give(osize - nsize);
     if (sb->mem > sb->mem_peak)
         sb->mem_peak = sb->mem;
     if (nsize > osize) {
@@ -501,8 +553,10 @@ typedef struct {
 static void reservation_free(void *p)
 {
     reservation_t *r = p;
-    if (r->sb)
+    if (r->sb) {
         r->sb->mem -= r->bytes;
+        budget_give(r->bytes);
+    }
     free(r);
 }
 
@@ -528,6 +582,10 @@ jn_sandbox_box_t *jn_sandbox_reserve(lua_State *L, size_t bytes)
         sb->mem_refused = true;
         jn_sandbox_error(L, "not enough memory (the limit is %zu MB)",
                          sb->limits.memory_bytes >> 20);
+    }
+    if (!budget_take(bytes)) {
+        sb->mem_refused = sb->budget_refused = true;
+        jn_sandbox_error(L, "%s", BUDGET_MESSAGE);
     }
     sb->mem += bytes;
     r->bytes = bytes;
@@ -742,9 +800,12 @@ static void classify_plain(jn_sandbox_t *sb, lua_State *T, int status, const cha
         return;
     }
     if (status == LUA_ERRMEM) {
-        char text[96];
-        snprintf(text, sizeof text, "not enough memory (the limit is %zu MB)",
-                 sb->limits.memory_bytes >> 20);
+        char text[160];
+        if (sb->budget_refused)
+            snprintf(text, sizeof text, "%s", BUDGET_MESSAGE);
+        else
+            snprintf(text, sizeof text, "not enough memory (the limit is %zu MB)",
+                     sb->limits.memory_bytes >> 20);
         snprintf(prefix, sizeof prefix, "%s", *pos ? pos : "");
         if (!*pos)
             snprintf(prefix, sizeof prefix, "%s: ", sb->name);

@@ -161,6 +161,16 @@ int64_t jn_sandbox_remaining_ms(const jn_sandbox_t *sb);
 /* Moves the deadline to now + ms (e.g. to count from when a job was accepted). */
 void jn_sandbox_set_deadline(jn_sandbox_t *sb, int64_t ms);
 
+/* The budget all sandboxes of this process share (JUNCTION_WORKER_SCRIPT_MEMORY_MB on the
+ * worker), so that a tenant allowed a large memory cap cannot, with a few concurrent runs,
+ * take the memory the worker needs for everyone: an allocation that would pass it is
+ * refused like one past the state's own cap, with a message saying the worker's scripts
+ * hold it all. 0 (the default) sets no budget. Call before sandboxes run. */
+void jn_sandbox_set_process_budget(size_t bytes);
+
+/* Memory held by every sandbox of this process (and their reservations) now. */
+size_t jn_sandbox_process_memory(void);
+
 /* Usage so far. */
 uint64_t jn_sandbox_instructions(const jn_sandbox_t *sb);
 size_t jn_sandbox_memory(const jn_sandbox_t *sb);

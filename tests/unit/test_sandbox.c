@@ -458,6 +458,45 @@ static void test_library_work_is_charged(void **state)
     assert_true(mono_ms() - t0 < 5000);
 }
 
+/* All sandboxes of a process share one budget: past it an allocation fails the script that
+ * asked (a memory error naming the worker), and memory given back is usable again. */
+static void test_process_budget(void **state)
+{
+    (void)state;
+    jn_sandbox_limits_t lim = test_limits();
+    lim.memory_bytes = 64u << 20;
+    size_t base = jn_sandbox_process_memory();
+    /* Making a 16 MB string takes up to twice that for a moment (the buffer, then the
+     * string), so 44 MB lets one such run through, not two. */
+    jn_sandbox_set_process_budget(base + (44u << 20));
+
+    /* The first holds 16 MB. */
+    jn_sandbox_t *a = jn_sandbox_new("a", &lim);
+    assert_non_null(a);
+    jn_script_error_t err;
+    const char *hold = "held = string.rep('x', 16 * 1024 * 1024) return #held";
+    assert_int_equal(jn_sandbox_load(a, hold, strlen(hold), &err), JN_SCRIPT_OK);
+    if (jn_sandbox_call(a, 0, 1, &err) != JN_SCRIPT_OK)
+        fail_msg("holding 16 MB: %s", err.message);
+    assert_true(jn_sandbox_process_memory() >= base + (16u << 20));
+
+    /* The second, well within its own 64 MB, finds the worker's budget spent. */
+    char msg[512];
+    jn_script_status_t st =
+        run_with(&lim, "return #string.rep('y', 16 * 1024 * 1024)", msg, sizeof msg);
+    assert_int_equal(st, JN_SCRIPT_MEMORY);
+    assert_non_null(strstr(msg, "scripts running in this worker"));
+
+    /* Once the first is gone, the same run fits. */
+    jn_sandbox_free(a);
+    assert_int_equal(jn_sandbox_process_memory(), base);
+    st = run_with(&lim, "return #string.rep('y', 16 * 1024 * 1024)", msg, sizeof msg);
+    assert_int_equal(st, JN_SCRIPT_OK);
+    assert_string_equal(msg, "16777216");
+    assert_int_equal(jn_sandbox_process_memory(), base);
+    jn_sandbox_set_process_budget(0);
+}
+
 static void test_dead_sandbox_stays_dead(void **state)
 {
     (void)state;
@@ -680,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_pattern_bomb_is_charged),
         cmocka_unit_test(test_library_work_is_charged),
         cmocka_unit_test(test_dead_sandbox_stays_dead),
+        cmocka_unit_test(test_process_budget),
         cmocka_unit_test(test_globals_are_private),
         cmocka_unit_test(test_memory_is_accounted),
         cmocka_unit_test(test_error_objects),
