@@ -139,6 +139,7 @@ static void waiter_end(waiter_t *w)
     if (w->have_job)
         jn_job_cleanup(&w->job);
     jn_http_pending_finish(w->pending);
+    jn_api_action_wait_end(w->gw, w->env_id);
     free(w);
 }
 
@@ -358,6 +359,16 @@ static void post_trigger(const jn_http_request_t *req, jn_http_response_t *res, 
     jn_connection_cleanup(&c);
     if (!check_action(conn, &env, pck, name, &input, res))
         goto out;
+    /* A synchronous caller holds a connection while it waits: one environment may hold
+     * only so many. */
+    if (!async && !jn_api_action_wait_begin(gw, env.id)) {
+        jn_http_add_header(res, "Retry-After", "1");
+        jn_http_respond_error(res, 429, "too_many_waiting_actions",
+                              "this environment already waits on %d synchronous actions; call "
+                              "with X-Async: true, or retry shortly",
+                              gw->engine->config.action_waits_per_env);
+        goto out;
+    }
     char id[37];
     jn_job_new_t job = {.environment_id = env.id,
                         .kind = JN_JOB_ACTION,
@@ -367,6 +378,8 @@ static void post_trigger(const jn_http_request_t *req, jn_http_response_t *res, 
                         .max_attempts = async ? retries + 1 : 1,
                         .async = async};
     if ((err = jn_jobs_create(conn, &job, id))) {
+        if (!async)
+            jn_api_action_wait_end(gw, env.id);
         jn_api_store_error(res, err, "the action's job");
         goto out;
     }

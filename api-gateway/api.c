@@ -15,17 +15,76 @@
 
 #define DB_WAIT_MS 5000
 
-/* Long work in progress, per environment (few at a time: a short list). */
+/* Counts of something in progress per environment, each held under a cap (environments
+ * with something in progress are few: a short list). */
 typedef struct {
     long long env_id;
     int count;
-} env_slots_t;
+} env_count_t;
 
-struct flow_slots {
+struct env_slots {
     pthread_mutex_t lock;
-    env_slots_t *envs;
+    int limit;
+    env_count_t *envs;
     size_t n, cap;
 };
+
+static struct env_slots *slots_new(int limit)
+{
+    struct env_slots *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    pthread_mutex_init(&s->lock, NULL);
+    s->limit = limit;
+    return s;
+}
+
+static void slots_free(struct env_slots *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_destroy(&s->lock);
+    free(s->envs);
+    free(s);
+}
+
+/* Takes one of env_id's slots; false when it holds limit already. */
+static bool slots_take(struct env_slots *s, long long env_id)
+{
+    bool ok = true;
+    pthread_mutex_lock(&s->lock);
+    size_t i = 0;
+    while (i < s->n && s->envs[i].env_id != env_id)
+        i++;
+    if (i == s->n) {
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 8;
+            s->envs = realloc(s->envs, s->cap * sizeof *s->envs);
+            if (!s->envs)
+                abort();
+        }
+        s->envs[s->n++] = (env_count_t){env_id, 0};
+    }
+    if (s->envs[i].count >= s->limit)
+        ok = false;
+    else
+        s->envs[i].count++;
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+static void slots_give(struct env_slots *s, long long env_id)
+{
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->envs[i].env_id == env_id) {
+            if (--s->envs[i].count == 0)
+                s->envs[i] = s->envs[--s->n];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
 
 void jn_gateway_init(jn_gateway_t *gw, jn_engine_t *engine)
 {
@@ -37,10 +96,8 @@ void jn_gateway_init(jn_gateway_t *gw, jn_engine_t *engine)
     gw->jobs = jn_job_waiters_new(engine->loop, engine->listener);
     gw->flows = jn_taskpool_new("jn-flow", engine->config.long_request_threads,
                                 engine->config.long_request_threads * 4);
-    gw->flow_slots = calloc(1, sizeof *gw->flow_slots);
-    if (!gw->flow_slots)
-        abort();
-    pthread_mutex_init(&gw->flow_slots->lock, NULL);
+    gw->flow_slots = slots_new(engine->config.long_requests_per_env);
+    gw->action_waits = slots_new(engine->config.action_waits_per_env);
 }
 
 void jn_gateway_cleanup(jn_gateway_t *gw)
@@ -50,12 +107,10 @@ void jn_gateway_cleanup(jn_gateway_t *gw)
     gw->jobs = NULL;
     jn_taskpool_free(gw->flows);
     gw->flows = NULL;
-    if (gw->flow_slots) {
-        pthread_mutex_destroy(&gw->flow_slots->lock);
-        free(gw->flow_slots->envs);
-        free(gw->flow_slots);
-        gw->flow_slots = NULL;
-    }
+    slots_free(gw->flow_slots);
+    gw->flow_slots = NULL;
+    slots_free(gw->action_waits);
+    gw->action_waits = NULL;
 }
 
 /* The secret key of an "Authorization: Bearer <key>" header, or NULL. */
@@ -347,27 +402,7 @@ void jn_api_offload(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_resp
 
 bool jn_api_long_begin(jn_gateway_t *gw, long long env_id)
 {
-    struct flow_slots *s = gw->flow_slots;
-    bool ok = true;
-    pthread_mutex_lock(&s->lock);
-    size_t i = 0;
-    while (i < s->n && s->envs[i].env_id != env_id)
-        i++;
-    if (i == s->n) {
-        if (s->n == s->cap) {
-            s->cap = s->cap ? s->cap * 2 : 8;
-            s->envs = realloc(s->envs, s->cap * sizeof *s->envs);
-            if (!s->envs)
-                abort();
-        }
-        s->envs[s->n++] = (env_slots_t){env_id, 0};
-    }
-    if (s->envs[i].count >= gw->engine->config.long_requests_per_env)
-        ok = false;
-    else
-        s->envs[i].count++;
-    pthread_mutex_unlock(&s->lock);
-    return ok;
+    return slots_take(gw->flow_slots, env_id);
 }
 
 void jn_api_long_busy(jn_http_response_t *res)
@@ -380,14 +415,15 @@ void jn_api_long_busy(jn_http_response_t *res)
 
 void jn_api_long_end(jn_gateway_t *gw, long long env_id)
 {
-    struct flow_slots *s = gw->flow_slots;
-    pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->envs[i].env_id == env_id) {
-            if (--s->envs[i].count == 0)
-                s->envs[i] = s->envs[--s->n];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->lock);
+    slots_give(gw->flow_slots, env_id);
+}
+
+bool jn_api_action_wait_begin(jn_gateway_t *gw, long long env_id)
+{
+    return slots_take(gw->action_waits, env_id);
+}
+
+void jn_api_action_wait_end(jn_gateway_t *gw, long long env_id)
+{
+    slots_give(gw->action_waits, env_id);
 }

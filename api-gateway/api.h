@@ -27,7 +27,8 @@ typedef struct {
     jn_provider_http_t *provider_http; /* the engine's */
     struct jn_job_waiters *jobs;       /* requests waiting for jobs (job_waiters.h) */
     jn_taskpool_t *flows;              /* long requests (jn_api_offload) */
-    struct flow_slots *flow_slots;     /* long work in progress per environment */
+    struct env_slots *flow_slots;      /* long work in progress per environment */
+    struct env_slots *action_waits;    /* synchronous action calls waiting, per environment */
 } jn_gateway_t;
 
 /* Binds the gateway to a started engine. */
@@ -92,6 +93,13 @@ void jn_api_offload(jn_gateway_t *gw, const jn_http_request_t *req, jn_http_resp
  * Give a slot back with jn_api_long_end(). */
 bool jn_api_long_begin(jn_gateway_t *gw, long long env_id);
 void jn_api_long_end(jn_gateway_t *gw, long long env_id);
+
+/* Takes one of environment env_id's slots for a caller waiting on a synchronous action
+ * (at most JUNCTION_ACTION_WAITS_PER_ENVIRONMENT at once): each holds a connection, and
+ * one environment must not fill the gateway's connection table. False when all are
+ * taken. Give it back with jn_api_action_wait_end(). */
+bool jn_api_action_wait_begin(jn_gateway_t *gw, long long env_id);
+void jn_api_action_wait_end(jn_gateway_t *gw, long long env_id);
 
 /* 503 with Retry-After: too many long requests in progress for the environment. */
 void jn_api_long_busy(jn_http_response_t *res);

@@ -226,6 +226,9 @@ static jn_err_t read_engine_settings(reader_t *r, jn_program_t program, jn_confi
     if ((err = read_int(r, "JUNCTION_LONG_REQUESTS_PER_ENVIRONMENT", 8, 1, 1024, &n)))
         return err;
     cfg->long_requests_per_env = (int)n;
+    if ((err = read_int(r, "JUNCTION_ACTION_WAITS_PER_ENVIRONMENT", 1000, 1, 100000, &n)))
+        return err;
+    cfg->action_waits_per_env = (int)n;
     if ((err = read_int(r, "JUNCTION_RELAY_THREADS", 1, 0, 16, &n)))
         return err;
     cfg->relay_threads = (int)n;

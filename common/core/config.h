@@ -106,6 +106,9 @@ typedef struct {
      * most long_requests_per_env of them for one environment. */
     int long_request_threads;  /* JUNCTION_LONG_REQUEST_THREADS, default 32 */
     int long_requests_per_env; /* JUNCTION_LONG_REQUESTS_PER_ENVIRONMENT, default 8 */
+    /* Callers of one environment waiting on synchronous actions at once (each holds a
+     * connection); past it the call answers 429 and suggests X-Async. */
+    int action_waits_per_env; /* JUNCTION_ACTION_WAITS_PER_ENVIRONMENT, default 1000 */
     /* Worker: the outbox relays that publish record changes to <prefix>.records
      * (docs/record-change-topics.md): how many run in this process (0: none), the lease a
      * relay holds its shards with, the largest event published with its payload, and the

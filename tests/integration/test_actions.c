@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <json-c/json.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,7 +187,11 @@ static int setup(void **state)
 {
     (void)state;
     jn_test_fake_start(&fake, FAKE_PROVIDER_BIN, "actions_fake_provider");
-    jn_test_gateway_start(&gw, GATEWAY_BIN, service_env);
+    /* The first gateway lets an environment wait on two synchronous actions at once. */
+    static const char *const gw_env[] = {
+        "JUNCTION_JOB_LEASE_SECONDS=5", "JUNCTION_WORKER_DRAIN_SECONDS=2",
+        "JUNCTION_LOG_LEVEL=info", "JUNCTION_ACTION_WAITS_PER_ENVIRONMENT=2", NULL};
+    jn_test_gateway_start(&gw, GATEWAY_BIN, gw_env);
     char body[1024];
     snprintf(body, sizeof body, "{\"key\":\"%s\"}", API_KEY);
     if (jn_test_fake_call(&fake, "POST", "/_admin/api_keys", body, NULL) != 201)
@@ -811,10 +816,58 @@ static void test_draining_worker_abandons_a_hanging_call(void **state)
            200);
 }
 
+static void *hold_call(void *arg)
+{
+    *(answer_t *)arg =
+        trigger("{\"action_name\":\"slow-note\",\"input\":{\"text\":\"hold\"}}", NULL);
+    return NULL;
+}
+
+static bool two_callers_wait(void *ud)
+{
+    (void)ud;
+    return sql_number("SELECT count(*) FROM jobs WHERE function_name = 'slow-note' AND NOT async "
+                      "AND input->>'text' = 'hold' AND state IN ('queued', 'running')") >= 2;
+}
+
+/* Each waiting caller holds a connection: an environment may keep only so many waiting
+ * (two on this gateway); past that a synchronous call is refused at once with 429, an
+ * async one still goes through, and the slots come back when the waits end. */
+static void test_sync_waits_are_capped_per_environment(void **state)
+{
+    (void)state;
+    pthread_t t[2];
+    answer_t held[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, hold_call, &held[i]), 0);
+    bool waiting = jn_test_wait_until(two_callers_wait, NULL, 30000);
+    answer_t third = {0};
+    answer_t async = {0};
+    if (waiting) {
+        third = trigger("{\"action_name\":\"post-note\",\"input\":{\"text\":\"third\"}}", NULL);
+        const char *hdr[] = {"X-Async: true", NULL};
+        async = trigger("{\"action_name\":\"post-note\",\"input\":{\"text\":\"async\"}}", hdr);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_true(waiting);
+    expect(&third, 429, "too_many_waiting_actions", "a third synchronous caller");
+    expect(&async, 202, NULL, "an async call beside them");
+    for (int i = 0; i < 2; i++) {
+        expect(&held[i], 200, NULL, "a held caller");
+        json_object_put(held[i].body);
+    }
+    json_object_put(third.body);
+    json_object_put(async.body);
+    /* The slots came back. */
+    expect_note_works("after the capped waits");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sync_call_returns_the_output),
+        cmocka_unit_test(test_sync_waits_are_capped_per_environment),
         cmocka_unit_test(test_bad_requests_queue_nothing),
         cmocka_unit_test(test_errors_of_a_run),
         cmocka_unit_test(test_hostile_scripts_are_contained),
