@@ -20,6 +20,7 @@
 #include "store/jobs.h"
 #include "store/syncs.h"
 #include "store/webhooks.h"
+#include "webhook_run.h"
 
 #define DB_WAIT_MS 5000
 
@@ -607,7 +608,8 @@ void jn_runner_run(void *ud, const jn_job_ref_t *ref, const atomic_bool *stop)
         break;
     case JN_JOB_SYNC: run_sync(r, &job, stop, active); break;
     case JN_JOB_WEBHOOK:
-        fail_setup(r, &job, 501, "not_supported", "this worker does not run this kind of job yet");
+        if (jn_webhook_run(r->e, &job, stop, &active->lost) == JN_WEBHOOK_RUN_GIVE_BACK)
+            give_back(r, &job);
         break;
     }
     untrack(r, active);
