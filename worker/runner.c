@@ -223,6 +223,15 @@ static void give_back(jn_runner_t *r, const jn_job_t *job)
         err = jn_jobs_release(conn, job->id, job->lease_token);
         jn_pg_release(r->e->pg, conn);
     }
+    /* Its message again, so that the group's next owner of the partition runs it at once
+     * (the scheduler's resend would, later, if this one is lost). */
+    if (!err) {
+        jn_job_ref_t ref = {.environment_id = job->environment_id,
+                            .kind = job->kind,
+                            .connection_id = job->connection_id};
+        memcpy(ref.id, job->id, sizeof ref.id);
+        jn_job_message_send(r->e->producer, r->e->config.topic_prefix, &ref);
+    }
     jn_log_info("runner", "job %s given back (%s)", job->id, err ? jn_err_str(err) : "queued");
 }
 

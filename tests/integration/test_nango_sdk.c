@@ -100,6 +100,26 @@ static int setup(void **state)
              "{\"name\":\"SDK_REGION\",\"value\":\"eu-west-1\"}]}",
              secret);
     api_ok("PUT", "/junction/environment/variables", body, 200);
+    /* A second integration with a sync (its own, so that the functions listed above stay
+     * what they are), and its connection. */
+    api_ok("POST", "/integrations", "{\"provider\":\"sdk-api\",\"unique_key\":\"sdk-items\"}", 200);
+    snprintf(path, sizeof path, "%s/fake-provider/fetch-items.lua", EXAMPLES_DIR);
+    char *items = jn_test_read_file(path);
+    json_object *sync = json_object_new_object();
+    json_object_object_add(sync, "name", json_object_new_string("fetch-items"));
+    json_object_object_add(sync, "source", json_object_new_string(items));
+    free(items);
+    json_object *syncs = json_object_new_array();
+    json_object_array_add(syncs, sync);
+    json_object *deploy_items = json_object_new_object();
+    json_object_object_add(deploy_items, "functions", syncs);
+    api_ok("PUT", "/junction/integrations/sdk-items/functions",
+           json_object_to_json_string(deploy_items), 200);
+    json_object_put(deploy_items);
+    api_ok("POST", "/connections",
+           "{\"provider_config_key\":\"sdk-items\",\"connection_id\":\"sdk-c2\","
+           "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"" API_KEY "\"}}",
+           201);
     jn_test_service_start(&worker, &gw, WORKER_BIN, "sdk_worker", NULL, worker_admin);
     jn_test_service_start(&scheduler, &gw, SCHEDULER_BIN, "sdk_scheduler", NULL, scheduler_admin);
     return 0;
@@ -129,8 +149,9 @@ static void test_nango_node_sdk(void **state)
     snprintf(script, sizeof script, "%s/tests/sdk/nango_node.cjs",
              jn_test_env("JUNCTION_REPO_DIR"));
     snprintf(secret_env, sizeof secret_env, "JN_SDK_SECRET=%s", secret);
-    const char *env[] = {host,       key, fake_url, node_path, "JN_SDK_API_KEY=" API_KEY,
-                         secret_env, NULL};
+    const char *env[] = {
+        host,       key, fake_url, node_path, "JN_SDK_API_KEY=" API_KEY, "JN_SDK_ITEMS=250",
+        secret_env, NULL};
     const char *argv[] = {"/usr/bin/env", "node", script, NULL};
     jn_test_process_t node;
     jn_test_spawn(&node, argv, env, "sdk_node");

@@ -46,6 +46,7 @@ static void test_foreign_release_is_ignored(void **state)
     PQclear(r);
     PQfinish(foreign);
     jn_pg_pool_free(pool);
+    jn_test_drop_database(db);
 }
 
 static void test_copy_and_queries_collected_later(void **state)
@@ -90,6 +91,7 @@ static void test_copy_and_queries_collected_later(void **state)
     PQclear(r);
     jn_pg_release(pool, conn);
     jn_pg_pool_free(pool);
+    jn_test_drop_database(db);
 }
 
 int main(void)

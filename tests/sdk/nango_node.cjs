@@ -276,6 +276,58 @@ async function main() {
     assert.deepEqual(fn.parameters.required, ['text']);
   });
 
+  await check('syncs and records: triggerSync, syncStatus, listRecords, pause/start, frequency, variants, pruneRecords', async () => {
+    const PCK2 = 'sdk-items';
+    const CID2 = 'sdk-c2';
+    const status = async () => (await nango.syncStatus(PCK2, ['fetch-items'], CID2)).syncs[0];
+    await nango.triggerSync(PCK2, ['fetch-items'], CID2);
+    const deadline = Date.now() + 60000;
+    let st = await status();
+    while (st.status !== 'SUCCESS') {
+      if (Date.now() > deadline) assert.fail(`the sync did not succeed: ${JSON.stringify(st)}`);
+      await new Promise((r) => setTimeout(r, 200));
+      st = await status();
+    }
+    assert.equal(st.latestResult.Item.added, Number(process.env.JN_SDK_ITEMS));
+    assert.equal(st.recordCount.Item, Number(process.env.JN_SDK_ITEMS));
+    const all = [];
+    let cursor = null;
+    do {
+      const page = await nango.listRecords({ providerConfigKey: PCK2, connectionId: CID2,
+                                             model: 'Item', cursor, limit: 40 });
+      all.push(...page.records);
+      cursor = page.next_cursor;
+    } while (cursor);
+    assert.equal(all.length, Number(process.env.JN_SDK_ITEMS));
+    assert.equal(new Set(all.map((r) => r.id)).size, all.length);
+    assert.equal(all[0]._nango_metadata.last_action, 'ADDED');
+    const byIds = await nango.listRecords({ providerConfigKey: PCK2, connectionId: CID2,
+                                            model: 'Item', ids: ['item-2', 'item-3'] });
+    assert.deepEqual(byIds.records.map((r) => r.id).sort(), ['item-2', 'item-3']);
+
+    await nango.pauseSync(PCK2, ['fetch-items'], CID2);
+    assert.equal((await status()).status, 'PAUSED');
+    await nango.startSync(PCK2, ['fetch-items'], CID2);
+    assert.notEqual((await status()).status, 'PAUSED');
+    const freq = await nango.updateSyncConnectionFrequency(PCK2, 'fetch-items', CID2, 'every 2 hours');
+    assert.equal(freq.frequency, 'every 2 hours');
+    assert.equal((await status()).frequency, 'every 2h');
+
+    const variant = await nango.createSyncVariant({ provider_config_key: PCK2, connection_id: CID2,
+                                                    name: 'fetch-items', variant: 'eu' });
+    assert.equal(variant.variant, 'eu');
+    await nango.deleteSyncVariant({ provider_config_key: PCK2, connection_id: CID2,
+                                    name: 'fetch-items', variant: 'eu' });
+
+    const pruned = await nango.pruneRecords({ providerConfigKey: PCK2, connectionId: CID2,
+                                              model: 'Item', untilCursor: all[9]._nango_metadata.cursor });
+    assert.ok(pruned.count >= 10, JSON.stringify(pruned));
+    const after = await nango.listRecords({ providerConfigKey: PCK2, connectionId: CID2,
+                                            model: 'Item', limit: 11 });
+    assert.ok(after.records[0]._nango_metadata.pruned_at);
+    assert.equal(after.records[10]._nango_metadata.pruned_at, null);
+  });
+
   await check('deleteConnection', async () => {
     await nango.deleteConnection(PCK, CID);
     const gone = await failure(nango.getConnection(PCK, CID));

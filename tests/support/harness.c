@@ -149,16 +149,25 @@ char *jn_test_read_log(const jn_test_process_t *p)
 typedef struct {
     char *data;
     size_t len;
+    size_t cap; /* bytes allocated at data */
 } sink_t;
 
+/* Appends a chunk, doubling the buffer when it is full: a body of many megabytes arrives
+ * in thousands of chunks, and growing by each would copy it thousands of times. */
 static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     sink_t *s = ud;
     size_t n = size * nmemb;
-    char *grown = realloc(s->data, s->len + n + 1);
-    if (!grown)
-        return 0;
-    s->data = grown;
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 1024;
+        while (cap < s->len + n + 1)
+            cap *= 2;
+        char *grown = realloc(s->data, cap);
+        if (!grown)
+            return 0;
+        s->data = grown;
+        s->cap = cap;
+    }
     memcpy(s->data + s->len, ptr, n);
     s->len += n;
     s->data[s->len] = '\0';
@@ -176,8 +185,8 @@ long jn_test_http_headers(const char *method, const char *url, const char *const
                           char **resp_headers)
 {
     CURL *curl = curl_easy_init();
-    sink_t sink = {calloc(1, 1), 0};
-    sink_t head = {calloc(1, 1), 0};
+    sink_t sink = {calloc(1, 1), 0, 1};
+    sink_t head = {calloc(1, 1), 0, 1};
     if (resp_headers) {
         curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect);
         curl_easy_setopt(curl, CURLOPT_HEADERDATA, &head);
