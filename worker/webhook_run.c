@@ -181,27 +181,31 @@ typedef struct {
     size_t handlers, forwards;
 } route_t;
 
-/* Creates the handler jobs (inside the transaction). */
+/* Creates the handler jobs (inside the transaction). What a connection gets of the payload
+ * is cut once, however many of its syncs handle it. */
 static jn_err_t create_handlers(PGconn *conn, route_t *r)
 {
-    for (size_t i = 0; i < r->sync_count; i++) {
+    json_object **parts = calloc(r->target_count ? r->target_count : 1, sizeof *parts);
+    if (!parts)
+        abort();
+    jn_err_t err = JN_OK;
+    for (size_t i = 0; !err && i < r->sync_count; i++) {
         const jn_webhook_sync_ref_t *s = &r->syncs[i];
-        const jn_webhook_target_t *t = NULL;
-        for (size_t k = 0; k < r->target_count && !t; k++) {
-            if (r->targets[k].row == s->connection_row)
-                t = &r->targets[k];
-        }
+        size_t k = 0;
+        while (k < r->target_count && r->targets[k].row != s->connection_row)
+            k++;
         json_object *subs = json_object_object_get(r->hooks, s->name);
-        if (!t || !subs)
+        if (k == r->target_count || !subs)
             continue;
-        json_object *part =
-            jn_webhook_payload_part(r->payload, r->spec->route_path, t->route_value);
+        const jn_webhook_target_t *t = &r->targets[k];
+        if (!parts[k])
+            parts[k] = jn_webhook_payload_part(r->payload, r->spec->route_path, t->route_value);
+        json_object *part = parts[k];
         bool wanted = subscribed(subs, event_type(r->spec, r->w, part));
         bool empty = json_object_is_type(part, json_type_array) &&
                      json_object_array_length(part) == 0 &&
                      json_object_is_type(r->payload, json_type_array) &&
                      json_object_array_length(r->payload) > 0;
-        json_object_put(part);
         if (!wanted || empty)
             continue;
         jn_webhook_handler_t h = {.connection_row = s->connection_row,
@@ -211,13 +215,16 @@ static jn_err_t create_handlers(PGconn *conn, route_t *r)
                                   .route_path = r->spec->route_path,
                                   .route_value = r->spec->route_path ? t->route_value : NULL};
         jn_job_ref_t ref;
-        jn_err_t err = jn_provider_webhooks_handler(conn, r->job->environment_id, &h, &ref);
-        if (err)
-            return err;
-        refs_add(&r->send, &ref, 1);
-        r->handlers++;
+        err = jn_provider_webhooks_handler(conn, r->job->environment_id, &h, &ref);
+        if (!err) {
+            refs_add(&r->send, &ref, 1);
+            r->handlers++;
+        }
     }
-    return JN_OK;
+    for (size_t k = 0; k < r->target_count; k++)
+        json_object_put(parts[k]);
+    free(parts);
+    return err;
 }
 
 /* Enqueues one forward in a savepoint: one that cannot be written (too large) is logged
