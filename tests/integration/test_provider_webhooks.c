@@ -469,6 +469,14 @@ static void test_signed_webhook_reaches_scripts(void **state)
     json_object *c2 = notes(gw.dev_key, "hooks", "c2");
     assert_null(json_object_object_get(c2, "n-first"));
     json_object_put(c2);
+    /* The same account on another integration (q1) or in another environment (p1) is not
+     * this webhook's: routing stays inside the integration of the path. */
+    json_object *q1 = notes(gw.dev_key, "quiet", "q1");
+    assert_null(json_object_object_get(q1, "n-first"));
+    json_object_put(q1);
+    json_object *p1 = notes(gw.prod_key, "hooks", "p1");
+    assert_null(json_object_object_get(p1, "n-first"));
+    json_object_put(p1);
     json_object *c1 = notes(gw.dev_key, "hooks", "c1");
     json_object *n = json_object_object_get(c1, "n-first");
     assert_string_equal(jn_test_json_str(n, "text"), "hello");
