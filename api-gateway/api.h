@@ -38,7 +38,9 @@ void jn_gateway_cleanup(jn_gateway_t *gw);
 /* The public server's gate (jn_http_gate_fn): a request that presents an environment's
  * secret key may send its route's whole body cap; any other request at most
  * JN_API_ANONYMOUS_MAX_BODY bytes, so unauthenticated clients cannot make the gateway
- * buffer large bodies. Memory only: it never blocks. */
+ * buffer large bodies - except on the provider-webhook route, public by design, whose own
+ * cap (JUNCTION_WEBHOOK_MAX_BODY_BYTES) applies to everyone. Memory only: it never
+ * blocks. */
 #define JN_API_ANONYMOUS_MAX_BODY (64 * 1024)
 bool jn_api_gate(const jn_http_request_t *req, size_t *max_body, jn_http_response_t *res, void *ud);
 

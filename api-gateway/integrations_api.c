@@ -5,6 +5,8 @@
  *   POST   /integrations                      {data: ApiPublicIntegration}
  *   POST   /integrations/quickstart           400: Junction has no developer apps to share
  *   GET    /integrations/:uniqueKey?include=credentials&include=webhook
+ *          (webhook: the URL the provider posts webhooks to, when it sends any, and
+ *          whether a webhook secret is set)
  *   PATCH  /integrations/:uniqueKey           (unique_key in the body renames)
  *   DELETE /integrations/:uniqueKey           {success: true}
  * Bodies are checked field by field before anything is stored; a bad request changes
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "providers/custom_providers.h"
+#include "providers/webhook_spec.h"
 #include "store/integrations.h"
 
 #define MAX_KEY 255
@@ -25,9 +28,9 @@
 #define MAX_SCOPES 4096
 #define MAX_CONFIG_VALUE 4096
 
-static const char *const body_fields[] = {
-    "provider",         "unique_key",         "display_name", "credentials",
-    "forward_webhooks", "integration_config", "custom",       NULL};
+static const char *const body_fields[] = {"provider",    "unique_key",       "display_name",
+                                          "credentials", "forward_webhooks", "integration_config",
+                                          "custom",      "webhook_secret",   NULL};
 static const char *const credential_fields[] = {"type",   "client_id",      "client_secret",
                                                 "scopes", "webhook_secret", NULL};
 
@@ -77,6 +80,7 @@ static jn_err_t read_credentials(json_object *body, json_object *provider,
                               mode);
     if (strcmp(type, "OAUTH2") != 0)
         return jn_field_error(e, "credentials.type", "must be OAUTH2 for an %s provider", mode);
+    const char *webhook_secret = NULL;
     struct {
         const char *key;
         size_t max;
@@ -85,7 +89,7 @@ static jn_err_t read_credentials(json_object *body, json_object *provider,
         {"client_id", MAX_CLIENT_ID, &in->client_id},
         {"client_secret", MAX_SECRET, &in->client_secret},
         {"scopes", MAX_SCOPES, &in->scopes},
-        {"webhook_secret", MAX_SECRET, &in->webhook_secret},
+        {"webhook_secret", MAX_SECRET, &webhook_secret},
     };
     for (size_t i = 0; i < 4; i++) {
         if ((err = jn_json_string(creds, fields[i].key, false, fields[i].max, fields[i].dst, e))) {
@@ -93,6 +97,11 @@ static jn_err_t read_credentials(json_object *body, json_object *provider,
             return err;
         }
     }
+    if (webhook_secret && in->webhook_secret)
+        return jn_field_error(e, "credentials.webhook_secret",
+                              "the webhook secret is given twice (here and in webhook_secret)");
+    if (webhook_secret)
+        in->webhook_secret = webhook_secret;
     in->has_credentials = true;
     in->credentials_type = type;
     return JN_OK;
@@ -120,6 +129,9 @@ static jn_err_t read_common(json_object *body, bool creating, jn_integration_inp
                                  &in->integration_config, e);
     if (!err)
         err = jn_json_string_map(body, "custom", MAX_CONFIG_VALUE, &in->custom, e);
+    /* The secret provider webhooks are verified with, for any provider ("" clears it). */
+    if (!err)
+        err = jn_json_string(body, "webhook_secret", false, MAX_SECRET, &in->webhook_secret, e);
     return err;
 }
 
@@ -325,8 +337,9 @@ static json_object *api_credentials(const jn_integration_t *it)
     json_object_object_add(c, "client_secret",
                            it->client_secret ? json_object_new_string(it->client_secret) : NULL);
     json_object_object_add(c, "scopes", it->scopes ? json_object_new_string(it->scopes) : NULL);
-    json_object_object_add(c, "webhook_secret",
-                           it->webhook_secret ? json_object_new_string(it->webhook_secret) : NULL);
+    /* Never returned: the webhook secret is written, not read (include=webhook says whether
+     * one is set). */
+    json_object_object_add(c, "webhook_secret", NULL);
     return c;
 }
 
@@ -352,6 +365,16 @@ static void get_integration(const jn_http_request_t *req, jn_http_response_t *re
         return;
     jn_integration_t it;
     jn_err_t err = jn_integrations_get(conn, &gw->keyring, env.id, key, inc.credentials, &it);
+    /* A webhook URL is advertised only where webhooks are received: its provider says how
+     * they are signed. */
+    bool receives = false;
+    json_object *provider = NULL;
+    if (!err && inc.webhook &&
+        jn_providers_lookup(gw->catalog, conn, env.id, it.provider, &provider) == JN_OK) {
+        jn_webhook_spec_t spec;
+        receives = jn_webhook_spec_read(provider, &spec) == JN_OK;
+        json_object_put(provider);
+    }
     jn_api_db_release(gw, conn);
     if (err) {
         char what[320];
@@ -362,8 +385,14 @@ static void get_integration(const jn_http_request_t *req, jn_http_response_t *re
     json_object *data = api_integration(gw, &it);
     if (inc.credentials)
         json_object_object_add(data, "credentials", api_credentials(&it));
-    /* include=webhook is accepted, but no webhook_url is advertised until provider
-     * webhooks are received (an advertised URL must answer). */
+    if (receives) {
+        char url[1024];
+        jn_provider_webhook_url(gw, &env, it.unique_key, url, sizeof url);
+        json_object_object_add(data, "webhook_url", json_object_new_string(url));
+    }
+    if (inc.webhook)
+        json_object_object_add(data, "has_webhook_secret",
+                               json_object_new_boolean(it.has_webhook_secret));
     jn_integration_cleanup(&it);
     jn_api_data(res, data);
 }

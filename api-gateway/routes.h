@@ -59,8 +59,17 @@ void jn_routes_nango_functions(jn_gateway_t *gw, jn_http_server_t *http,
 void jn_routes_actions(jn_gateway_t *gw, jn_http_server_t *http);
 
 /* Webhooks to the app: settings (Nango's and /junction/webhooks/settings), the signing
- * key's rotation, dead letters and replays (webhooks_api.c). */
+ * key's rotation, dead letters and replays (webhooks_api.c); and with them the webhooks
+ * providers send (jn_routes_provider_webhooks). */
 void jn_routes_webhooks(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* POST /webhook/:environmentUuid/:providerConfigKey: public, its own body cap
+ * (JUNCTION_WEBHOOK_MAX_BODY_BYTES). */
+void jn_routes_provider_webhooks(jn_gateway_t *gw, jn_http_server_t *http);
+
+/* The URL providers send the integration unique_key's webhooks to, into out. */
+void jn_provider_webhook_url(const jn_gateway_t *gw, const jn_environment_t *env,
+                             const char *unique_key, char *out, size_t cap);
 
 /* /sync/trigger, /sync/start, /sync/pause, /sync/status, /sync/update-connection-frequency,
  * /sync/:name/variant/:variant. */

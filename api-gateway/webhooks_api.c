@@ -520,4 +520,5 @@ void jn_routes_webhooks(jn_gateway_t *gw, jn_http_server_t *http)
     jn_http_route(http, "POST", "/junction/webhooks/dead-letters/replay", post_replay_matching, gw);
     jn_http_route(http, "POST", "/junction/webhooks/dead-letters/:id/replay", post_replay_one, gw);
     jn_http_route(http, "GET", "/junction/webhooks/deliveries/:id", get_delivery, gw);
+    jn_routes_provider_webhooks(gw, http);
 }

@@ -20,6 +20,7 @@
 #include "store/jobs.h"
 #include "store/syncs.h"
 #include "store/webhooks.h"
+#include "webhook_run.h"
 
 #define DB_WAIT_MS 5000
 /* How long a finished run keeps its outcome while PostgreSQL is away. */
@@ -40,6 +41,8 @@ struct jn_runner {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     active_t *active;
+    bool renewing;          /* the keeper holds pointers into active without the lock */
+    pthread_cond_t renewed; /* signalled when renewing turns false */
 };
 
 /* ---- the lease keeper ---- */
@@ -73,6 +76,7 @@ static void *keeper_main(void *arg)
         size_t k = 0;
         for (active_t *a = r->active; a; a = a->next)
             list[k++] = a;
+        r->renewing = true;
         pthread_mutex_unlock(&r->lock);
         jn_err_t err;
         PGconn *conn = k ? jn_pg_acquire(r->e->pg, DB_WAIT_MS, &err) : NULL;
@@ -86,6 +90,8 @@ static void *keeper_main(void *arg)
         if (conn)
             jn_pg_release(r->e->pg, conn);
         pthread_mutex_lock(&r->lock);
+        r->renewing = false;
+        pthread_cond_broadcast(&r->renewed);
         free(list);
     }
     pthread_mutex_unlock(&r->lock);
@@ -109,6 +115,9 @@ static void untrack(jn_runner_t *r, active_t *a)
             break;
         }
     }
+    /* The keeper may be renewing a's lease from its copy of the list: a is freed after. */
+    while (r->renewing)
+        pthread_cond_wait(&r->renewed, &r->lock);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -120,6 +129,7 @@ jn_runner_t *jn_runner_new(jn_engine_t *engine)
     r->e = engine;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
+    pthread_cond_init(&r->renewed, NULL);
     pthread_create(&r->keeper, NULL, keeper_main, r);
     pthread_setname_np(r->keeper, "jn-lease");
     return r;
@@ -135,6 +145,7 @@ void jn_runner_free(jn_runner_t *r)
     pthread_mutex_unlock(&r->lock);
     pthread_join(r->keeper, NULL);
     pthread_cond_destroy(&r->wake);
+    pthread_cond_destroy(&r->renewed);
     pthread_mutex_destroy(&r->lock);
     free(r);
 }
@@ -638,7 +649,8 @@ void jn_runner_run(void *ud, const jn_job_ref_t *ref, const atomic_bool *stop)
         break;
     case JN_JOB_SYNC: run_sync(r, &job, stop, active); break;
     case JN_JOB_WEBHOOK:
-        fail_setup(r, &job, 501, "not_supported", "this worker does not run this kind of job yet");
+        if (jn_webhook_run(r->e, &job, stop, &active->lost) == JN_WEBHOOK_RUN_GIVE_BACK)
+            give_back(r, &job);
         break;
     }
     untrack(r, active);

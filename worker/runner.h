@@ -9,7 +9,8 @@
  * stop and cannot store anything. A run asked to stop by a draining worker gives its job
  * back (queued again, the attempt not counted), so another worker runs it.
  *
- * A delivery job (a webhook to the app) runs as delivery.h says instead. An action called
+ * A delivery job (a webhook to the app) runs as delivery.h says instead, and a provider
+ * webhook's job (routing, or one sync's on_webhook) as webhook_run.h says. An action called
  * with X-Async enqueues its async_action webhook with its final outcome.
  *
  * Guarantee for actions: a job runs to completion at least once; it runs more than once

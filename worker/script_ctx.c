@@ -647,6 +647,7 @@ typedef struct {
     jn_err_t err;
     json_object *arg; /* input or payload (borrowed) */
     bool has_arg;
+    json_object *extra; /* a webhook's third argument (borrowed); NULL: none */
 } step_t;
 
 static int read_declaration(lua_State *L)
@@ -668,7 +669,10 @@ static int push_call(lua_State *L)
     if (!s->has_arg)
         return 2;
     jn_luajson_push_value(L, s->arg);
-    return 3;
+    if (!s->extra)
+        return 3;
+    jn_luajson_push_value(L, s->extra);
+    return 4;
 }
 
 static int64_t now_ms(void)
@@ -778,10 +782,13 @@ static jn_script_status_t run(run_kind_t kind, const jn_script_source_t *script,
         }
         s.arg = arg_copy;
         s.has_arg = true;
+        if (kind == RUN_WEBHOOK && info && info->webhook)
+            s.extra = info->webhook;
     }
+    int nargs = 1 + s.has_arg + (s.extra != NULL);
     lua_pushvalue(L, -1);
-    if (jn_sandbox_protect(sb, push_call, &s, 1, s.has_arg ? 3 : 2, err) ||
-        jn_sandbox_call(sb, s.has_arg ? 2 : 1, 1, err))
+    if (jn_sandbox_protect(sb, push_call, &s, 1, nargs + 1, err) ||
+        jn_sandbox_call(sb, nargs, 1, err))
         goto done;
     if (kind == RUN_ACTION)
         check_output(sb, &decl, jn_sandbox_limits(sb), out);

@@ -147,6 +147,9 @@ typedef struct {
     /* Set from another thread to stop the run at once (jn_sandbox_set_interrupt). */
     const atomic_bool *stop;
     const atomic_bool *lost;
+    /* Webhook runs: on_webhook's third argument, what came with the payload
+     * ({headers, event_type, provider, received_at}); borrowed, may be NULL. */
+    json_object *webhook;
 } jn_script_run_info_t;
 
 /* The script a run executes. */
@@ -185,8 +188,9 @@ jn_script_status_t jn_script_run_sync(const jn_script_source_t *script,
                                       const jn_script_run_info_t *info,
                                       const jn_sandbox_limits_t *limits, jn_script_outcome_t *out);
 
-/* Runs a sync's on_webhook(ctx, payload) for one provider webhook (payload borrowed).
- * limits NULL = jn_sandbox_limits_webhook(). */
+/* Runs a sync's on_webhook(ctx, payload[, webhook]) for one provider webhook (payload
+ * borrowed; info->webhook, when set, is the third argument). limits NULL =
+ * jn_sandbox_limits_webhook(). */
 jn_script_status_t jn_script_run_webhook(const jn_script_source_t *script, json_object *payload,
                                          const jn_script_host_t *host,
                                          const jn_script_run_info_t *info,

@@ -187,6 +187,10 @@ static jn_err_t read_engine_settings(reader_t *r, jn_program_t program, jn_confi
                         &n)))
         return err;
     cfg->max_json_body_bytes = n;
+    if ((err = read_int(r, "JUNCTION_WEBHOOK_MAX_BODY_BYTES", 1024L * 1024, 1024,
+                        JN_CONFIG_WEBHOOK_BODY_MAX, &n)))
+        return err;
+    cfg->webhook_max_body_bytes = n;
     if ((err = read_int(r, "JUNCTION_PROVIDER_MAX_IN_FLIGHT", 512, 1, 100000, &n)))
         return err;
     cfg->provider_max_in_flight = (int)n;

@@ -23,6 +23,10 @@ typedef enum {
     JN_PROGRAM_TOOL, /* test and admin tools: no HTTP port, no encryption key needed */
 } jn_program_t;
 
+/* The largest provider webhook body that may be configured: what fits, forwarded, in a
+ * webhook to the app (store/webhooks.h allows 4 MiB) with room for its envelope. */
+#define JN_CONFIG_WEBHOOK_BODY_MAX (3L * 1024 * 1024)
+
 typedef struct {
     char database_url[1024];          /* JUNCTION_DATABASE_URL (required) */
     char kafka_brokers[512];          /* JUNCTION_KAFKA_BROKERS (required), host:port[,host:port] */
@@ -80,6 +84,9 @@ typedef struct {
     int http_idle_timeout_ms;             /* JUNCTION_HTTP_IDLE_TIMEOUT_MS, default 60000 */
     long max_json_body_bytes;             /* JUNCTION_MAX_JSON_BODY_BYTES: the body cap of JSON
                                              routes; default 1 MiB */
+    long webhook_max_body_bytes;          /* JUNCTION_WEBHOOK_MAX_BODY_BYTES: the body cap of
+                                             a provider webhook (POST /webhook/...); default
+                                             1 MiB, 1 KiB..JN_CONFIG_WEBHOOK_BODY_MAX */
     int provider_max_in_flight;           /* JUNCTION_PROVIDER_MAX_IN_FLIGHT: provider calls in
                                              flight per environment; default 512 */
     int provider_headers_timeout_ms;      /* JUNCTION_PROVIDER_HEADERS_TIMEOUT_MS: a provider's

@@ -55,6 +55,10 @@ jn_err_t jn_crypto_open(const jn_crypto_keyring_t *ring, const char *blob, const
 /* HMAC-SHA256 of msg under key into out (32 bytes). */
 void jn_crypto_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len,
                            unsigned char out[32]);
+/* HMAC-SHA256 of the concatenation of n pieces (parts[i], lens[i] bytes each) into out,
+ * without joining them in memory (a signed message made of a timestamp and a large body). */
+void jn_crypto_hmac_sha256_parts(const void *key, size_t key_len, const void *const *parts,
+                                 const size_t *lens, size_t n, unsigned char out[32]);
 /* SHA-1 of msg into out (20 bytes): only for protocols that mandate it (the WebSocket
  * handshake); never for security decisions. */
 void jn_crypto_sha1(const void *msg, size_t msg_len, unsigned char out[20]);

@@ -322,6 +322,26 @@ jn_err_t jn_json_string_map(json_object *obj, const char *key, size_t max_len, j
     return JN_OK;
 }
 
+bool jn_json_path_get(json_object *obj, const char *path, json_object **out)
+{
+    char seg[257];
+    *out = NULL;
+    for (;;) {
+        if (!json_object_is_type(obj, json_type_object))
+            return false;
+        if (json_object_object_get_ex(obj, path, out))
+            return true;
+        const char *dot = strchr(path, '.');
+        if (!dot || (size_t)(dot - path) >= sizeof seg)
+            return false;
+        memcpy(seg, path, (size_t)(dot - path));
+        seg[dot - path] = '\0';
+        if (!json_object_object_get_ex(obj, seg, &obj))
+            return false;
+        path = dot + 1;
+    }
+}
+
 void jn_json_wipe_strings(json_object *v)
 {
     switch (json_object_get_type(v)) {

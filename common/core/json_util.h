@@ -62,6 +62,13 @@ jn_err_t jn_json_bool(json_object *obj, const char *key, bool *out, bool *presen
 jn_err_t jn_json_string_map(json_object *obj, const char *key, size_t max_len, json_object **out,
                             jn_field_error_t *e);
 
+/* The value at a dot-separated path in obj ("paging.next.after"): at each level the whole
+ * remaining path is first tried as one key, then split at its first dot, so a key that
+ * itself holds dots (Microsoft Graph's "@odata.nextLink") is reached. False when absent;
+ * *out (borrowed from obj) is NULL for a JSON null. Segments longer than 256 bytes are
+ * never found. */
+bool jn_json_path_get(json_object *obj, const char *path, json_object **out);
+
 /* True when text is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
 bool jn_utf8_valid(const char *text, size_t len);
 

@@ -29,6 +29,7 @@
 #include "core/json_util.h"
 #include "providers/connection_config.h"
 #include "providers/template.h"
+#include "providers/webhook_spec.h"
 
 #define PATH_CAP 256 /* a field path in a message */
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -64,7 +65,8 @@ static const char *const top_fields[] = {"name",
                                          "redirect_uri_metadata",
                                          "proxy",
                                          "connection_config",
-                                         "credentials"};
+                                         "credentials",
+                                         "webhook"};
 
 /* docs/providers.md: "The fields from authorization_url through redirect_uri_metadata". */
 static const char *const oauth_fields[] = {"authorization_url",
@@ -1336,6 +1338,9 @@ jn_err_t jn_catalog_validate(json_object *entry, const char *expected_name, char
         (err = check_mode(&c, entry)) || (err = check_oauth(&c, entry)) ||
         (err = check_proxy(&c, entry)) || (err = check_hosts(&c, entry)))
         return err;
+    jn_field_error_t e;
+    if (jn_webhook_spec_check(entry, &e))
+        return fail(&c, e.path, "%s", e.message);
     if (c.mode == MODE_API_KEY)
         return check_injected(&c, entry);
     return JN_OK;

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/json_util.h"
+
 #define NAME_CAP 256 /* bytes of a config field: parameter names and paths */
 
 struct jn_paginator {
@@ -277,28 +279,6 @@ json_object *jn_paginator_first_params(jn_paginator_t *p)
 
 /* ---- responses ---- */
 
-/* Looks path up in obj: at each level the whole remaining path is tried as one key before
- * it is split at its first dot. Returns false when absent; *out is NULL for a JSON null. */
-static bool path_get(json_object *obj, const char *path, json_object **out)
-{
-    char seg[NAME_CAP + 1];
-    *out = NULL;
-    for (;;) {
-        if (!json_object_is_type(obj, json_type_object))
-            return false;
-        if (json_object_object_get_ex(obj, path, out))
-            return true;
-        const char *dot = strchr(path, '.');
-        if (!dot || (size_t)(dot - path) > NAME_CAP)
-            return false;
-        memcpy(seg, path, (size_t)(dot - path));
-        seg[dot - path] = '\0';
-        if (!json_object_object_get_ex(obj, seg, &obj))
-            return false;
-        path = dot + 1;
-    }
-}
-
 /* "a string", "an object", "null": what a value is, for messages. */
 static const char *kind(json_object *v)
 {
@@ -331,7 +311,7 @@ static jn_err_t extract_records(const jn_paginator_t *p, json_object *body, json
                           "paginate: response_path '%s': the response body is not JSON",
                           p->response_path);
     json_object *v;
-    if (!path_get(body, p->response_path, &v))
+    if (!jn_json_path_get(body, p->response_path, &v))
         return jn_err_why(JN_ERR_INVALID, why, why_len,
                           "paginate: response_path '%s' is not in the response", p->response_path);
     if (v && !json_object_is_type(v, json_type_array))
@@ -379,7 +359,7 @@ static jn_err_t next_cursor(jn_paginator_t *p, json_object *body, char **cursor,
 {
     json_object *v = NULL;
     *cursor = NULL;
-    if (!body || !path_get(body, p->cursor_path, &v) || !v)
+    if (!body || !jn_json_path_get(body, p->cursor_path, &v) || !v)
         return JN_OK;
     char text[32];
     const char *s;
@@ -413,7 +393,7 @@ static jn_err_t next_link(jn_paginator_t *p, const char *link_header, json_objec
     if (p->link_rel && link_header)
         *url = jn_paginate_link_find(link_header, p->link_rel);
     json_object *v = NULL;
-    if (!*url && p->link_path && body && path_get(body, p->link_path, &v) && v) {
+    if (!*url && p->link_path && body && jn_json_path_get(body, p->link_path, &v) && v) {
         if (!json_object_is_type(v, json_type_string))
             return jn_err_why(JN_ERR_INVALID, why, why_len,
                               "paginate: link_path_in_response_body '%s' is %s, not a string",

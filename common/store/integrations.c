@@ -55,6 +55,7 @@ static jn_err_t from_row(const PGresult *r, int row, const jn_crypto_keyring_t *
     it->credentials_type = jn_pg_dup(r, row, 4);
     it->client_id = jn_pg_dup(r, row, 5);
     it->scopes = jn_pg_dup(r, row, 7);
+    it->has_webhook_secret = !PQgetisnull(r, row, 8);
     it->forward_webhooks = PQgetvalue(r, row, 9)[0] == 't';
     it->integration_config = json_tokener_parse(PQgetvalue(r, row, 10));
     it->custom = json_tokener_parse(PQgetvalue(r, row, 11));
@@ -182,7 +183,10 @@ jn_err_t jn_integrations_create(PGconn *conn, const jn_crypto_keyring_t *ring, l
     snprintf(id_text, sizeof id_text, "%lld", id);
     snprintf(env, sizeof env, "%lld", env_id);
     char *secret = seal_for(ring, id, "client_secret", in->client_secret);
-    char *hook = seal_for(ring, id, "webhook_secret", in->webhook_secret);
+    /* An empty webhook secret is none. */
+    char *hook = in->webhook_secret && *in->webhook_secret
+                     ? seal_for(ring, id, "webhook_secret", in->webhook_secret)
+                     : NULL;
     const char *params[] = {
         id_text,
         env,
@@ -228,8 +232,11 @@ jn_err_t jn_integrations_update(PGconn *conn, const jn_crypto_keyring_t *ring, l
     snprintf(env, sizeof env, "%lld", env_id);
     char *secret =
         in->has_credentials ? seal_for(ring, id, "client_secret", in->client_secret) : NULL;
-    char *hook =
-        in->has_credentials ? seal_for(ring, id, "webhook_secret", in->webhook_secret) : NULL;
+    /* The webhook secret: NULL keeps it, "" clears it, anything else replaces it. */
+    char *hook = in->webhook_secret && *in->webhook_secret
+                     ? seal_for(ring, id, "webhook_secret", in->webhook_secret)
+                     : NULL;
+    const char *hook_param = hook ? hook : in->webhook_secret ? "" : NULL;
     const char *params[] = {
         id_text,
         env,
@@ -241,7 +248,7 @@ jn_err_t jn_integrations_update(PGconn *conn, const jn_crypto_keyring_t *ring, l
         in->client_id,
         secret,
         in->scopes,
-        hook,
+        hook_param,
         in->has_forward_webhooks ? (in->forward_webhooks ? "true" : "false") : NULL,
         json_text_or_null(in->integration_config),
         json_text_or_null(in->custom),
@@ -258,8 +265,8 @@ jn_err_t jn_integrations_update(PGconn *conn, const jn_crypto_keyring_t *ring, l
         " client_secret_sealed = CASE WHEN $6::bool AND $9::text IS NOT NULL THEN $9"
         "                        ELSE client_secret_sealed END,"
         " scopes = CASE WHEN $6::bool AND $10::text IS NOT NULL THEN $10 ELSE scopes END,"
-        " webhook_secret_sealed = CASE WHEN $6::bool AND $11::text IS NOT NULL THEN $11"
-        "                         ELSE webhook_secret_sealed END,"
+        " webhook_secret_sealed = CASE WHEN $11::text IS NULL THEN webhook_secret_sealed"
+        "                         WHEN $11 = '' THEN NULL ELSE $11 END,"
         " forward_webhooks = COALESCE($12::bool, forward_webhooks),"
         " integration_config = COALESCE($13::jsonb, integration_config),"
         " custom = COALESCE($14::jsonb, custom),"

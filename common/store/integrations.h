@@ -29,6 +29,7 @@ typedef struct {
     char *client_secret;  /* plaintext; only filled with with_secrets */
     char *scopes;         /* comma-separated, as Nango stores them */
     char *webhook_secret; /* plaintext; only filled with with_secrets */
+    bool has_webhook_secret;
     bool forward_webhooks;
     json_object *integration_config; /* owned reference */
     json_object *custom;             /* owned reference */
@@ -47,7 +48,8 @@ typedef struct {
     const char *client_id;
     const char *client_secret;
     const char *scopes;
-    const char *webhook_secret;
+    const char *webhook_secret; /* the secret provider webhooks are verified with, whatever
+                                   the provider's auth mode: NULL keeps it, "" clears it */
     bool has_forward_webhooks;
     bool forward_webhooks;
     json_object *integration_config; /* borrowed */

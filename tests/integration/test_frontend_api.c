@@ -480,7 +480,7 @@ static void test_providers_in_nango_shape(void **state)
            200, resp, "integration");
     p = json_object_object_get(resp, "data");
     assert_non_null(strstr(jn_test_json_str(p, "logo"), "/images/template-logos/fe-key.svg"));
-    /* No webhook_url until provider webhooks are received: an advertised URL must work. */
+    /* No webhook_url for a provider that sends no webhooks: an advertised URL must work. */
     assert_false(json_object_object_get_ex(p, "webhook_url", &v));
     json_object_put(resp);
 }

@@ -148,9 +148,14 @@ static void test_integration_lifecycle(void **state)
     assert_string_equal(jn_test_json_str(resp, "data.credentials.client_secret"), "TOP-SECRET-abc");
     assert_string_equal(jn_test_json_str(resp, "data.credentials.type"), "OAUTH2");
     assert_string_equal(jn_test_json_str(resp, "data.credentials.scopes"), "repo,user");
-    /* include=webhook is accepted, but no webhook URL is advertised while nothing would
-     * answer at it. */
-    assert_null(jn_test_json_str(resp, "data.webhook_url"));
+    /* GitHub signs its webhooks: include=webhook gives the URL they are received at, and
+     * the webhook secret is never returned (only whether one is set). */
+    const char *hook_url = jn_test_json_str(resp, "data.webhook_url");
+    assert_non_null(hook_url);
+    assert_non_null(strstr(hook_url, "https://junction.example.test/webhook/"));
+    assert_non_null(strstr(hook_url, "/github-prod"));
+    assert_null(jn_test_json_get(resp, "data.credentials.webhook_secret"));
+    assert_false(json_object_get_boolean(jn_test_json_get(resp, "data.has_webhook_secret")));
     const char *logo = jn_test_json_str(resp, "data.logo");
     assert_non_null(logo);
     assert_string_equal(logo, "https://junction.example.test/images/template-logos/github.svg");
