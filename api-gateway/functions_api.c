@@ -98,8 +98,8 @@ static jn_err_t apply_to_syncs(PGconn *conn, long long env_id, const jn_deployme
     }
     if (!err) {
         jn_sync_reconcile_counts_t counts;
-        err = jn_syncs_reconcile(conn, env_id, d->integration_id, syncs, k, &counts, why,
-                                 sizeof why);
+        err =
+            jn_syncs_reconcile(conn, env_id, d->integration_id, syncs, k, &counts, why, sizeof why);
         if (err)
             jn_log_warn("functions", "the deployment's syncs were refused: %s", why);
         else if (counts.created || counts.updated || counts.stopped)

@@ -56,8 +56,8 @@ static void start_with(gateway_t *g, const char *dev_key, const char *prod_key,
     const char *argv[] = {GATEWAY_BIN, NULL};
     /* "exec" makes the gateway script's only child whichever shell script(1) runs, so that
      * the signal below reaches the gateway itself and not a shell that dies of it. */
-    const char *tty_argv[] = {"/usr/bin/script", "-q", "-e", "-c", "exec " GATEWAY_BIN,
-                              "/dev/null", NULL};
+    const char *tty_argv[] = {"/usr/bin/script",   "-q",        "-e", "-c",
+                              "exec " GATEWAY_BIN, "/dev/null", NULL};
     char name[160];
     snprintf(name, sizeof name, "%s_%s", db, log_name);
     jn_test_spawn(&g->proc, on_terminal ? tty_argv : argv, env, name);
