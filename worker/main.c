@@ -26,6 +26,7 @@ int main(int argc, char **argv)
         .concurrency = {engine.config.worker_actions, engine.config.worker_syncs,
                         engine.config.worker_webhooks, engine.config.worker_deliveries},
         .drain_ms = engine.config.worker_drain_s * 1000,
+        .env_share_percent = engine.config.worker_env_share_percent,
         .run = jn_runner_run,
         .ud = runner,
     };

@@ -24,6 +24,8 @@
 #define POLL_MS 100
 #define DLQ_BACKOFF_MIN_MS 100
 #define DLQ_BACKOFF_MAX_MS 30000
+/* Jobs a lane holds waiting, whoever they belong to; past it fetching pauses. */
+#define QUEUE_MAX 10000
 
 typedef struct {
     int partition;
@@ -67,6 +69,13 @@ typedef struct lane {
     pthread_cond_t idle;
     item_t *head, *tail;
     int queued, busy;
+    int env_cap; /* jobs of one environment running at once in this lane */
+    /* Running jobs per environment (few environments at a time: a short list). */
+    struct env_running {
+        long long env_id;
+        int n;
+    } * envs;
+    size_t nenvs, envs_cap;
     bool paused;
     bool done; /* no more work: job threads exit when the queue is empty */
     part_t *parts;
@@ -271,23 +280,80 @@ static void dlq_retry_due(lane_t *l)
 
 /* ---- job threads ---- */
 
+/* Jobs of env_id running in this lane now. Called with the lock held. */
+static int env_running(const lane_t *l, long long env_id)
+{
+    for (size_t i = 0; i < l->nenvs; i++)
+        if (l->envs[i].env_id == env_id)
+            return l->envs[i].n;
+    return 0;
+}
+
+static void env_add(lane_t *l, long long env_id, int delta)
+{
+    size_t i = 0;
+    while (i < l->nenvs && l->envs[i].env_id != env_id)
+        i++;
+    if (i == l->nenvs) {
+        if (l->nenvs == l->envs_cap) {
+            l->envs_cap = l->envs_cap ? l->envs_cap * 2 : 8;
+            l->envs = realloc(l->envs, l->envs_cap * sizeof *l->envs);
+            if (!l->envs)
+                abort();
+        }
+        l->envs[l->nenvs++] = (struct env_running){env_id, 0};
+    }
+    l->envs[i].n += delta;
+    if (l->envs[i].n == 0)
+        l->envs[i] = l->envs[--l->nenvs];
+}
+
+/* Takes the first queued job whose environment is below its share of the lane's threads,
+ * so that one tenant's backlog of long jobs never holds every thread while another
+ * tenant's job waits behind it (within an environment, jobs keep their order). NULL when
+ * every queued job's environment is at its share. Called with the lock held. */
+static item_t *take_fair(lane_t *l)
+{
+    item_t *prev = NULL;
+    for (item_t *it = l->head; it; prev = it, it = it->next) {
+        if (env_running(l, it->job.environment_id) >= l->env_cap)
+            continue;
+        if (prev)
+            prev->next = it->next;
+        else
+            l->head = it->next;
+        if (l->tail == it)
+            l->tail = prev;
+        it->next = NULL;
+        return it;
+    }
+    return NULL;
+}
+
+/* Queued jobs that a free thread could start now. Called with the lock held. */
+static int startable(const lane_t *l)
+{
+    int n = 0;
+    for (const item_t *it = l->head; it && n < l->nthreads; it = it->next)
+        n += env_running(l, it->job.environment_id) < l->env_cap;
+    return n;
+}
+
 static void *job_thread(void *arg)
 {
     lane_t *l = arg;
     for (;;) {
         pthread_mutex_lock(&l->lock);
-        while (!l->head && !l->done)
+        item_t *it = NULL;
+        while (!(it = take_fair(l)) && !(l->done && !l->head))
             pthread_cond_wait(&l->work, &l->lock);
-        item_t *it = l->head;
         if (!it) {
             pthread_mutex_unlock(&l->lock);
             return NULL;
         }
-        l->head = it->next;
-        if (!l->head)
-            l->tail = NULL;
         l->queued--;
         l->busy++;
+        env_add(l, it->job.environment_id, 1);
         jn_metric_add(l->running, 1);
         pthread_mutex_unlock(&l->lock);
 
@@ -296,8 +362,11 @@ static void *job_thread(void *arg)
 
         pthread_mutex_lock(&l->lock);
         l->busy--;
+        env_add(l, it->job.environment_id, -1);
         jn_metric_add(l->running, -1);
         offset_done(l, it->partition, it->offset);
+        /* A job of this environment that waited for its share may start now. */
+        pthread_cond_broadcast(&l->work);
         pthread_cond_broadcast(&l->idle);
         pthread_mutex_unlock(&l->lock);
         free(it);
@@ -342,8 +411,12 @@ static void handle(lane_t *l, jn_kafka_message_t *msg)
 static void pace(lane_t *l)
 {
     pthread_mutex_lock(&l->lock);
-    bool full = l->queued >= l->nthreads || l->queued + l->busy >= 2 * l->nthreads;
-    bool room = l->queued == 0 && l->busy < l->nthreads;
+    /* Jobs waiting only for their environment's share do not count: fetching goes on so
+     * that other environments' jobs behind them are seen (up to QUEUE_MAX held). */
+    int ready = startable(l);
+    bool full =
+        ready >= l->nthreads || ready + l->busy >= 2 * l->nthreads || l->queued >= QUEUE_MAX;
+    bool room = ready == 0 && l->busy < l->nthreads && l->queued < QUEUE_MAX;
     pthread_mutex_unlock(&l->lock);
     if (full && !l->paused) {
         jn_kafka_consumer_pause(l->consumer, true);
@@ -392,6 +465,14 @@ static bool lane_start(jn_pipeline_t *p, lane_t *l, jn_job_kind_t kind, int thre
     l->p = p;
     l->kind = kind;
     l->nthreads = threads > 0 ? threads : 1;
+    /* One environment may use its share of the lane's threads (rounded up): the rest stay
+     * for the others. */
+    int share = p->opts.env_share_percent > 0 && p->opts.env_share_percent < 100
+                    ? p->opts.env_share_percent
+                    : 100;
+    l->env_cap = (l->nthreads * share + 99) / 100;
+    if (l->env_cap < 1)
+        l->env_cap = 1;
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->work, NULL);
     pthread_cond_init(&l->idle, NULL);
@@ -521,6 +602,7 @@ void jn_pipeline_stop(jn_pipeline_t *p)
             free(l->parts[k].inflight);
         free(l->parts);
         free(l->threads);
+        free(l->envs);
         pthread_cond_destroy(&l->work);
         pthread_cond_destroy(&l->idle);
         pthread_mutex_destroy(&l->lock);

@@ -6,8 +6,11 @@
  *
  * Per kind, a poll thread reads job messages (net/job_message.h) and hands each to a free
  * job thread; when every job thread is busy it pauses fetching but keeps polling, so the
- * member stays in its group however long the jobs run. A message's offset is stored only
- * once its job is done (the job runner has committed its outcome) and every earlier
+ * member stays in its group however long the jobs run. Environments share a lane's threads
+ * fairly: one environment runs at most env_share_percent of them (rounded up) at once; its
+ * further jobs wait in the lane, in order, while other environments' jobs behind them
+ * start. A message's offset
+ * is stored only once its job is done (the job runner has committed its outcome) and every earlier
  * message of its partition is too: offsets advance as a low-water mark, so a crash
  * redelivers what was not finished, and the job row (store/jobs.h) makes a redelivered
  * job that already finished a no-op. A message that is not a job (malformed, another
@@ -38,6 +41,8 @@ typedef struct {
     int concurrency[JN_JOB_KINDS]; /* job threads per kind, in jn_job_kind_t order: actions,
                                       syncs, webhooks, deliveries */
     int drain_ms;                  /* how long running jobs may finish after a stop */
+    int env_share_percent;         /* the share of a lane's threads one environment may use
+                                      at once (rounded up, at least one); 100: no limit */
     jn_pipeline_run_fn run;
     void *ud;
 } jn_pipeline_options_t;

@@ -212,6 +212,9 @@ static jn_err_t read_engine_settings(reader_t *r, jn_program_t program, jn_confi
     if ((err = read_int(r, "JUNCTION_WORKER_SCRIPT_MEMORY_MB", 2048, 64, 1048576, &n)))
         return err;
     cfg->worker_script_memory_mb = (int)n;
+    if ((err = read_int(r, "JUNCTION_WORKER_ENVIRONMENT_SHARE_PERCENT", 50, 1, 100, &n)))
+        return err;
+    cfg->worker_env_share_percent = (int)n;
     if ((err = read_int(r, "JUNCTION_DELIVERY_TIMEOUT_MS", 20000, 1000, 120000, &n)))
         return err;
     cfg->delivery_timeout_ms = (int)n;

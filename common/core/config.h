@@ -101,8 +101,11 @@ typedef struct {
     /* The memory all scripts of one worker may hold together, whatever the environments'
      * own caps allow (a refusal past it fails the script that asked, not the worker). */
     int worker_script_memory_mb; /* JUNCTION_WORKER_SCRIPT_MEMORY_MB, default 2048 */
-    int worker_drain_s;          /* JUNCTION_WORKER_DRAIN_SECONDS, default 25 */
-    int job_lease_s;             /* JUNCTION_JOB_LEASE_SECONDS, default 60 */
+    /* The share of each kind's job threads one environment may use at once (rounded up),
+     * so one tenant's backlog cannot hold them all; 100 turns the limit off. */
+    int worker_env_share_percent; /* JUNCTION_WORKER_ENVIRONMENT_SHARE_PERCENT, default 50 */
+    int worker_drain_s;           /* JUNCTION_WORKER_DRAIN_SECONDS, default 25 */
+    int job_lease_s;              /* JUNCTION_JOB_LEASE_SECONDS, default 60 */
     /* Webhooks to the app: one attempt's whole time, and the first wait before a retry
      * (doubled each time, with jitter, at most 10 minutes). */
     int delivery_timeout_ms; /* JUNCTION_DELIVERY_TIMEOUT_MS, default 20000, 1000..120000 */
