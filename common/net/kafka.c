@@ -89,11 +89,19 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     jn_log_warn("kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
+/* True on the thread of jn_kafka_producer_free while it drops what the flush left: those
+ * reports only free their records (their callers are done with them). */
+static _Thread_local bool dropping_reports;
+
 static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     (void)rk;
     (void)opaque;
     delivery_t *d = msg->_private;
+    if (dropping_reports) {
+        free(d);
+        return;
+    }
     if (msg->err) {
         jn_metric_inc(jn_metrics_counter("jn_kafka_delivery_failures_total",
                                          "Messages Kafka did not accept", NULL));
@@ -211,6 +219,16 @@ void jn_kafka_producer_free(jn_kafka_producer_t *p, int timeout_ms)
                     rd_kafka_outq_len(p->rk), rd_kafka_err2str(e));
     atomic_store(&p->stop, true);
     pthread_join(p->poller, NULL);
+    /* Messages still queued or in flight (a flush that timed out, a producer that failed
+     * for good) are purged and their reports served here, so that their records are
+     * freed rather than lost with the handle. */
+    if (rd_kafka_outq_len(p->rk) > 0) {
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        dropping_reports = true;
+        for (int i = 0; i < 100 && rd_kafka_outq_len(p->rk) > 0; i++)
+            rd_kafka_poll(p->rk, 10);
+        dropping_reports = false;
+    }
     rd_kafka_destroy(p->rk);
     free(p);
 }
