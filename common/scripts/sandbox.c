@@ -252,13 +252,13 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             sb->mem_refused = true;
             return NULL;
         }
-        /* A dying state's few bytes for its error are not held to the budget. */
-        if (!sb->dead && !budget_take(grow)) {
+        /* A dying state's few bytes for its error are counted, never refused. */
+        if (sb->dead) {
+            atomic_fetch_add(&budget_used, grow);
+        } else if (!budget_take(grow)) {
             sb->mem_refused = sb->budget_refused = true;
             return NULL;
         }
-        if (sb->dead)
-            atomic_fetch_add(&budget_used, grow);
     }
     void *p;
     if (sb->wipe && ptr) {

@@ -61,23 +61,7 @@ static int setup(void **state)
     (void)state;
     jn_test_fake_start(&fake, FAKE_PROVIDER_BIN, "outages_fake_provider");
     jn_test_gateway_start(&gw, GATEWAY_BIN, service_env);
-    char body[1024];
-    snprintf(body, sizeof body, "{\"key\":\"%s\"}", API_KEY);
-    if (jn_test_fake_call(&fake, "POST", "/_admin/api_keys", body, NULL) != 201)
-        fail_msg("cannot register the API key at the fake");
-    snprintf(body, sizeof body,
-             "{\"display_name\":\"Fake key\",\"categories\":[\"dev-tools\"],"
-             "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"API_KEY\","
-             "\"proxy\":{\"base_url\":\"%s\",\"headers\":{\"x-api-key\":\"${apiKey}\"}},"
-             "\"credentials\":{\"apiKey\":{\"type\":\"string\",\"title\":\"API key\","
-             "\"secret\":true}}}",
-             fake.url);
-    api_ok("PUT", "/junction/providers/fake-key", body, 201);
-    api_ok("POST", "/integrations", "{\"provider\":\"fake-key\",\"unique_key\":\"notes\"}", 200);
-    api_ok("POST", "/connections",
-           "{\"provider_config_key\":\"notes\",\"connection_id\":\"c1\","
-           "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"" API_KEY "\"}}",
-           201);
+    jn_test_fake_api_key_connection(&gw, gw.dev_key, &fake, "fake-key", "notes", "c1", API_KEY);
     jn_test_fake_allow(&gw);
     json_object *fns = json_object_new_array();
     json_object *f = json_object_new_object();

@@ -223,7 +223,9 @@ static void hook_ok(const char *uuid, const char *integration, const char *secre
 }
 
 /* Expects a refusal with status and code, and that nothing was recorded. */
-static void hook_refused(const char *uuid, const char *integration, const char *body, size_t len,
+/* Posts a webhook that must be refused with status and code, creating no job; true once
+ * checked (it fails the test otherwise). */
+static bool hook_refused(const char *uuid, const char *integration, const char *body, size_t len,
                          const char *secret, long long ts, long status, const char *code)
 {
     long long before = webhook_jobs();
@@ -236,6 +238,7 @@ static void hook_refused(const char *uuid, const char *integration, const char *
     json_object_put(o);
     free(resp);
     assert_int_equal(webhook_jobs(), before);
+    return true;
 }
 
 /* The records of model Note of a connection: a new object id -> record. */
@@ -750,10 +753,11 @@ static void test_binary_body_refused(void **state)
 {
     (void)state;
     const char body[] = "{\"account\":\"A1\",\"id\":\"n-bin\",\"text\":\"\xff\xfe\"}";
-    hook_refused(dev_uuid, "hooks", body, sizeof body - 1, DEV_SECRET, now_s(), 400,
-                 "invalid_body");
+    assert_true(hook_refused(dev_uuid, "hooks", body, sizeof body - 1, DEV_SECRET, now_s(), 400,
+                             "invalid_body"));
     const char nul[] = "{\"account\":\"A1\",\"id\":\"n-nul\"}\0tail";
-    hook_refused(dev_uuid, "hooks", nul, sizeof nul - 1, DEV_SECRET, now_s(), 400, "invalid_body");
+    assert_true(hook_refused(dev_uuid, "hooks", nul, sizeof nul - 1, DEV_SECRET, now_s(), 400,
+                             "invalid_body"));
 }
 
 /* A handler whose script fails ends failed after one attempt: a script error is not

@@ -21,7 +21,6 @@
 #include "fake_oauth.h"
 #include "harness.h"
 
-#define API_KEY "k-fairness-1"
 #define BACKLOG 4
 
 static jn_test_fake_t fake;
@@ -59,25 +58,11 @@ static void api_ok(const char *key, const char *method, const char *path, const 
     json_object_put(resp);
 }
 
-/* The fake as a provider, an integration "notes" with connection "c1", and both actions,
- * in the environment of key. */
-static void set_up_environment(const char *key)
+/* The fake as a provider, an integration "notes" with connection "c1" (its own API key),
+ * and both actions, in the environment of key. */
+static void set_up_environment(const char *key, const char *api_key)
 {
-    char body[1024];
-    snprintf(body, sizeof body,
-             "{\"display_name\":\"Fake key\",\"categories\":[\"dev-tools\"],"
-             "\"docs\":\"https://example.com/docs\",\"auth_mode\":\"API_KEY\","
-             "\"proxy\":{\"base_url\":\"%s\",\"headers\":{\"x-api-key\":\"${apiKey}\"}},"
-             "\"credentials\":{\"apiKey\":{\"type\":\"string\",\"title\":\"API key\","
-             "\"secret\":true}}}",
-             fake.url);
-    api_ok(key, "PUT", "/junction/providers/fake-key", body, 201);
-    api_ok(key, "POST", "/integrations", "{\"provider\":\"fake-key\",\"unique_key\":\"notes\"}",
-           200);
-    api_ok(key, "POST", "/connections",
-           "{\"provider_config_key\":\"notes\",\"connection_id\":\"c1\","
-           "\"credentials\":{\"type\":\"API_KEY\",\"apiKey\":\"" API_KEY "\"}}",
-           201);
+    jn_test_fake_api_key_connection(&gw, key, &fake, "fake-key", "notes", "c1", api_key);
     jn_test_allow_loopback(&gw, key);
     json_object *fns = json_object_new_array();
     const char *const scripts[][2] = {{"slow", slow}, {"quick", quick}};
@@ -99,12 +84,8 @@ static int setup(void **state)
     (void)state;
     jn_test_fake_start(&fake, FAKE_PROVIDER_BIN, "fairness_fake_provider");
     jn_test_gateway_start(&gw, GATEWAY_BIN, service_env);
-    char body[64];
-    snprintf(body, sizeof body, "{\"key\":\"%s\"}", API_KEY);
-    if (jn_test_fake_call(&fake, "POST", "/_admin/api_keys", body, NULL) != 201)
-        fail_msg("cannot register the API key at the fake");
-    set_up_environment(gw.dev_key);
-    set_up_environment(gw.prod_key);
+    set_up_environment(gw.dev_key, "k-fairness-dev");
+    set_up_environment(gw.prod_key, "k-fairness-prod");
     jn_test_service_start(&worker, &gw, WORKER_BIN, "fairness_worker", service_env, worker_admin);
     return 0;
 }

@@ -34,7 +34,9 @@ static json_object *entry_with(const char *section)
 }
 
 /* Checks section and expects an error naming path whose message contains what. */
-static void refused(const char *section, const char *path, const char *what)
+/* Checks that section is refused at path with a message containing what; true once
+ * checked (it fails the test otherwise). */
+static bool refused(const char *section, const char *path, const char *what)
 {
     json_object *entry = entry_with(section);
     jn_field_error_t e = {0};
@@ -43,6 +45,7 @@ static void refused(const char *section, const char *path, const char *what)
     if (strcmp(e.path, path) != 0 || !strstr(e.message, what))
         fail_msg("%s: got %s: %s; wanted %s: ...%s...", section, e.path, e.message, path, what);
     json_object_put(entry);
+    return true;
 }
 
 static void accepted(const char *section)
@@ -149,69 +152,76 @@ static void test_valid_sections(void **state)
 static void test_refused_sections(void **state)
 {
     (void)state;
-    refused("[]", "webhook", "must be an object");
-    refused("{}", "webhook", "either signature");
-    refused("{\"unsigned\":false}", "webhook.unsigned", "only be true");
-    refused("{\"unsigned\":true,\"signature\":{\"algorithm\":\"token\",\"header\":\"x-t\"}}",
-            "webhook", "either signature");
-    refused("{\"unsigned\":true,\"colour\":1}", "webhook.colour", "unknown");
-    refused("{\"signature\":{\"algorithm\":\"md5\",\"header\":\"x-sig\",\"encoding\":\"hex\"}}",
-            "webhook.signature.algorithm", "hmac-sha256 or token");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"X-Sig\","
-            "\"encoding\":\"hex\"}}",
-            "webhook.signature.header", "lowercase");
-    refused("{\"signature\":{\"algorithm\":\"token\",\"header\":\"authorization\"}}",
-            "webhook.signature.header", "cannot carry");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\"}}",
-            "webhook.signature.encoding", "missing");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
-            "\"encoding\":\"base32\"}}",
-            "webhook.signature.encoding", "hex or base64");
-    refused("{\"signature\":{\"algorithm\":\"token\",\"header\":\"x-t\",\"encoding\":\"hex\"}}",
-            "webhook.signature.encoding", "does not apply");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
-            "\"encoding\":\"hex\",\"payload\":\"${timestamp}\",\"timestamp\":{\"header\":"
-            "\"x-ts\"}}}",
-            "webhook.signature.payload", "${body} exactly once");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
-            "\"encoding\":\"hex\",\"payload\":\"${body}${body}\"}}",
-            "webhook.signature.payload", "${body} exactly once");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
-            "\"encoding\":\"hex\",\"payload\":\"${secret}${body}\"}}",
-            "webhook.signature.payload", "unknown placeholder ${secret}");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
-            "\"encoding\":\"hex\",\"payload\":\"${body\"}}",
-            "webhook.signature.payload", "unclosed");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
-            "\"encoding\":\"hex\",\"payload\":\"${timestamp}.${body}\"}}",
-            "webhook.signature.timestamp", "missing");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
-            "\"encoding\":\"hex\",\"timestamp\":{\"header\":\"x-ts\"}}}",
-            "webhook.signature.payload", "must sign ${timestamp}");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
-            "\"encoding\":\"hex\",\"payload\":\"${timestamp}${body}\","
-            "\"timestamp\":{\"pairs\":\"t\"}}}",
-            "webhook.signature.timestamp.pairs", "signature.pairs");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
-            "\"encoding\":\"hex\",\"payload\":\"${timestamp}${body}\","
-            "\"timestamp\":{\"header\":\"x-ts\",\"tolerance_seconds\":86400}}}",
-            "webhook.signature.timestamp.tolerance_seconds", "1 to 3600");
-    refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
-            "\"encoding\":\"hex\",\"payload\":\"${timestamp}${body}\","
-            "\"timestamp\":{\"header\":\"x-ts\",\"unit\":\"hours\"}}}",
-            "webhook.signature.timestamp.unit", "seconds, milliseconds or iso8601");
-    refused("{\"unsigned\":true,\"routing\":{\"path\":\"a..b\",\"match\":\"connection_id\"}}",
-            "webhook.routing.path", "dot-separated");
-    refused("{\"unsigned\":true,\"routing\":{\"path\":\"a\",\"match\":\"metadata.x\"}}",
-            "webhook.routing.match", "connection_id or connection_config");
-    refused("{\"unsigned\":true,\"routing\":{\"path\":\"a\",\"match\":"
-            "\"connection_config.region\"}}",
-            "webhook.routing.match", "not a connection_config key");
-    refused("{\"unsigned\":true,\"event_type\":{\"path\":\"a\",\"header\":\"x-e\"}}",
-            "webhook.event_type", "exactly one");
-    refused("{\"unsigned\":true,\"headers\":[\"cookie\"]}", "webhook.headers[0]", "never given");
-    refused("{\"unsigned\":true,\"headers\":[\"x*\"]}", "webhook.headers[0]", "at least 3");
-    refused("{\"unsigned\":true,\"headers\":\"x-a\"}", "webhook.headers", "array");
+    assert_true(refused("[]", "webhook", "must be an object"));
+    assert_true(refused("{}", "webhook", "either signature"));
+    assert_true(refused("{\"unsigned\":false}", "webhook.unsigned", "only be true"));
+    assert_true(
+        refused("{\"unsigned\":true,\"signature\":{\"algorithm\":\"token\",\"header\":\"x-t\"}}",
+                "webhook", "either signature"));
+    assert_true(refused("{\"unsigned\":true,\"colour\":1}", "webhook.colour", "unknown"));
+    assert_true(
+        refused("{\"signature\":{\"algorithm\":\"md5\",\"header\":\"x-sig\",\"encoding\":\"hex\"}}",
+                "webhook.signature.algorithm", "hmac-sha256 or token"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"X-Sig\","
+                        "\"encoding\":\"hex\"}}",
+                        "webhook.signature.header", "lowercase"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"token\",\"header\":\"authorization\"}}",
+                        "webhook.signature.header", "cannot carry"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\"}}",
+                        "webhook.signature.encoding", "missing"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
+                        "\"encoding\":\"base32\"}}",
+                        "webhook.signature.encoding", "hex or base64"));
+    assert_true(
+        refused("{\"signature\":{\"algorithm\":\"token\",\"header\":\"x-t\",\"encoding\":\"hex\"}}",
+                "webhook.signature.encoding", "does not apply"));
+    assert_true(
+        refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
+                "\"encoding\":\"hex\",\"payload\":\"${timestamp}\",\"timestamp\":{\"header\":"
+                "\"x-ts\"}}}",
+                "webhook.signature.payload", "${body} exactly once"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
+                        "\"encoding\":\"hex\",\"payload\":\"${body}${body}\"}}",
+                        "webhook.signature.payload", "${body} exactly once"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
+                        "\"encoding\":\"hex\",\"payload\":\"${secret}${body}\"}}",
+                        "webhook.signature.payload", "unknown placeholder ${secret}"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
+                        "\"encoding\":\"hex\",\"payload\":\"${body\"}}",
+                        "webhook.signature.payload", "unclosed"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
+                        "\"encoding\":\"hex\",\"payload\":\"${timestamp}.${body}\"}}",
+                        "webhook.signature.timestamp", "missing"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
+                        "\"encoding\":\"hex\",\"timestamp\":{\"header\":\"x-ts\"}}}",
+                        "webhook.signature.payload", "must sign ${timestamp}"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
+                        "\"encoding\":\"hex\",\"payload\":\"${timestamp}${body}\","
+                        "\"timestamp\":{\"pairs\":\"t\"}}}",
+                        "webhook.signature.timestamp.pairs", "signature.pairs"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
+                        "\"encoding\":\"hex\",\"payload\":\"${timestamp}${body}\","
+                        "\"timestamp\":{\"header\":\"x-ts\",\"tolerance_seconds\":86400}}}",
+                        "webhook.signature.timestamp.tolerance_seconds", "1 to 3600"));
+    assert_true(refused("{\"signature\":{\"algorithm\":\"hmac-sha256\",\"header\":\"x-sig\","
+                        "\"encoding\":\"hex\",\"payload\":\"${timestamp}${body}\","
+                        "\"timestamp\":{\"header\":\"x-ts\",\"unit\":\"hours\"}}}",
+                        "webhook.signature.timestamp.unit", "seconds, milliseconds or iso8601"));
+    assert_true(
+        refused("{\"unsigned\":true,\"routing\":{\"path\":\"a..b\",\"match\":\"connection_id\"}}",
+                "webhook.routing.path", "dot-separated"));
+    assert_true(refused("{\"unsigned\":true,\"routing\":{\"path\":\"a\",\"match\":\"metadata.x\"}}",
+                        "webhook.routing.match", "connection_id or connection_config"));
+    assert_true(refused("{\"unsigned\":true,\"routing\":{\"path\":\"a\",\"match\":"
+                        "\"connection_config.region\"}}",
+                        "webhook.routing.match", "not a connection_config key"));
+    assert_true(refused("{\"unsigned\":true,\"event_type\":{\"path\":\"a\",\"header\":\"x-e\"}}",
+                        "webhook.event_type", "exactly one"));
+    assert_true(refused("{\"unsigned\":true,\"headers\":[\"cookie\"]}", "webhook.headers[0]",
+                        "never given"));
+    assert_true(
+        refused("{\"unsigned\":true,\"headers\":[\"x*\"]}", "webhook.headers[0]", "at least 3"));
+    assert_true(refused("{\"unsigned\":true,\"headers\":\"x-a\"}", "webhook.headers", "array"));
     refused("{\"unsigned\":true,\"challenge\":{\"path\":\"type\",\"equals\":\"v\"}}",
             "webhook.challenge.answer", "");
 }
